@@ -1,0 +1,1 @@
+"""Offline data tools: synthetic demo set, A/B combining, TFRecord building."""

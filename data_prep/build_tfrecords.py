@@ -1,0 +1,261 @@
+"""Builds sharded TFRecords and a manifest from a folder of paired images.
+
+Usage:
+  python -m data_prep.build_tfrecords --input_dir IN --output_dir OUT [--layout aligned]
+
+Layouts of IN:
+  aligned (default): A|B images (A left, B right, width = 2 x height), either in split subfolders
+    ``IN/train``, ``IN/val``, ``IN/test`` or directly in IN (then all of them are ``train``).
+  paired_folders: ``IN/A/...`` and ``IN/B/...`` holding same-named images of equal size, with or
+    without split subfolders (``IN/A/train``, ``IN/B/train``, ...).
+
+The original encoded bytes are stored (no re-encoding); every image is decoded once here so a bad
+file is caught now rather than in the middle of training. Output is written to a temporary folder
+beside OUT and renamed into place only when everything succeeded.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any, Iterator
+
+from data_prep.atomic import atomic_output_dir, check_output_dir
+from tf_pix2pix.cli import UserError, run_main
+from tf_pix2pix.data import MANIFEST, SCHEMA_VERSION, SPLITS, make_example
+from tf_pix2pix.image_io import BadImageError, ImageFile, list_files, read_image
+
+ON_BAD_IMAGE = ("fail", "skip")
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildConfig:
+    """Options of a TFRecord build (see the module doc for the layouts)."""
+
+    input_dir: str
+    output_dir: str
+    layout: str = "aligned"
+    num_shards: int = 0
+    shard_size_mb: float = 64.0
+    on_bad_image: str = "fail"
+    overwrite: bool = False
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.layout not in ("aligned", "paired_folders"):
+            raise UserError(f"--layout={self.layout!r}: use aligned or paired_folders")
+        if self.on_bad_image not in ON_BAD_IMAGE:
+            raise UserError(f"--on_bad_image={self.on_bad_image!r}: use fail or skip")
+        if self.num_shards < 0 or self.shard_size_mb <= 0:
+            raise UserError("--num_shards must be >= 0 and --shard_size_mb > 0")
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """One example to write: a single A|B file, or an A file and a B file."""
+
+    name: str
+    paths: tuple[str, ...]
+
+
+def _split_folders(root: str) -> dict[str, str]:
+    """Maps split name to folder: split subfolders when present, else the root as ``train``."""
+    found = {s: os.path.join(root, s) for s in SPLITS if os.path.isdir(os.path.join(root, s))}
+    return found or {"train": root}
+
+
+def _collect_items(config: BuildConfig) -> tuple[dict[str, list[Item]], list[dict[str, str]]]:
+    """Lists the examples of each split and the names that cannot be paired."""
+    root = config.input_dir
+    if not os.path.isdir(root):
+        raise UserError(f"--input_dir {root} is not a directory")
+    if config.layout == "aligned":
+        return {split: [Item(n, (os.path.join(folder, n),)) for n in list_files(folder)]
+                for split, folder in _split_folders(root).items()}, []
+
+    return pair_folders(os.path.join(root, "A"), os.path.join(root, "B"))
+
+
+def pair_folders(dir_a: str, dir_b: str) -> tuple[dict[str, list[Item]], list[dict[str, str]]]:
+    """Pairs same-named files of ``dir_a`` and ``dir_b`` (split subfolders mirrored).
+
+    Returns:
+      The pairs of each split, and ``{"file", "reason"}`` for every name found on one side only.
+    """
+    for d in (dir_a, dir_b):
+        if not os.path.isdir(d):
+            raise UserError(f"{d} is not a directory; A and B folders are both needed")
+    unmatched: list[dict[str, str]] = []
+    items: dict[str, list[Item]] = {}
+    splits_a, splits_b = _split_folders(dir_a), _split_folders(dir_b)
+    for split in sorted(set(splits_a) | set(splits_b)):
+        if split not in splits_a or split not in splits_b:
+            raise UserError(f"split {split!r} exists in only one of {dir_a} and {dir_b}")
+        names_a = set(list_files(splits_a[split]))
+        names_b = set(list_files(splits_b[split]))
+        for side, only, folder in (("B", names_a - names_b, splits_a[split]),
+                                   ("A", names_b - names_a, splits_b[split])):
+            for name in sorted(only):
+                unmatched.append({"file": os.path.join(folder, name),
+                                  "reason": f"no file of the same name in the {side} folder"})
+        items[split] = [Item(n, (os.path.join(splits_a[split], n),
+                                 os.path.join(splits_b[split], n)))
+                        for n in sorted(names_a & names_b)]
+    return items, unmatched
+
+
+def read_pair(item: Item) -> tuple[ImageFile, ImageFile]:
+    """Reads the A and B files of a paired item and checks that their sizes match."""
+    a, b = read_image(item.paths[0]), read_image(item.paths[1])
+    if (a.height, a.width) != (b.height, b.width):
+        raise BadImageError(item.paths[1], f"size {b.width}x{b.height} differs from its A image "
+                            f"{item.paths[0]} ({a.width}x{a.height})")
+    return a, b
+
+
+def _serialize(item: Item) -> tuple[bytes, str]:
+    """Reads, checks and serialises one item; returns the record and the ``WxH`` of a half."""
+    if len(item.paths) == 1:
+        image = read_image(item.paths[0])
+        if image.width != 2 * image.height:
+            raise BadImageError(item.paths[0], f"size {image.width}x{image.height} is not an A|B "
+                                "pair (width must be twice the height)")
+        half = image.width // 2
+        record = make_example(item.name, image.height, half, encoded=image.encoded)
+        return record, f"{half}x{image.height}"
+    a, b = read_pair(item)
+    record = make_example(item.name, a.height, a.width, encoded_a=a.encoded, encoded_b=b.encoded)
+    return record, f"{a.width}x{a.height}"
+
+
+def _shard_count(config: BuildConfig, items: list[Item]) -> int:
+    if config.num_shards:
+        return config.num_shards
+    total = sum(os.path.getsize(p) for item in items for p in item.paths)
+    return max(1, math.ceil(total / (config.shard_size_mb * 1024 * 1024)))
+
+
+def progress(total: int, enabled: bool) -> Iterator[None]:
+    import keras
+
+    bar = keras.utils.Progbar(total, unit_name="image") if enabled and total else None
+    for i in range(total):
+        yield
+        if bar is not None:
+            bar.update(i + 1, finalize=i + 1 == total)
+
+
+def _write_split(config: BuildConfig, split: str, items: list[Item], workdir: str,
+                 skipped: list[dict[str, str]]) -> dict[str, Any]:
+    import tensorflow as tf
+
+    shards = _shard_count(config, items)
+    names = [f"{split}-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
+    writers = [tf.io.TFRecordWriter(os.path.join(workdir, n)) for n in names]
+    sizes: collections.Counter[str] = collections.Counter()
+    written = 0
+    if config.progress:
+        print(f"{split}: {len(items)} files -> {shards} shard(s)")
+    try:
+        for item, _ in zip(items, progress(len(items), config.progress)):
+            try:
+                record, size = _serialize(item)
+            except BadImageError as e:
+                if config.on_bad_image == "fail":
+                    raise
+                skipped.append({"file": e.path, "reason": e.reason})
+                continue
+            writers[written % shards].write(record)
+            sizes[size] += 1
+            written += 1
+    finally:
+        for w in writers:
+            w.close()
+    return {"num_examples": written, "shards": names, "image_sizes": dict(sorted(sizes.items()))}
+
+
+def build(config: BuildConfig) -> dict[str, Any]:
+    """Builds the TFRecords and manifest; returns the manifest.
+
+    Raises:
+      UserError: bad paths, or an existing non-empty output without ``overwrite``.
+      BadImageError: a bad file when ``on_bad_image == "fail"``; nothing is left behind.
+    """
+    out = check_output_dir(config.output_dir, config.overwrite)
+    items, unmatched = _collect_items(config)
+    if not any(items.values()):
+        raise UserError(f"no files found in --input_dir {config.input_dir}")
+    if unmatched and config.on_bad_image == "fail":
+        first = unmatched[0]
+        raise BadImageError(first["file"], first["reason"] +
+                            f" ({len(unmatched)} unmatched; --on_bad_image=skip skips them)")
+
+    skipped = list(unmatched)
+    with atomic_output_dir(out) as workdir:
+        splits = {split: _write_split(config, split, split_items, workdir, skipped)
+                  for split, split_items in items.items()}
+        manifest = {
+            "schema_version": SCHEMA_VERSION,
+            "layout": "aligned" if config.layout == "aligned" else "paired",
+            "source_dir": os.path.abspath(config.input_dir),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "image_sizes_are": "width x height of each of A and B",
+            "splits": splits,
+            "num_skipped": len(skipped),
+            "skipped": skipped,
+        }
+        with open(os.path.join(workdir, MANIFEST), "w") as f:
+            json.dump(manifest, f, indent=2)
+    return manifest
+
+
+def summary(manifest: dict[str, Any], output_dir: str) -> str:
+    """One line per split plus the skipped files, for the command line."""
+    lines = [f"{split}: {info['num_examples']} examples in {len(info['shards'])} shard(s), "
+             f"sizes {info['image_sizes']}" for split, info in manifest["splits"].items()]
+    lines.append(f"skipped: {manifest['num_skipped']}")
+    lines += [f"  skipped {s['file']}: {s['reason']}" for s in manifest["skipped"]]
+    lines.append(f"wrote {os.path.join(output_dir, MANIFEST)}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> None:
+    from absl import flags
+
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    f = flags.FLAGS
+    config = BuildConfig(input_dir=f.input_dir, output_dir=f.output_dir, layout=f.layout,
+                         num_shards=f.num_shards, shard_size_mb=f.shard_size_mb,
+                         on_bad_image=f.on_bad_image, overwrite=f.overwrite,
+                         progress=f.progress)
+    print(summary(build(config), config.output_dir))
+
+
+def define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("input_dir", None, "Folder of A|B images (or A/ and B/ folders).")
+    flags.DEFINE_string("output_dir", None, "Folder to write shards and manifest.json into.")
+    flags.DEFINE_enum("layout", "aligned", ["aligned", "paired_folders"],
+                      "aligned: A|B images; paired_folders: IN/A and IN/B with same names.")
+    flags.DEFINE_integer("num_shards", 0, "Shards per split; 0 = from --shard_size_mb.")
+    flags.DEFINE_float("shard_size_mb", 64.0, "Target shard size when --num_shards is 0.")
+    flags.DEFINE_enum("on_bad_image", "fail", list(ON_BAD_IMAGE),
+                      "fail: stop at the first bad file; skip: skip, count and list it.")
+    flags.DEFINE_bool("overwrite", False, "Replace a non-empty --output_dir.")
+    flags.DEFINE_bool("progress", True, "Show a progress bar.")
+    flags.mark_flags_as_required(["input_dir", "output_dir"])
+
+
+def run() -> None:
+    define_flags()
+    run_main(main)
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,253 @@
+"""TFRecord schema, parsing, paired jitter and the ``tf.data`` input pipeline.
+
+Records hold the original encoded bytes (no lossy re-encoding). Two layouts exist:
+
+* ``aligned``: one image per example, A on the left half and B on the right (``image/encoded``);
+* ``paired``: A and B as separate images of equal size (``image_a/encoded``, ``image_b/encoded``).
+
+Decoding always yields RGB uint8: grayscale is replicated to three channels, an alpha channel is
+dropped (not composited) and 16-bit PNGs are scaled to 8 bits; a network side with 1 channel is
+then converted to luminance. A and B are stacked on the channel axis before any random op, so the
+resize, crop and mirror are one draw shared by both halves.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import tensorflow as tf
+
+from tf_pix2pix.config import DataConfig
+
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
+LAYOUTS = ("aligned", "paired")
+SPLITS = ("train", "val", "test")
+_MAX_SHUFFLE_BUFFER = 10_000
+
+
+class DataError(ValueError):
+    """The data on disk cannot be used; the message names the path and what to do."""
+
+
+def _bytes_feature(value: bytes) -> tf.train.Feature:
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+
+def _int_feature(value: int) -> tf.train.Feature:
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=[value]))
+
+
+def make_example(filename: str, height: int, width: int, encoded: bytes | None = None,
+                 encoded_a: bytes | None = None, encoded_b: bytes | None = None) -> bytes:
+    """Serialises one record; ``width`` is that of each half (A and B have equal sizes).
+
+    Pass ``encoded`` for the aligned layout or ``encoded_a`` and ``encoded_b`` for the paired one.
+    """
+    feature = {
+        "image/filename": _bytes_feature(filename.encode("utf-8")),
+        "image/height": _int_feature(height),
+        "image/width": _int_feature(width),
+    }
+    if encoded is not None:
+        feature["image/encoded"] = _bytes_feature(encoded)
+    else:
+        feature["image_a/encoded"] = _bytes_feature(encoded_a)
+        feature["image_b/encoded"] = _bytes_feature(encoded_b)
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _feature_spec(layout: str) -> dict[str, tf.io.FixedLenFeature]:
+    spec = {"image/filename": tf.io.FixedLenFeature([], tf.string)}
+    if layout == "aligned":
+        spec["image/encoded"] = tf.io.FixedLenFeature([], tf.string)
+    else:
+        spec["image_a/encoded"] = tf.io.FixedLenFeature([], tf.string)
+        spec["image_b/encoded"] = tf.io.FixedLenFeature([], tf.string)
+    return spec
+
+
+def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
+    """Decodes JPEG/PNG/BMP bytes to an ``[H, W, 3]`` uint8 tensor (see module doc for rules)."""
+    image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def split_pair(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Splits an A|B image into its left (A) and right (B) halves."""
+    half = tf.shape(image)[1] // 2
+    return image[:, :half], image[:, half:2 * half]
+
+
+def decode_record(serialized: tf.Tensor, layout: str) -> dict[str, tf.Tensor]:
+    """Parses a record into ``{"A", "B", "filename"}`` with A and B uint8 RGB images."""
+    parsed = tf.io.parse_single_example(serialized, _feature_spec(layout))
+    if layout == "aligned":
+        a, b = split_pair(decode_rgb(parsed["image/encoded"]))
+    else:
+        a, b = decode_rgb(parsed["image_a/encoded"]), decode_rgb(parsed["image_b/encoded"])
+    return {"A": a, "B": b, "filename": parsed["image/filename"]}
+
+
+def _to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    return tf.image.rgb_to_grayscale(image) if channels == 1 else image
+
+
+def _resize(image: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
+    # antialias=True matches PIL's bicubic, which widens its kernel when it downsamples.
+    return tf.image.resize(image, tf.stack([height, width]), method="bicubic", antialias=True)
+
+
+def _scale_width_size(shape: tf.Tensor, target_width: int, crop_size: int):
+    # The reference keeps the aspect ratio but never goes below crop_size in height.
+    h = tf.cast(shape[0], tf.float32)
+    w = tf.cast(shape[1], tf.float32)
+    new_h = tf.maximum(tf.cast(target_width * h / w, tf.int32), crop_size)
+    return new_h, tf.constant(target_width, tf.int32)
+
+
+def _crop(image: tf.Tensor, size: int, seed: tf.Tensor | None) -> tf.Tensor:
+    channels = tf.shape(image)[2]
+    shape = tf.shape(image)
+    tf.debugging.assert_greater_equal(
+        tf.minimum(shape[0], shape[1]), size,
+        message="image smaller than crop_size; lower crop_size or raise load_size")
+    if seed is None:
+        top = (shape[0] - size) // 2
+        left = (shape[1] - size) // 2
+        return image[top:top + size, left:left + size]
+    return tf.image.stateless_random_crop(image, tf.stack([size, size, channels]), seed=seed)
+
+
+def preprocess_pair(a: tf.Tensor, b: tf.Tensor, config: DataConfig, training: bool,
+                    seed: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
+    """Applies the reference's transform to a pair with one shared random draw.
+
+    Args:
+      a: ``[H, W, C]`` image (uint8 or float in [0, 255]), the network input side.
+      b: ``[H, W, C]`` image of the same height and width, the target side.
+      config: preprocess mode, sizes, flip and channel counts.
+      training: random crop and mirror when True; centre crop and no mirror otherwise.
+      seed: ``[2]`` int32/int64 stateless seed; required when ``training``.
+
+    Returns:
+      ``(a, b)`` float32 tensors in [-1, 1] with ``input_nc`` and ``output_nc`` channels.
+    """
+    if training and seed is None:
+        raise ValueError("preprocess_pair(training=True) needs a stateless seed")
+    a = _to_channels(a, config.input_nc)
+    b = _to_channels(b, config.output_nc)
+    pair = tf.concat([tf.cast(a, tf.float32), tf.cast(b, tf.float32)], axis=-1)
+    crop_seed = flip_seed = None
+    if training:
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+        crop_seed, flip_seed = seeds[0], seeds[1]
+
+    mode = config.preprocess
+    if mode == "resize_and_crop":
+        pair = _resize(pair, tf.constant(config.load_size), tf.constant(config.load_size))
+    elif mode in ("scale_width", "scale_width_and_crop"):
+        shape = tf.shape(pair)
+        new_h, new_w = _scale_width_size(shape, config.load_size, config.crop_size)
+        unchanged = tf.logical_and(tf.equal(shape[1], config.load_size),
+                                   shape[0] >= config.crop_size)
+        pair = tf.cond(unchanged, lambda: pair, lambda: _resize(pair, new_h, new_w))
+    elif mode == "none":
+        # The reference rounds each side to the nearest multiple of 4.
+        shape = tf.shape(pair)
+        new_h = tf.maximum(tf.cast(tf.round(shape[0] / 4), tf.int32) * 4, 4)
+        new_w = tf.maximum(tf.cast(tf.round(shape[1] / 4), tf.int32) * 4, 4)
+        same = tf.logical_and(tf.equal(new_h, shape[0]), tf.equal(new_w, shape[1]))
+        pair = tf.cond(same, lambda: pair, lambda: _resize(pair, new_h, new_w))
+
+    if mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
+        pair = _crop(pair, config.crop_size, crop_seed)
+    if training and not config.no_flip:
+        pair = tf.image.stateless_random_flip_left_right(pair, seed=flip_seed)
+
+    pair = tf.clip_by_value(pair, 0.0, 255.0) / 127.5 - 1.0
+    return pair[..., :config.input_nc], pair[..., config.input_nc:]
+
+
+def read_manifest(data_dir: str) -> dict[str, Any]:
+    """Loads ``manifest.json`` of a TFRecord directory, with a clear error when it is missing."""
+    path = os.path.join(data_dir, MANIFEST)
+    if not os.path.isfile(path):
+        raise DataError(f"{path} not found; build the data with "
+                        "`python -m data_prep.build_tfrecords --input_dir IN --output_dir "
+                        f"{data_dir}`")
+    with open(path) as f:
+        manifest = json.load(f)
+    if manifest.get("schema_version") != SCHEMA_VERSION:
+        raise DataError(f"{path} has schema_version {manifest.get('schema_version')!r}, expected "
+                        f"{SCHEMA_VERSION}; rebuild it with data_prep.build_tfrecords")
+    return manifest
+
+
+def num_examples(data_dir: str, split: str) -> int:
+    """Number of examples of ``split`` according to the manifest (0 when the split is absent)."""
+    return read_manifest(data_dir)["splits"].get(split, {}).get("num_examples", 0)
+
+
+def _shard_paths(data_dir: str, manifest: dict[str, Any], split: str) -> list[str]:
+    info = manifest["splits"].get(split)
+    if not info or not info.get("num_examples"):
+        present = ", ".join(s for s, v in manifest["splits"].items() if v.get("num_examples"))
+        raise DataError(f"split {split!r} has no examples in {data_dir}; present: {present}")
+    paths = [os.path.join(data_dir, name) for name in info["shards"]]
+    missing = [p for p in paths if not os.path.isfile(p)]
+    if missing:
+        raise DataError(f"shard {missing[0]} listed in the manifest is missing; rebuild the data")
+    return paths
+
+
+def build_dataset(config: DataConfig, split: str, training: bool, repeat: bool | None = None,
+                  batch_size: int | None = None, with_filenames: bool = False) -> tf.data.Dataset:
+    """Builds the input pipeline of one split.
+
+    Args:
+      config: data configuration (``data_dir`` must hold a manifest).
+      split: ``train``, ``val`` or ``test``.
+      training: apply shuffling and the random jitter; evaluation applies none of them.
+      repeat: repeat forever; defaults to ``training``.
+      batch_size: defaults to ``config.batch_size``.
+      with_filenames: yield ``(input, target, filename)`` instead of ``(input, target)``.
+
+    Returns:
+      A dataset of ``(input, target)`` float32 batches in [-1, 1]; ``direction`` decides which
+      half is the input. Deterministic for a given ``config.seed``.
+    """
+    manifest = read_manifest(config.data_dir)
+    layout = manifest.get("layout", "aligned")
+    paths = _shard_paths(config.data_dir, manifest, split)
+    repeat = training if repeat is None else repeat
+    batch_size = batch_size or config.batch_size
+
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if training:
+        files = files.shuffle(len(paths), seed=config.seed, reshuffle_each_iteration=True)
+    records = files.interleave(
+        tf.data.TFRecordDataset, cycle_length=min(len(paths), 8),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if training:
+        count = manifest["splits"][split]["num_examples"]
+        buffer = config.shuffle_buffer or min(count, _MAX_SHUFFLE_BUFFER)
+        records = records.shuffle(buffer, seed=config.seed + 1, reshuffle_each_iteration=True)
+    if repeat:
+        records = records.repeat()
+    # The running index makes every element's stateless seed unique and reproducible.
+    records = records.enumerate()
+
+    def _prepare(index, serialized):
+        ex = decode_record(serialized, layout)
+        a, b = (ex["A"], ex["B"]) if config.direction == "AtoB" else (ex["B"], ex["A"])
+        seed = tf.stack([tf.constant(config.seed, tf.int64), index]) if training else None
+        inp, tgt = preprocess_pair(a, b, config, training, seed)
+        return (inp, tgt, ex["filename"]) if with_filenames else (inp, tgt)
+
+    ds = records.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=repeat)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -1,0 +1,99 @@
+"""Reading and checking image files from disk (used by the data tools and by prediction).
+
+Every image is decoded once here, so a file that would break training later is caught when it is
+read: empty, truncated, not an image, or in a format the pipeline does not decode.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+import tensorflow as tf
+
+SUPPORTED_FORMATS = ("jpeg", "png", "bmp")
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
+
+
+class BadImageError(ValueError):
+    """A file cannot be used as an image; ``path`` and ``reason`` say which and why."""
+
+    def __init__(self, path: str, reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFile:
+    """An image read from disk: its original bytes, its format and its decoded pixels."""
+
+    path: str
+    encoded: bytes
+    format: str
+    pixels: np.ndarray  # [H, W, 3] uint8 RGB
+
+    @property
+    def height(self) -> int:
+        return int(self.pixels.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.pixels.shape[1])
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Returns the image format named by the leading magic bytes, or ``None``."""
+    signatures = (
+        (b"\xff\xd8\xff", "jpeg"),
+        (b"\x89PNG\r\n\x1a\n", "png"),
+        (b"BM", "bmp"),
+        (b"GIF87a", "gif"),
+        (b"GIF89a", "gif"),
+        (b"II*\x00", "tiff"),
+        (b"MM\x00*", "tiff"),
+    )
+    for magic, name in signatures:
+        if data.startswith(magic):
+            return name
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    return None
+
+
+def _decode(encoded: bytes) -> np.ndarray:
+    return tf.io.decode_image(encoded, channels=3, dtype=tf.uint8,
+                              expand_animations=False).numpy()
+
+
+def read_image(path: str) -> ImageFile:
+    """Reads and decodes one image file.
+
+    Raises:
+      BadImageError: empty, unreadable, not an image, unsupported format, or corrupt data.
+    """
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise BadImageError(path, f"cannot be read ({e.strerror})") from e
+    if not data:
+        raise BadImageError(path, "empty file (0 bytes)")
+    fmt = sniff_format(data)
+    if fmt is None:
+        raise BadImageError(path, "not an image (no JPEG, PNG or BMP signature)")
+    if fmt not in SUPPORTED_FORMATS:
+        raise BadImageError(path, f"unsupported format {fmt}; convert it to PNG or JPEG")
+    try:
+        pixels = _decode(data)
+    except tf.errors.InvalidArgumentError as e:
+        detail = e.message.strip().splitlines()[-1] if e.message else "decode failed"
+        raise BadImageError(path, f"corrupt or truncated {fmt} data ({detail})") from e
+    return ImageFile(path=path, encoded=data, format=fmt, pixels=pixels)
+
+
+def list_files(folder: str) -> list[str]:
+    """Sorted relative paths of the regular, non-hidden files directly inside ``folder``."""
+    return sorted(name for name in os.listdir(folder)
+                  if not name.startswith(".") and os.path.isfile(os.path.join(folder, name)))
