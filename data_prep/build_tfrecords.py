@@ -133,10 +133,11 @@ def _serialize(item: Item) -> tuple[bytes, str]:
 
 
 def _shard_count(config: BuildConfig, items: list[Item]) -> int:
+    # Never more shards than examples: an empty shard only slows reading down.
     if config.num_shards:
-        return config.num_shards
+        return max(1, min(config.num_shards, len(items)))
     total = sum(os.path.getsize(p) for item in items for p in item.paths)
-    return max(1, math.ceil(total / (config.shard_size_mb * 1024 * 1024)))
+    return max(1, min(len(items), math.ceil(total / (config.shard_size_mb * 1024 * 1024))))
 
 
 def progress(total: int, enabled: bool) -> Iterator[None]:

@@ -1,0 +1,52 @@
+"""Shared fixtures: small data sets the project makes itself, and two logical CPU devices."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+# Two logical CPUs let tests run MirroredStrategy on this machine; must precede any TF op.
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory):
+    """A|B JPEGs of the demo generator: 12 train, 4 val, 4 test, 64 px per side."""
+    from data_prep.make_synthetic import SyntheticConfig, make_synthetic
+
+    out = str(tmp_path_factory.mktemp("synthetic"))
+    make_synthetic(SyntheticConfig(output_dir=out, num_train=12, num_val=4, num_test=4, size=64))
+    return out
+
+
+@pytest.fixture(scope="session")
+def records_dir(synthetic_dir, tmp_path_factory):
+    """TFRecords (two train shards) built from ``synthetic_dir``."""
+    from data_prep.build_tfrecords import BuildConfig, build
+
+    out = str(tmp_path_factory.mktemp("records") / "tfr")
+    build(BuildConfig(input_dir=synthetic_dir, output_dir=out, num_shards=2, progress=False))
+    return out
+
+
+def write_image(path, pixels, fmt=None):
+    """Encodes ``pixels`` (uint8 or uint16 HWC numpy) as PNG or JPEG by extension."""
+    fmt = fmt or os.path.splitext(path)[1].lstrip(".").lower()
+    if fmt == "png":
+        data = tf.io.encode_png(pixels).numpy()
+    else:
+        data = tf.io.encode_jpeg(pixels, quality=95).numpy()
+    with open(path, "wb") as f:
+        f.write(data)
+    return data
+
+
+def random_image(h, w, c=3, seed=0, dtype=np.uint8):
+    rng = np.random.default_rng(seed)
+    top = 65535 if dtype == np.uint16 else 255
+    return rng.integers(0, top, (h, w, c)).astype(dtype)

@@ -1,0 +1,188 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from data_prep.build_tfrecords import BuildConfig, build
+from tf_pix2pix.cli import UserError
+from tf_pix2pix.config import DataConfig
+from tf_pix2pix.data import build_dataset
+from tf_pix2pix.image_io import BadImageError
+
+from conftest import random_image, write_image
+
+
+def _good_folder(root, n=3, split=None):
+    folder = os.path.join(root, split) if split else root
+    os.makedirs(folder, exist_ok=True)
+    for i in range(n):
+        write_image(os.path.join(folder, f"good{i}.png"), random_image(16, 32, seed=i))
+    return folder
+
+
+def _bad_file(folder, kind):
+    path = os.path.join(folder, {"gif": "bad.gif", "text": "notes.txt"}.get(kind, f"bad_{kind}.png"))
+    if kind == "empty":
+        open(path, "wb").close()
+    elif kind == "truncated":
+        data = tf.io.encode_png(random_image(16, 32)).numpy()
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+    elif kind == "truncated_jpeg":
+        path = path.replace(".png", ".jpg")
+        data = tf.io.encode_jpeg(random_image(16, 32)).numpy()
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+    elif kind == "text":
+        with open(path, "w") as f:
+            f.write("not an image\n")
+    elif kind == "not_a_pair":
+        write_image(path, random_image(16, 16))
+    elif kind == "gif":
+        from PIL import Image
+        Image.fromarray(random_image(16, 32)).save(path, format="GIF")
+    return path
+
+
+BAD_KINDS = {
+    "empty": "empty file",
+    "truncated": "corrupt or truncated png",
+    "truncated_jpeg": "corrupt or truncated jpeg",
+    "text": "not an image",
+    "not_a_pair": "not an A|B pair",
+    "gif": "unsupported format gif",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_KINDS))
+def test_bad_file_fails_and_leaves_nothing(tmp_path, kind):
+    folder = _good_folder(str(tmp_path / "in"))
+    bad = _bad_file(folder, kind)
+    out = tmp_path / "out"
+    with pytest.raises(BadImageError) as err:
+        build(BuildConfig(input_dir=folder, output_dir=str(out), progress=False))
+    assert err.value.path == bad and BAD_KINDS[kind] in err.value.reason
+    assert not out.exists()
+    assert os.listdir(tmp_path) == ["in"]  # no temporary folder left either
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_KINDS))
+def test_bad_file_is_skipped_and_counted(tmp_path, kind):
+    folder = _good_folder(str(tmp_path / "in"))
+    bad = _bad_file(folder, kind)
+    manifest = build(BuildConfig(input_dir=folder, output_dir=str(tmp_path / "out"),
+                                 on_bad_image="skip", progress=False))
+    assert manifest["splits"]["train"]["num_examples"] == 3
+    assert manifest["num_skipped"] == 1
+    assert manifest["skipped"][0]["file"] == bad
+    assert BAD_KINDS[kind] in manifest["skipped"][0]["reason"]
+    on_disk = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert on_disk["skipped"] == manifest["skipped"]
+
+
+def test_failure_keeps_an_existing_output_untouched(tmp_path):
+    folder = _good_folder(str(tmp_path / "in"))
+    out = tmp_path / "out"
+    build(BuildConfig(input_dir=folder, output_dir=str(out), progress=False))
+    before = sorted(os.listdir(out))
+    _bad_file(folder, "empty")
+    with pytest.raises(BadImageError):
+        build(BuildConfig(input_dir=folder, output_dir=str(out), overwrite=True, progress=False))
+    assert sorted(os.listdir(out)) == before
+
+
+def test_non_empty_output_needs_overwrite(tmp_path):
+    folder = _good_folder(str(tmp_path / "in"))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "keep.txt").write_text("x")
+    with pytest.raises(UserError, match="not empty; pass --overwrite"):
+        build(BuildConfig(input_dir=folder, output_dir=str(tmp_path / "out"), progress=False))
+
+
+def test_manifest_counts_splits_shards_and_sizes(tmp_path):
+    root = str(tmp_path / "in")
+    _good_folder(root, 5, "train")
+    _good_folder(root, 2, "val")
+    manifest = build(BuildConfig(input_dir=root, output_dir=str(tmp_path / "out"), num_shards=3,
+                                 progress=False))
+    train = manifest["splits"]["train"]
+    assert train["num_examples"] == 5 and manifest["splits"]["val"]["num_examples"] == 2
+    assert train["shards"] == [f"train-0000{i}-of-00003.tfrecord" for i in range(3)]
+    assert train["image_sizes"] == {"16x16": 5}
+    assert manifest["layout"] == "aligned" and manifest["num_skipped"] == 0
+    counted = sum(1 for s in train["shards"]
+                  for _ in tf.data.TFRecordDataset(str(tmp_path / "out" / s)))
+    assert counted == 5
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(
+        ["manifest.json", "val-00000-of-00002.tfrecord", "val-00001-of-00002.tfrecord"]
+        + train["shards"])
+
+
+def test_flat_folder_is_train_and_original_bytes_are_kept(tmp_path):
+    folder = str(tmp_path / "in")
+    os.makedirs(folder)
+    original = write_image(os.path.join(folder, "x.jpg"), random_image(16, 32))
+    build(BuildConfig(input_dir=folder, output_dir=str(tmp_path / "out"), progress=False))
+    raw = next(iter(tf.data.TFRecordDataset(str(tmp_path / "out/train-00000-of-00001.tfrecord"))))
+    example = tf.train.Example.FromString(raw.numpy())
+    assert example.features.feature["image/encoded"].bytes_list.value[0] == original
+
+
+def test_grayscale_rgba_and_16_bit_inputs_are_accepted(tmp_path):
+    folder = str(tmp_path / "in")
+    os.makedirs(folder)
+    write_image(os.path.join(folder, "gray.png"), random_image(16, 32, c=1))
+    write_image(os.path.join(folder, "rgba.png"), random_image(16, 32, c=4))
+    write_image(os.path.join(folder, "deep.png"), random_image(16, 32, dtype=np.uint16))
+    manifest = build(BuildConfig(input_dir=folder, output_dir=str(tmp_path / "out"),
+                                 progress=False))
+    assert manifest["splits"]["train"]["num_examples"] == 3
+    cfg = DataConfig(data_dir=str(tmp_path / "out"), preprocess="none", load_size=16,
+                     crop_size=16, batch_size=3)
+    x, y = next(iter(build_dataset(cfg, "train", training=False)))
+    assert x.shape == (3, 16, 16, 3) and y.shape == (3, 16, 16, 3)
+
+
+def test_paired_folders_layout(tmp_path):
+    root = tmp_path / "in"
+    for side in "AB":
+        (root / side / "train").mkdir(parents=True)
+    a, b = random_image(16, 16, seed=1), random_image(16, 16, seed=2)
+    write_image(str(root / "A/train/p.png"), a)
+    write_image(str(root / "B/train/p.png"), b)
+    write_image(str(root / "A/train/lonely.png"), a)
+    with pytest.raises(BadImageError, match="no file of the same name in the B folder"):
+        build(BuildConfig(input_dir=str(root), output_dir=str(tmp_path / "o1"),
+                          layout="paired_folders", progress=False))
+    manifest = build(BuildConfig(input_dir=str(root), output_dir=str(tmp_path / "o2"),
+                                 layout="paired_folders", on_bad_image="skip", progress=False))
+    assert manifest["layout"] == "paired" and manifest["num_skipped"] == 1
+    cfg = DataConfig(data_dir=str(tmp_path / "o2"), preprocess="none", load_size=16, crop_size=16)
+    x, y = next(iter(build_dataset(cfg, "train", training=False)))
+    np.testing.assert_allclose(x[0].numpy(), a / 127.5 - 1, atol=1e-6)
+    np.testing.assert_allclose(y[0].numpy(), b / 127.5 - 1, atol=1e-6)
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "data_prep.build_tfrecords", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_bad_file_is_one_line_and_exit_1(tmp_path):
+    folder = _good_folder(str(tmp_path / "in"))
+    bad = _bad_file(folder, "truncated")
+    result = _cli("--input_dir", folder, "--output_dir", str(tmp_path / "out"))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1
+    assert errors[0].startswith(f"error: {bad}: corrupt or truncated png data")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+    ok = _cli("--input_dir", folder, "--output_dir", str(tmp_path / "out"), "--on_bad_image=skip",
+              "--noprogress")
+    assert ok.returncode == 0, ok.stderr
+    assert "train: 3 examples in 1 shard(s)" in ok.stdout and "skipped: 1" in ok.stdout

@@ -1,0 +1,170 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_pix2pix.config import PREPROCESS_MODES, DataConfig
+from tf_pix2pix.data import (DataError, build_dataset, decode_record, decode_rgb, make_example,
+                             num_examples, preprocess_pair, split_pair)
+
+from conftest import random_image
+
+
+def _pair(h=64, w=64, seed=0):
+    img = tf.constant(random_image(h, w, seed=seed))
+    return img, img
+
+
+def _config(mode, **kw):
+    sizes = dict(load_size=72, crop_size=64)
+    sizes.update(kw)
+    return DataConfig(preprocess=mode, **sizes)
+
+
+@pytest.mark.parametrize("mode", PREPROCESS_MODES)
+def test_equal_halves_stay_equal_under_jitter(mode):
+    a, b = _pair(80, 96)
+    for i in range(6):
+        out_a, out_b = preprocess_pair(a, b, _config(mode), training=True, seed=[3, i])
+        np.testing.assert_array_equal(out_a.numpy(), out_b.numpy())
+
+
+def test_jitter_varies_with_the_seed_and_is_repeatable():
+    a, _ = _pair(64, 64)
+    b = tf.zeros_like(a)
+    cfg = _config("resize_and_crop")
+    outs = [preprocess_pair(a, b, cfg, True, seed=[0, i])[0].numpy() for i in range(8)]
+    assert len({o.tobytes() for o in outs}) > 1
+    again = preprocess_pair(a, b, cfg, True, seed=[0, 5])[0].numpy()
+    np.testing.assert_array_equal(outs[5], again)
+
+
+def test_flip_is_a_mirror_of_the_unflipped_crop():
+    a, b = _pair(64, 64)
+    cfg = DataConfig(preprocess="crop", load_size=64, crop_size=64)
+    outs = [preprocess_pair(a, b, cfg, True, seed=[1, i])[0].numpy() for i in range(12)]
+    plain = (a.numpy().astype(np.float32) / 127.5 - 1.0)
+    flipped = plain[:, ::-1]
+    kinds = set()
+    for o in outs:
+        if np.allclose(o, plain):
+            kinds.add("plain")
+        elif np.allclose(o, flipped):
+            kinds.add("flipped")
+        else:
+            raise AssertionError("output is neither the image nor its mirror")
+    assert kinds == {"plain", "flipped"}
+
+
+@pytest.mark.parametrize("mode", PREPROCESS_MODES)
+@pytest.mark.parametrize("training", [True, False])
+def test_eager_and_dataset_map_agree(mode, training):
+    a = tf.constant(random_image(70, 90, seed=1))
+    b = tf.constant(random_image(70, 90, seed=2))
+    cfg = _config(mode, load_size=80)
+    seed = tf.constant([7, 11], tf.int64) if training else None
+    eager = preprocess_pair(a, b, cfg, training, seed)
+    ds = tf.data.Dataset.from_tensors((a, b)).map(
+        lambda x, y: preprocess_pair(x, y, cfg, training, seed))
+    mapped = next(iter(ds))
+    for e, m in zip(eager, mapped):
+        np.testing.assert_allclose(e.numpy(), m.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("mode, expected_hw", [
+    ("resize_and_crop", (64, 64)), ("crop", (64, 64)), ("scale_width", (64, 72)),
+    ("scale_width_and_crop", (64, 64)), ("none", (72, 88)),  # Python's round-half-even, as the reference
+])
+@pytest.mark.parametrize("input_nc, output_nc", [(3, 3), (1, 3), (3, 1), (1, 1)])
+@pytest.mark.parametrize("training", [True, False])
+def test_shapes_and_value_range(mode, expected_hw, input_nc, output_nc, training):
+    a = tf.constant(random_image(70, 90, seed=3))
+    b = tf.constant(random_image(70, 90, seed=4))
+    cfg = _config(mode, input_nc=input_nc, output_nc=output_nc)
+    out_a, out_b = preprocess_pair(a, b, cfg, training, seed=[0, 1] if training else None)
+    assert out_a.shape == (*expected_hw, input_nc)
+    assert out_b.shape == (*expected_hw, output_nc)
+    for t in (out_a, out_b):
+        assert t.dtype == tf.float32
+        assert -1.0 <= float(tf.reduce_min(t)) and float(tf.reduce_max(t)) <= 1.0
+
+
+def test_eval_mode_is_deterministic_and_centre_crops():
+    a = tf.constant(random_image(64, 64, seed=5))
+    cfg = DataConfig(preprocess="crop", load_size=64, crop_size=32)
+    out, _ = preprocess_pair(a, a, cfg, training=False)
+    np.testing.assert_allclose(out.numpy(), a.numpy()[16:48, 16:48] / 127.5 - 1.0, atol=1e-6)
+
+
+def test_normalisation_maps_0_and_255_to_minus_one_and_one():
+    black = tf.zeros([8, 8, 3], tf.uint8)
+    white = tf.fill([8, 8, 3], tf.constant(255, tf.uint8))
+    cfg = DataConfig(preprocess="none", load_size=8, crop_size=8)
+    a, b = preprocess_pair(black, white, cfg, training=False)
+    assert float(tf.reduce_max(tf.abs(a + 1))) == 0.0
+    assert float(tf.reduce_max(tf.abs(b - 1))) == 0.0
+
+
+def test_decode_conversions():
+    gray = tf.constant(random_image(4, 6, c=1))
+    rgba = tf.constant(random_image(4, 6, c=4))
+    deep = tf.constant(random_image(4, 6, dtype=np.uint16))
+    np.testing.assert_array_equal(decode_rgb(tf.io.encode_png(gray)).numpy(),
+                                  np.repeat(gray.numpy(), 3, axis=-1))
+    np.testing.assert_array_equal(decode_rgb(tf.io.encode_png(rgba)).numpy(), rgba.numpy()[..., :3])
+    got = decode_rgb(tf.io.encode_png(deep)).numpy().astype(int)
+    assert np.abs(got - deep.numpy().astype(int) / 257.0).max() <= 1.0
+
+
+def test_split_pair_and_record_round_trip():
+    left, right = random_image(8, 8, seed=1), random_image(8, 8, seed=2)
+    encoded = tf.io.encode_png(np.concatenate([left, right], axis=1)).numpy()
+    rec = decode_record(tf.constant(make_example("x.png", 8, 8, encoded=encoded)), "aligned")
+    np.testing.assert_array_equal(rec["A"].numpy(), left)
+    np.testing.assert_array_equal(rec["B"].numpy(), right)
+    assert rec["filename"].numpy() == b"x.png"
+    a, b = split_pair(tf.constant(np.concatenate([left, right], axis=1)))
+    np.testing.assert_array_equal(b.numpy(), right)
+    paired = make_example("y.png", 8, 8, encoded_a=tf.io.encode_png(left).numpy(),
+                          encoded_b=tf.io.encode_png(right).numpy())
+    rec = decode_record(tf.constant(paired), "paired")
+    np.testing.assert_array_equal(rec["B"].numpy(), right)
+
+
+def test_direction_swaps_the_pair(records_dir):
+    common = dict(data_dir=records_dir, preprocess="none", load_size=64, crop_size=64)
+    ab = next(iter(build_dataset(DataConfig(direction="AtoB", **common), "val", training=False)))
+    ba = next(iter(build_dataset(DataConfig(direction="BtoA", **common), "val", training=False)))
+    np.testing.assert_array_equal(ab[0].numpy(), ba[1].numpy())
+    np.testing.assert_array_equal(ab[1].numpy(), ba[0].numpy())
+    assert not np.array_equal(ab[0].numpy(), ab[1].numpy())
+
+
+def test_training_pipeline_is_deterministic_for_a_seed(records_dir):
+    def first_batches(seed):
+        cfg = DataConfig(data_dir=records_dir, load_size=72, crop_size=64, batch_size=2, seed=seed)
+        it = iter(build_dataset(cfg, "train", training=True))
+        return np.concatenate([next(it)[0].numpy() for _ in range(8)])
+
+    np.testing.assert_array_equal(first_batches(1), first_batches(1))
+    assert not np.array_equal(first_batches(1), first_batches(2))
+
+
+def test_training_pipeline_repeats_and_batches(records_dir):
+    cfg = DataConfig(data_dir=records_dir, load_size=72, crop_size=64, batch_size=5)
+    batches = list(build_dataset(cfg, "train", training=True).take(4))  # 20 > 12 examples
+    assert all(x.shape == (5, 64, 64, 3) and y.shape == (5, 64, 64, 3) for x, y in batches)
+
+
+def test_eval_pipeline_visits_each_example_once(records_dir):
+    cfg = DataConfig(data_dir=records_dir, load_size=64, crop_size=64, batch_size=3)
+    ds = build_dataset(cfg, "train", training=False, with_filenames=True)
+    names = [n for _, _, batch in ds for n in batch.numpy()]
+    assert sorted(names) == sorted(f"{i:05d}.jpg".encode() for i in range(12))
+    assert num_examples(records_dir, "train") == 12
+
+
+def test_missing_manifest_and_split_are_clear_errors(tmp_path, records_dir):
+    with pytest.raises(DataError, match="manifest.json not found"):
+        build_dataset(DataConfig(data_dir=str(tmp_path)), "train", training=True)
+    with pytest.raises(DataError, match="split 'nope' has no examples"):
+        build_dataset(DataConfig(data_dir=records_dir), "nope", training=False)
