@@ -25,7 +25,9 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from tf_pix2pix.config import ConfigError
     from tf_pix2pix.data import DataError
     from tf_pix2pix.image_io import BadImageError
-    return (UserError, ConfigError, DataError, BadImageError, FileNotFoundError,
+    from tf_pix2pix.train_lib import TrainingDivergedError
+    return (UserError, ConfigError, DataError, BadImageError, TrainingDivergedError,
+            FileNotFoundError,
             NotADirectoryError, PermissionError)
 
 
@@ -33,6 +35,11 @@ def run_main(main: Callable[[list[str]], int | None]) -> None:
     """Runs ``main`` under ``absl.app.run`` with one-line errors for user mistakes."""
 
     def _wrapped(argv: list[str]) -> int | None:
+        from absl import flags, logging
+
+        # TensorFlow logs every checkpoint write at INFO; keep the console for progress.
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)
         try:
             return main(argv)
         except user_error_types() as e:

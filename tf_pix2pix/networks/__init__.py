@@ -1,0 +1,39 @@
+"""Network builders: pure functions of the model config returning ``keras.Model``s."""
+
+from __future__ import annotations
+
+import keras
+
+from tf_pix2pix.config import ModelConfig
+from tf_pix2pix.networks.patchgan import nlayer_discriminator, pixel_discriminator
+from tf_pix2pix.networks.resnet import resnet_generator
+from tf_pix2pix.networks.unet import unet_generator
+
+__all__ = ["build_generator", "build_discriminator", "count_params", "unet_generator",
+           "resnet_generator", "nlayer_discriminator", "pixel_discriminator"]
+
+
+def build_generator(config: ModelConfig, input_nc: int, output_nc: int,
+                    sync_bn: bool = False) -> keras.Model:
+    """Builds the generator named by ``config.netG``."""
+    common = dict(input_nc=input_nc, output_nc=output_nc, ngf=config.ngf, norm=config.norm,
+                  use_dropout=not config.no_dropout, gain=config.init_gain, sync_bn=sync_bn)
+    if config.netG.startswith("unet"):
+        return unet_generator(num_downs=config.num_downs, **common)
+    return resnet_generator(n_blocks=9 if config.netG == "resnet_9blocks" else 6, **common)
+
+
+def build_discriminator(config: ModelConfig, input_nc: int, output_nc: int,
+                        sync_bn: bool = False) -> keras.Model:
+    """Builds the discriminator named by ``config.netD`` (``basic`` = 3-layer PatchGAN)."""
+    common = dict(input_nc=input_nc, output_nc=output_nc, ndf=config.ndf, norm=config.norm,
+                  gain=config.init_gain, sync_bn=sync_bn)
+    if config.netD == "pixel":
+        return pixel_discriminator(**common)
+    n_layers = 3 if config.netD == "basic" else config.n_layers_D
+    return nlayer_discriminator(n_layers=n_layers, **common)
+
+
+def count_params(model: keras.Model) -> int:
+    """Trainable parameters (what PyTorch counts; batch-norm running statistics excluded)."""
+    return int(sum(v.numpy().size for v in model.trainable_variables))

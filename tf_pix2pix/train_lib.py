@@ -1,0 +1,292 @@
+"""The training loop: strategy, data, model, checkpoints and resume, summaries, progress.
+
+``train(config)`` is everything ``run_train.py`` does after parsing flags. A model directory holds::
+
+    config.json            the resolved configuration (architecture checked on resume)
+    checkpoints/ckpt-N.*   G, D, both optimizers, step, dropout RNG state, input-iterator position
+    train/  val/           TensorBoard event files
+    samples/*.png          input | output | target grids
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import signal
+import threading
+import time
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_pix2pix import data as data_lib
+from tf_pix2pix import visualize
+from tf_pix2pix.config import (ConfigError, ExperimentConfig, architecture_differences,
+                               load_config, save_config)
+from tf_pix2pix.evaluate import evaluate
+from tf_pix2pix.pix2pix import LOSS_NAMES, Pix2Pix
+
+CHECKPOINT_SUBDIR = "checkpoints"
+SAMPLES_SUBDIR = "samples"
+
+
+class TrainingDivergedError(RuntimeError):
+    """A loss became NaN or Inf; the message names the step and the last good checkpoint."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What a call to :func:`train` did."""
+
+    step: int
+    total_steps: int
+    losses: dict[str, float]
+    checkpoint: str | None
+    val_metrics: dict[str, float]
+    stopped_by_signal: bool = False
+
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """``default`` (one device), ``mirrored`` (all local devices) or ``multi_worker`` (TF_CONFIG)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ConfigError(f"strategy={name!r}: use default, mirrored or multi_worker")
+
+
+def checkpoint_dir(model_dir: str) -> str:
+    return os.path.join(model_dir, CHECKPOINT_SUBDIR)
+
+
+def _check_resume_config(config: ExperimentConfig) -> None:
+    saved = load_config(config.train.model_dir)
+    if saved is None:
+        return
+    diffs = architecture_differences(saved, config)
+    if diffs:
+        raise ConfigError(
+            f"--model_dir {config.train.model_dir} holds a model of another architecture "
+            f"({'; '.join(diffs)}); use a new --model_dir or the saved architecture flags")
+
+
+def _all_finite(variables) -> bool:
+    return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+
+
+class _SignalCatcher:
+    """Turns SIGTERM/SIGINT into a flag so the loop can checkpoint and exit cleanly.
+
+    A second Ctrl-C while the first is being handled interrupts at once.
+    """
+
+    def __init__(self):
+        self.received: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum, frame):
+        if self.received is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.received = signum
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+class _Trainer:
+    """State of one training run; see :func:`train`."""
+
+    def __init__(self, config: ExperimentConfig, progress: bool):
+        self.config = config
+        self.progress = progress
+        t = config.train
+        self.model_dir = t.model_dir
+        self.strategy = make_strategy(t.strategy)
+        replicas = self.strategy.num_replicas_in_sync
+        if config.data.batch_size % replicas:
+            raise ConfigError(f"batch_size={config.data.batch_size} is not divisible by the "
+                              f"{replicas} replicas of --strategy={t.strategy}")
+        n_train = data_lib.num_examples(config.data.data_dir, "train")
+        if not n_train:
+            raise data_lib.DataError(f"{config.data.data_dir} has no training examples")
+        self.steps_per_epoch = math.ceil(n_train / config.data.batch_size)
+        self.total_steps = t.max_steps or (t.n_epochs + t.n_epochs_decay) * self.steps_per_epoch
+
+        keras.utils.set_random_seed(t.seed)
+        with self.strategy.scope():
+            self.model = Pix2Pix(config, self.strategy, self.steps_per_epoch)
+        dataset = data_lib.build_dataset(config.data, "train", training=True)
+        if replicas > 1:
+            dataset = self.strategy.experimental_distribute_dataset(dataset)
+        self.iterator = iter(dataset)
+        has_val = data_lib.num_examples(config.data.data_dir, "val") > 0
+        self.val_dataset = (data_lib.build_dataset(config.data, "val", training=False)
+                            if has_val and t.val_max_examples else None)
+
+        m = self.model
+        self.checkpoint = tf.train.Checkpoint(
+            generator=m.generator, discriminator=m.discriminator, g_optimizer=m.g_optimizer,
+            d_optimizer=m.d_optimizer, step=m.step, rng=m.rng_state, iterator=self.iterator)
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, checkpoint_dir(self.model_dir), max_to_keep=t.keep_checkpoints,
+            step_counter=m.step)
+        self.train_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
+        self.val_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "val"))
+        os.makedirs(os.path.join(self.model_dir, SAMPLES_SUBDIR), exist_ok=True)
+
+    # -- checkpoints -------------------------------------------------------------------------
+
+    def restore(self) -> int:
+        latest = self.manager.latest_checkpoint
+        if latest:
+            try:
+                self.checkpoint.restore(latest).assert_existing_objects_matched()
+            except (ValueError, AssertionError, tf.errors.OpError) as e:
+                raise ConfigError(f"checkpoint {latest} does not match this model "
+                                  f"({str(e).splitlines()[0]}); use a new --model_dir") from e
+            print(f"Resumed from {latest} at step {int(self.model.step.numpy())}")
+        return int(self.model.step.numpy())
+
+    def save(self) -> str:
+        m = self.model
+        variables = m.generator.trainable_variables + m.discriminator.trainable_variables
+        if not _all_finite(variables):
+            raise TrainingDivergedError(
+                f"weights are not finite at step {int(m.step.numpy())}; not saving. Last good "
+                f"checkpoint: {self.manager.latest_checkpoint}")
+        return self.manager.save(checkpoint_number=m.step)
+
+    # -- summaries ---------------------------------------------------------------------------
+
+    def _generate(self, inputs: tf.Tensor) -> tf.Tensor:
+        return self.model.generate(inputs, self.config.train.test_mode)
+
+    def write_images(self, step: int, inputs, targets, writer, name: str) -> None:
+        inputs, targets = inputs[:4], targets[:4]
+        outputs = self._generate(inputs)
+        with writer.as_default(step=step):
+            tf.summary.image(f"{name}/input_output_target",
+                             visualize.comparison_grid(inputs, outputs, targets), max_outputs=4)
+        png = visualize.grid_png(inputs, outputs, targets)
+        samples = os.path.join(self.model_dir, SAMPLES_SUBDIR)
+        visualize.save_png(os.path.join(samples, f"{name}_step{step:07d}.png"), png)
+        visualize.save_png(os.path.join(samples, f"{name}_latest.png"), png)
+
+    def validate(self, step: int) -> dict[str, float]:
+        if self.val_dataset is None:
+            return {}
+        metrics = evaluate(self._generate, self.val_dataset, self.config.train.val_max_examples)
+        with self.val_writer.as_default(step=step):
+            for key in ("l1", "psnr", "ssim"):
+                tf.summary.scalar(f"metrics/{key}", metrics[key])
+        first = next(iter(self.val_dataset))
+        self.write_images(step, first[0], first[1], self.val_writer, "val")
+        return metrics
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def local_batch(self, batch):
+        """A host copy of a (possibly distributed) batch, for images."""
+        if self.strategy.num_replicas_in_sync == 1:
+            return batch
+        return tuple(tf.concat(self.strategy.experimental_local_results(t), 0) for t in batch)
+
+    def run(self) -> TrainResult:
+        t = self.config.train
+        step = self.restore()
+        if step >= self.total_steps:
+            print(f"Already trained {step} of {self.total_steps} steps; nothing to do")
+            return TrainResult(step, self.total_steps, {}, self.manager.latest_checkpoint, {})
+        bar = keras.utils.Progbar(self.total_steps, stateful_metrics=list(LOSS_NAMES) + ["lr"],
+                                  verbose=1 if self.progress else 0, unit_name="step")
+        bar.update(step)
+        values: dict[str, float] = {}
+        val_metrics: dict[str, float] = {}
+        epoch_end = False
+        last_time, last_step = time.perf_counter(), step
+        with _SignalCatcher() as signals:
+            while step < self.total_steps:
+                batch = next(self.iterator)
+                values = {k: float(v) for k, v in self.model.train_step(batch).items()}
+                step += 1
+                if not all(np.isfinite(list(values.values()))):
+                    raise TrainingDivergedError(
+                        f"non-finite loss at step {step} ({values}); stopped without saving. "
+                        f"Last good checkpoint: {self.manager.latest_checkpoint}. Lower --lr or "
+                        "check the data")
+                lr = self.model.current_lr()
+                bar.update(step, [(k, v) for k, v in values.items()] + [("lr", lr)])
+                if step % t.summary_every_steps == 0:
+                    now = time.perf_counter()
+                    rate = (step - last_step) / max(now - last_time, 1e-9)
+                    last_time, last_step = now, step
+                    with self.train_writer.as_default(step=step):
+                        for k, v in values.items():
+                            tf.summary.scalar(f"loss/{k}", v)
+                        tf.summary.scalar("learning_rate", lr)
+                        tf.summary.scalar("steps_per_sec", rate)
+                        tf.summary.scalar("images_per_sec", rate * self.config.data.batch_size)
+                if step % t.image_every_steps == 0:
+                    inputs, targets = self.local_batch(batch)
+                    self.write_images(step, inputs, targets, self.train_writer, "train")
+                epoch_end = step % self.steps_per_epoch == 0
+                if epoch_end:
+                    val_metrics = self.validate(step) or val_metrics
+                if epoch_end or step % t.save_every_steps == 0 or step == self.total_steps:
+                    self.save()
+                if signals.received is not None:
+                    if self.manager.latest_checkpoint != self._path_for(step):
+                        self.save()
+                    print(f"\nStopped by signal {signals.received} at step {step}; checkpoint "
+                          f"{self.manager.latest_checkpoint}")
+                    break
+        if step == self.total_steps and self.val_dataset is not None and not epoch_end:
+            val_metrics = self.validate(step)
+        self.train_writer.flush()
+        self.val_writer.flush()
+        return TrainResult(step, self.total_steps, values, self.manager.latest_checkpoint,
+                           val_metrics, stopped_by_signal=signals.received is not None)
+
+    def _path_for(self, step: int) -> str:
+        return os.path.join(checkpoint_dir(self.model_dir), f"ckpt-{step}")
+
+
+def build_trainer(config: ExperimentConfig, progress: bool = True) -> _Trainer:
+    """Checks the model directory against ``config`` and builds everything for training."""
+    if not config.train.model_dir:
+        raise ConfigError("model_dir is empty; pass --model_dir")
+    if not config.data.data_dir:
+        raise ConfigError("data_dir is empty; pass --data_dir (a folder made by "
+                          "data_prep.build_tfrecords)")
+    _check_resume_config(config)
+    trainer = _Trainer(config, progress)
+    save_config(config, config.train.model_dir)
+    return trainer
+
+
+def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
+    """Trains (or resumes training of) a pix2pix model as ``config`` says.
+
+    Restarting with the same ``model_dir`` resumes from the latest checkpoint: step, weights,
+    optimizer moments, dropout RNG state and input position, so an interrupted run continues as
+    if it had not stopped. SIGTERM and SIGINT save a checkpoint before returning.
+
+    Raises:
+      ConfigError: invalid or mismatched configuration (e.g. another architecture in model_dir).
+      DataError: missing or empty data.
+      TrainingDivergedError: a loss became NaN/Inf; the latest checkpoint stays the last good one.
+    """
+    return build_trainer(config, progress).run()
