@@ -14,7 +14,9 @@ from typing import Any
 
 DIRECTIONS = ("AtoB", "BtoA")
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
-GENERATORS = ("unet_256", "unet_128", "resnet_9blocks", "resnet_6blocks")
+# unet_256/unet_128 and the ResNets are the reference's; unet_64/unet_32 extend the same recipe
+# to small images (6 and 5 downsamplings).
+GENERATORS = ("unet_256", "unet_128", "unet_64", "unet_32", "resnet_9blocks", "resnet_6blocks")
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 NORMS = ("batch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan")
@@ -115,7 +117,8 @@ class ModelConfig:
     @property
     def num_downs(self) -> int:
         """Number of stride-2 downsamplings of the generator (sizes must divide 2**num_downs)."""
-        return {"unet_256": 8, "unet_128": 7, "resnet_9blocks": 2, "resnet_6blocks": 2}[self.netG]
+        return {"unet_256": 8, "unet_128": 7, "unet_64": 6, "unet_32": 5, "resnet_9blocks": 2,
+                "resnet_6blocks": 2}[self.netG]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,0 +1,111 @@
+import numpy as np
+import pytest
+
+from tf_pix2pix.config import ModelConfig
+from tf_pix2pix.networks import (build_discriminator, build_generator, count_params,
+                                 nlayer_discriminator, pixel_discriminator, resnet_generator,
+                                 unet_generator)
+
+
+def test_paper_defaults_have_the_pinned_parameter_counts():
+    cfg = ModelConfig()
+    assert count_params(build_generator(cfg, 3, 3)) == 54_413_955
+    assert count_params(build_discriminator(cfg, 3, 3)) == 2_768_705
+
+
+@pytest.mark.parametrize("netG, norm, expected", [
+    ("unet_128", "batch", 41_828_995),
+    ("resnet_9blocks", "instance", 11_378_179),  # CycleGAN's well-known count
+    ("resnet_9blocks", "batch", 11_383_427),
+    ("resnet_6blocks", "batch", 7_841_411),
+])
+def test_other_generator_counts(netG, norm, expected):
+    assert count_params(build_generator(ModelConfig(netG=netG, norm=norm), 3, 3)) == expected
+
+
+@pytest.mark.parametrize("size", [256, 512])
+def test_unet256_shapes(size):
+    g = unet_generator(3, 3, num_downs=8, ngf=8)
+    out = g(np.zeros((1, size, size, 3), np.float32), training=False)
+    assert out.shape == (1, size, size, 3)
+
+
+@pytest.mark.parametrize("num_downs, size", [(7, 128), (6, 64), (5, 32), (5, 96)])
+def test_unet_shapes_and_channels(num_downs, size):
+    g = unet_generator(1, 3, num_downs=num_downs, ngf=8)
+    out = g(np.zeros((2, size, size // 2 * 2, 1), np.float32), training=False)
+    assert out.shape == (2, size, size, 3)
+
+
+def test_unet_structure_follows_the_reference():
+    g = unet_generator(3, 3, num_downs=8, ngf=64)
+    names = {layer.name for layer in g.layers}
+    assert "down0_norm" not in names and "down7_norm" not in names  # outermost, innermost
+    assert {f"down{i}_norm" for i in range(1, 7)} <= names
+    assert {layer.name for layer in g.layers if "dropout" in layer.name} == {
+        "up4_dropout", "up5_dropout", "up6_dropout"}
+    # Dropout on the blocks whose outputs are 4x4, 8x8 and 16x16 for a 256 input.
+    sizes = {n: g.get_layer(n).output.shape for n in ("up6_deconv", "up5_deconv", "up4_deconv")}
+    assert [s[-1] for s in sizes.values()] == [512, 512, 512]
+    # Convs followed by batch norm have no bias; the output deconv has one.
+    assert g.get_layer("down0_conv").bias is None and g.get_layer("down7_conv").bias is None
+    assert g.get_layer("up0_deconv").bias is not None
+    assert g.get_layer("tanh").output.shape[-1] == 3
+
+
+def test_unet_output_is_in_tanh_range():
+    g = unet_generator(3, 3, num_downs=5, ngf=8)
+    out = g(np.random.default_rng(0).normal(size=(1, 32, 32, 3)).astype(np.float32) * 10)
+    assert np.abs(np.asarray(out)).max() <= 1.0
+
+
+def test_instance_norm_convs_have_bias():
+    g = unet_generator(3, 3, num_downs=5, ngf=8, norm="instance")
+    assert g.get_layer("down1_conv").bias is not None
+    assert not any("norm" in layer.name and layer.weights for layer in g.layers)  # no affine
+
+
+@pytest.mark.parametrize("n_blocks", [6, 9])
+@pytest.mark.parametrize("size", [32, 64, 100])
+def test_resnet_shapes(n_blocks, size):
+    g = resnet_generator(3, 1, n_blocks=n_blocks, ngf=8)
+    assert g(np.zeros((1, size, size, 3), np.float32)).shape == (1, size, size, 1)
+
+
+@pytest.mark.parametrize("size, logits", [(256, 30), (128, 14), (64, 6)])
+def test_patchgan_logit_sizes(size, logits):
+    d = nlayer_discriminator(3, 3, ndf=8, n_layers=3)
+    x = np.zeros((1, size, size, 3), np.float32)
+    assert d([x, x]).shape == (1, logits, logits, 1)
+
+
+def test_n_layers_and_pixel_discriminators():
+    x = np.zeros((2, 64, 64, 3), np.float32)
+    assert nlayer_discriminator(3, 3, ndf=8, n_layers=2)([x, x]).shape == (2, 14, 14, 1)
+    assert pixel_discriminator(3, 3, ndf=8)([x, x]).shape == (2, 64, 64, 1)
+    cfg = ModelConfig(netD="n_layers", n_layers_D=4, ndf=8)
+    assert build_discriminator(cfg, 1, 3)([x[..., :1], x]).shape == (2, 2, 2, 1)
+
+
+def test_discriminator_is_conditional_on_the_input():
+    d = nlayer_discriminator(1, 3, ndf=8)
+    assert [tuple(t.shape) for t in d.inputs] == [(None, None, None, 1), (None, None, None, 3)]
+    assert d.get_layer("conv0").kernel.shape == (4, 4, 4, 8)
+
+
+def test_init_statistics():
+    g = unet_generator(3, 3, num_downs=8, ngf=64)
+    kernel = g.get_layer("down3_conv").kernel.numpy()
+    assert abs(kernel.mean()) < 1e-3 and abs(kernel.std() - 0.02) < 5e-4
+    gamma = g.get_layer("down3_norm").gamma.numpy()
+    assert abs(gamma.mean() - 1.0) < 0.01 and abs(gamma.std() - 0.02) < 0.005
+    assert not g.get_layer("down3_norm").beta.numpy().any()
+    assert not g.get_layer("up0_deconv").bias.numpy().any()
+    d = nlayer_discriminator(3, 3, ndf=64)
+    k = d.get_layer("conv3").kernel.numpy()
+    assert abs(k.std() - 0.02) < 5e-4
+
+
+def test_batch_norm_matches_pytorch_settings():
+    bn = unet_generator(3, 3, num_downs=5, ngf=8).get_layer("down1_norm")
+    assert bn.momentum == pytest.approx(0.9) and bn.epsilon == pytest.approx(1e-5)

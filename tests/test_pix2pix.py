@@ -1,0 +1,112 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_pix2pix.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from tf_pix2pix.pix2pix import LOSS_NAMES, LinearDecay, Pix2Pix, dtype_policy
+
+
+def _config(batch_size=2, **model):
+    model = {"netG": "unet_32", "ngf": 8, "ndf": 8, **model}
+    return ExperimentConfig(data=DataConfig(batch_size=batch_size, load_size=32, crop_size=32),
+                            model=ModelConfig(**model), train=TrainConfig(n_epochs=2,
+                                                                          n_epochs_decay=3))
+
+
+def _batch(n=2, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, (n, 32, 32, 3)).astype(np.float32)
+    return tf.constant(x), tf.constant(np.tanh(x[..., ::-1] * 2))
+
+
+def test_linear_decay_follows_the_reference_per_epoch():
+    sched = LinearDecay(1.0, steps_per_epoch=10, n_epochs=2, n_epochs_decay=3)
+    rates = [float(sched(step)) for step in (0, 9, 10, 19, 20, 29, 30, 40, 49)]
+    # epochs 0, 1: 1; epoch 2: 1 - 1/4; epoch 3: 1 - 2/4; epoch 4 (last): 1 - 3/4.
+    assert rates == pytest.approx([1, 1, 1, 1, 0.75, 0.75, 0.5, 0.25, 0.25])
+    assert float(sched(1000)) == 0.0
+
+
+def test_constant_policy():
+    cfg = ExperimentConfig(train=TrainConfig(lr_policy="constant", lr=1e-3))
+    model = Pix2Pix(_config(), tf.distribute.get_strategy(), 5)
+    assert model.current_lr() == pytest.approx(2e-4)
+    from tf_pix2pix.pix2pix import learning_rate
+    assert learning_rate(cfg, 5) == 1e-3
+
+
+def test_train_step_updates_both_networks_and_the_step():
+    keras.utils.set_random_seed(0)
+    model = Pix2Pix(_config(), tf.distribute.get_strategy(), steps_per_epoch=10)
+    g0 = [v.numpy().copy() for v in model.generator.trainable_variables]
+    d0 = [v.numpy().copy() for v in model.discriminator.trainable_variables]
+    out = model.train_step(_batch())
+    assert set(out) == set(LOSS_NAMES) and all(np.isfinite(float(v)) for v in out.values())
+    assert int(model.step.numpy()) == 1
+    assert int(model.g_optimizer.iterations.numpy()) == 1
+    assert any(not np.allclose(a, b.numpy()) for a, b in
+               zip(g0, model.generator.trainable_variables))
+    assert any(not np.allclose(a, b.numpy()) for a, b in
+               zip(d0, model.discriminator.trainable_variables))
+    # At init D outputs ~0 logits, so its losses start near log 2 and G_L1 is lambda * L1.
+    assert float(out["D_real"]) == pytest.approx(np.log(2), abs=0.3)
+    assert 10 < float(out["G_L1"]) < 100
+
+
+def test_paper_mode_leaves_statistics_alone_and_differs_from_eval():
+    keras.utils.set_random_seed(1)
+    # unet_32 has no dropout blocks (num_downs - 5 = 0); the ResNet has dropout in every block.
+    model = Pix2Pix(_config(netG="resnet_6blocks"), tf.distribute.get_strategy(), 10)
+    model.train_step(_batch())
+    stats = [v.numpy().copy() for v in model.generator.non_trainable_variables
+             if "seed_generator" not in v.path]
+    x, _ = _batch(seed=3)
+    eval_a, eval_b = model.generate(x, "eval").numpy(), model.generate(x, "eval").numpy()
+    paper_a, paper_b = model.generate(x, "paper").numpy(), model.generate(x, "paper").numpy()
+    np.testing.assert_array_equal(eval_a, eval_b)
+    assert not np.allclose(eval_a, paper_a)
+    assert not np.allclose(paper_a, paper_b)  # fresh dropout masks on each call
+    after = [v.numpy() for v in model.generator.non_trainable_variables
+             if "seed_generator" not in v.path]
+    for a, b in zip(stats, after):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="unknown test-time mode"):
+        model.generate(x, "train")
+
+
+def test_mirrored_step_matches_single_device_on_the_same_global_batch():
+    cfg = _config(batch_size=4, no_dropout=True)
+    single = Pix2Pix(cfg, tf.distribute.get_strategy(), 10)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        mirrored = Pix2Pix(cfg, strategy, 10)
+    assert mirrored.generator.get_layer("down1_norm").synchronized
+    mirrored.generator.set_weights(single.generator.get_weights())
+    mirrored.discriminator.set_weights(single.discriminator.get_weights())
+    batch = _batch(4, seed=5)
+    dist = next(iter(strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(batch))))
+    for _ in range(2):
+        out_single = single.train_step(batch)
+        out_mirrored = mirrored.train_step(dist)
+    for k in LOSS_NAMES:
+        assert float(out_mirrored[k]) == pytest.approx(float(out_single[k]), rel=1e-3, abs=1e-4)
+    for a, b in zip(single.generator.weights, mirrored.generator.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=2e-5)
+
+
+def test_dtype_policy_is_restored_and_bfloat16_step_runs():
+    before = keras.mixed_precision.global_policy().name
+    with dtype_policy("mixed_bfloat16"):
+        assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == before
+    cfg = ExperimentConfig(data=DataConfig(batch_size=2, load_size=32, crop_size=32),
+                           model=ModelConfig(netG="unet_32", ngf=8, ndf=8),
+                           train=TrainConfig(precision="mixed_bfloat16"))
+    model = Pix2Pix(cfg, tf.distribute.get_strategy(), 10)
+    assert model.generator.get_layer("down1_conv").compute_dtype == "bfloat16"
+    assert model.generator.get_layer("down1_conv").kernel.dtype == "float32"
+    out = model.train_step(_batch())
+    assert all(v.dtype == tf.float32 and np.isfinite(float(v)) for v in out.values())
+    assert model.generate(_batch()[0]).dtype == tf.float32

@@ -1,0 +1,145 @@
+import os
+import signal
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_pix2pix.config import (ConfigError, DataConfig, ExperimentConfig, ModelConfig,
+                               TrainConfig, load_config)
+from tf_pix2pix.evaluate import evaluate
+from tf_pix2pix.train_lib import TrainingDivergedError, build_trainer, checkpoint_dir, train
+
+
+def tiny_config(records_dir, model_dir, **train_kw):
+    train_kw = {"summary_every_steps": 2, "image_every_steps": 4, "save_every_steps": 4,
+                "val_max_examples": 4, "n_epochs": 2, "n_epochs_decay": 2, **train_kw}
+    return ExperimentConfig(
+        data=DataConfig(data_dir=records_dir, load_size=36, crop_size=32, batch_size=2, seed=3),
+        model=ModelConfig(netG="unet_32", ngf=8, ndf=8),
+        train=TrainConfig(model_dir=str(model_dir), seed=3, **train_kw))
+
+
+def _event_tags(folder):
+    tags = set()
+    for name in os.listdir(folder):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+            tags.update(v.tag for v in event.summary.value)
+    return tags
+
+
+def test_end_to_end_writes_checkpoints_config_events_and_samples(records_dir, tmp_path):
+    cfg = tiny_config(records_dir, tmp_path / "m", max_steps=8)
+    result = train(cfg, progress=False)
+    assert result.step == 8 and result.total_steps == 8
+    assert set(result.losses) == {"G_GAN", "G_L1", "D_real", "D_fake"}
+    ckpts = tf.train.get_checkpoint_state(checkpoint_dir(cfg.train.model_dir))
+    # every 4 steps, and at the end of epoch 1 (12 examples / batch 2 = 6 steps)
+    assert [os.path.basename(p) for p in ckpts.all_model_checkpoint_paths] == [
+        "ckpt-4", "ckpt-6", "ckpt-8"]
+    assert load_config(cfg.train.model_dir) == cfg
+    assert _event_tags(tmp_path / "m" / "train") >= {
+        "loss/G_GAN", "loss/G_L1", "loss/D_real", "loss/D_fake", "learning_rate",
+        "steps_per_sec", "images_per_sec", "train/input_output_target"}
+    assert _event_tags(tmp_path / "m" / "val") >= {
+        "metrics/l1", "metrics/psnr", "metrics/ssim", "val/input_output_target"}
+    assert set(result.val_metrics) == {"l1", "psnr", "ssim", "count"}
+    samples = os.listdir(tmp_path / "m" / "samples")
+    assert {"train_latest.png", "val_latest.png", "train_step0000004.png"} <= set(samples)
+    png = tf.io.decode_png(open(tmp_path / "m" / "samples" / "val_latest.png", "rb").read())
+    assert png.shape == (2 * 32, 3 * 32, 3)  # a val batch of 2 rows: input | output | target
+
+
+def test_resume_continues_the_step_and_restores_optimizer_state(records_dir, tmp_path):
+    cfg = tiny_config(records_dir, tmp_path / "m", max_steps=4)
+    first = build_trainer(cfg, progress=False)
+    first.run()
+    slots = [v.numpy().copy() for v in first.model.g_optimizer.variables]
+    again = build_trainer(tiny_config(records_dir, tmp_path / "m", max_steps=6), progress=False)
+    assert again.restore() == 4
+    assert int(again.model.g_optimizer.iterations.numpy()) == 4
+    for a, b in zip(slots, again.model.g_optimizer.variables):
+        np.testing.assert_array_equal(a, b.numpy())
+    result = again.run()
+    assert result.step == 6
+
+
+def test_two_n_steps_equal_n_plus_restart_plus_n(records_dir, tmp_path):
+    straight = build_trainer(tiny_config(records_dir, tmp_path / "a", max_steps=10),
+                             progress=False)
+    straight.run()
+    train(tiny_config(records_dir, tmp_path / "b", max_steps=5), progress=False)
+    resumed = build_trainer(tiny_config(records_dir, tmp_path / "b", max_steps=10),
+                            progress=False)
+    resumed.run()
+    for a, b in zip(straight.model.generator.weights, resumed.model.generator.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_another_architecture_in_the_model_dir_is_refused(records_dir, tmp_path):
+    train(tiny_config(records_dir, tmp_path / "m", max_steps=2), progress=False)
+    other = tiny_config(records_dir, tmp_path / "m", max_steps=4)
+    other = ExperimentConfig(data=other.data, train=other.train,
+                             model=ModelConfig(netG="unet_32", ngf=16, ndf=8, norm="instance"))
+    with pytest.raises(ConfigError, match=r"model.ngf: 8 -> 16; model.norm: 'batch' -> "
+                                          r"'instance'"):
+        train(other, progress=False)
+    # Non-architecture changes (learning rate, steps) are fine.
+    lr = tiny_config(records_dir, tmp_path / "m", max_steps=3, lr=1e-4)
+    assert train(lr, progress=False).step == 3
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(records_dir, tmp_path):
+    cfg = tiny_config(records_dir, tmp_path / "m", max_steps=3, save_every_steps=1)
+    train(cfg, progress=False)
+    # An absurd learning rate makes the weights overflow within a step or two.
+    bad = tiny_config(records_dir, tmp_path / "m", max_steps=20, save_every_steps=1, lr=1e30)
+    with pytest.raises(TrainingDivergedError, match="Last good checkpoint") as err:
+        train(bad, progress=False)
+    latest = tf.train.latest_checkpoint(checkpoint_dir(cfg.train.model_dir))
+    assert latest in str(err.value)
+    for name, _ in tf.train.list_variables(latest):
+        if name.startswith(("generator", "discriminator")) and "VARIABLE_VALUE" in name:
+            value = tf.train.load_variable(latest, name)
+            if np.issubdtype(np.asarray(value).dtype, np.floating):
+                assert np.isfinite(value).all(), name
+
+
+def test_sigterm_saves_a_checkpoint_and_stops(records_dir, tmp_path):
+    trainer = build_trainer(tiny_config(records_dir, tmp_path / "m", max_steps=20),
+                            progress=False)
+    step_fn = trainer.model.train_step
+
+    def step_then_signal(batch):
+        out = step_fn(batch)
+        if int(trainer.model.step.numpy()) == 3:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    trainer.model.train_step = step_then_signal
+    result = trainer.run()
+    assert result.stopped_by_signal and result.step == 3
+    assert result.checkpoint.endswith("ckpt-3")
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_learnable_toy_case_l1_falls(records_dir, tmp_path):
+    cfg = tiny_config(records_dir, tmp_path / "m", max_steps=150, summary_every_steps=50,
+                      image_every_steps=150, save_every_steps=150, lr=1e-3, lr_policy="constant")
+    trainer = build_trainer(cfg, progress=False)
+    val = trainer.val_dataset
+    before = evaluate(lambda x: trainer.model.generate(x), val)["l1"]
+    result = trainer.run()
+    after = evaluate(lambda x: trainer.model.generate(x), val)["l1"]
+    assert after < 0.6 * before, (before, after)
+    assert result.val_metrics["l1"] == pytest.approx(after, rel=1e-5)
+
+
+def test_missing_data_and_model_dir_are_clear(tmp_path):
+    cfg = ExperimentConfig(data=DataConfig(data_dir=str(tmp_path)),
+                           train=TrainConfig(model_dir=str(tmp_path / "m")))
+    from tf_pix2pix.data import DataError
+    with pytest.raises(DataError, match="manifest.json not found"):
+        train(cfg, progress=False)
+    with pytest.raises(ConfigError, match="pass --model_dir"):
+        train(ExperimentConfig(data=DataConfig(data_dir="x")), progress=False)
