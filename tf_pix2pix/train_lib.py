@@ -220,6 +220,7 @@ class _Trainer:
         with _SignalCatcher() as signals:
             while step < self.total_steps:
                 batch = next(self.iterator)
+                lr = self.model.current_lr()  # the rate this step trains with
                 values = {k: float(v) for k, v in self.model.train_step(batch).items()}
                 step += 1
                 if not all(np.isfinite(list(values.values()))):
@@ -227,7 +228,6 @@ class _Trainer:
                         f"non-finite loss at step {step} ({values}); stopped without saving. "
                         f"Last good checkpoint: {self.manager.latest_checkpoint}. Lower --lr or "
                         "check the data")
-                lr = self.model.current_lr()
                 bar.update(step, [(k, v) for k, v in values.items()] + [("lr", lr)])
                 if step % t.summary_every_steps == 0:
                     now = time.perf_counter()

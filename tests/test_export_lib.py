@@ -1,0 +1,172 @@
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from tf_pix2pix.export_lib import (ExportConfig, export, next_version, padded_translate,
+                                   read_export_info, restore_generator)
+from tf_pix2pix.train_lib import train
+
+from conftest import random_image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def model_dir(records_dir, tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("export") / "model")
+    cfg = ExperimentConfig(
+        data=DataConfig(data_dir=records_dir, load_size=36, crop_size=32, batch_size=2),
+        model=ModelConfig(netG="unet_32", ngf=8, ndf=8),
+        train=TrainConfig(model_dir=out, max_steps=3, val_max_examples=0))
+    train(cfg, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def exported(model_dir, tmp_path_factory):
+    base = str(tmp_path_factory.mktemp("served"))
+    path = export(ExportConfig(model_dir=model_dir, export_dir=base))
+    return path, tf.saved_model.load(path)
+
+
+def test_version_numbering(model_dir, tmp_path):
+    base = str(tmp_path / "e")
+    assert next_version(base) == 1
+    first = export(ExportConfig(model_dir=model_dir, export_dir=base))
+    second = export(ExportConfig(model_dir=model_dir, export_dir=base))
+    fifth = export(ExportConfig(model_dir=model_dir, export_dir=base, version=5))
+    assert [os.path.basename(p) for p in (first, second, fifth)] == ["1", "2", "5"]
+    assert next_version(base) == 6
+    with pytest.raises(ConfigError, match="already exists"):
+        export(ExportConfig(model_dir=model_dir, export_dir=base, version=2))
+    assert sorted(os.listdir(base)) == ["1", "2", "5"]  # no staging folders left behind
+
+
+def test_translate_equals_the_in_memory_generator(model_dir, exported):
+    _, loaded = exported
+    generator, _, _ = restore_generator(model_dir)
+    x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
+    out = loaded.signatures["translate"](images=x)["images"]
+    np.testing.assert_allclose(out.numpy(), generator(x, training=False).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("h, w", [(40, 50), (7, 33), (1, 1)])
+def test_translate_takes_any_size(model_dir, exported, h, w):
+    _, loaded = exported
+    generator, _, _ = restore_generator(model_dir)
+    x = tf.constant(np.random.default_rng(1).uniform(-1, 1, (1, h, w, 3)), tf.float32)
+    out = loaded.signatures["translate"](images=x)["images"]
+    assert out.shape == (1, h, w, 3)
+    expected = padded_translate(generator, x, 32, training=False)
+    np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-5)
+
+
+def _decode(png_bytes):
+    return tf.io.decode_png(png_bytes).numpy()
+
+
+def test_serving_default_round_trips_jpeg_png_and_gray(exported):
+    _, loaded = exported
+    serve = loaded.signatures["serving_default"]
+    images = [tf.io.encode_jpeg(random_image(256, 256)).numpy(),
+              tf.io.encode_png(random_image(200, 300)).numpy(),
+              tf.io.encode_png(random_image(30, 20, c=1)).numpy()]
+    sizes = [(256, 256), (200, 300), (30, 20)]
+    for data, (h, w) in zip(images, sizes):
+        out = serve(image_bytes=tf.constant([data]))["image_bytes"]
+        assert out.shape == (1,)
+        assert _decode(out[0].numpy()).shape == (h, w, 3)
+    batch = serve(image_bytes=tf.constant(images[1:]))["image_bytes"].numpy()
+    assert [_decode(b).shape[:2] for b in batch] == sizes[1:]
+
+
+def test_rest_json_body_gives_the_same_output(exported):
+    _, loaded = exported
+    serve = loaded.signatures["serving_default"]
+    data = tf.io.encode_png(random_image(64, 48, seed=4)).numpy()
+    body = json.dumps({"instances": [{"b64": base64.b64encode(data).decode("ascii")}]})
+    # What TF Serving does with a REST body: parse JSON, base64-decode {"b64": ...} strings.
+    request = json.loads(body)
+    decoded = [base64.b64decode(item["b64"]) for item in request["instances"]]
+    via_rest = serve(image_bytes=tf.constant(decoded))["image_bytes"].numpy()
+    direct = serve(image_bytes=tf.constant([data]))["image_bytes"].numpy()
+    assert via_rest[0] == direct[0]
+    # ... and the response encodes *_bytes outputs as {"b64": ...}.
+    response = {"predictions": [{"b64": base64.b64encode(b).decode()} for b in via_rest]}
+    assert _decode(base64.b64decode(response["predictions"][0]["b64"])).shape == (64, 48, 3)
+
+
+def test_bad_bytes_raise_a_readable_invalid_argument(exported):
+    _, loaded = exported
+    with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
+        loaded.signatures["serving_default"](image_bytes=tf.constant([b"not an image"]))
+
+
+def test_export_info_asset_and_saved_model_cli(exported):
+    path, _ = exported
+    info = read_export_info(path)
+    assert info["test_mode"] == "eval" and info["pad_multiple"] == 32
+    assert info["config"]["model"]["netG"] == "unet_32"
+    cli = shutil.which("saved_model_cli") or os.path.join(os.path.dirname(sys.executable),
+                                                          "saved_model_cli")
+    shown = subprocess.run([cli, "show", "--all", "--dir", path], capture_output=True,
+                           text=True, timeout=120)
+    assert shown.returncode == 0, shown.stderr
+    assert "signature_def['serving_default']" in shown.stdout
+    assert "signature_def['translate']" in shown.stdout
+
+
+def test_paper_mode_export_uses_batch_statistics(model_dir, tmp_path):
+    path = export(ExportConfig(model_dir=model_dir, export_dir=str(tmp_path), test_mode="paper"))
+    loaded = tf.saved_model.load(path)
+    assert read_export_info(path)["test_mode"] == "paper"
+    generator, _, _ = restore_generator(model_dir)
+    x = tf.constant(np.random.default_rng(2).uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
+    translate = loaded.signatures["translate"]
+    moving = [v for v in translate.variables if "moving" in v.name]
+    assert moving
+    stats_before = [v.numpy() for v in moving]
+    out = translate(images=x)["images"].numpy()
+    assert not np.allclose(out, generator(x, training=False).numpy(), atol=1e-4)
+    # Batch statistics: the output equals the generator run in training mode on the batch.
+    np.testing.assert_allclose(out, generator(x, training=True).numpy(), atol=1e-5)
+    for before, v in zip(stats_before, moving):
+        np.testing.assert_array_equal(before, v.numpy())
+
+
+def test_mismatched_checkpoint_is_refused(model_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(model_dir, copy)
+    config = json.loads((copy / "config.json").read_text())
+    config["model"]["ngf"] = 16
+    (copy / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match=r"does not match the architecture in config.json "
+                                          r"\(netG=unet_32 ngf=16"):
+        export(ExportConfig(model_dir=str(copy), export_dir=str(tmp_path / "e")))
+    assert not (tmp_path / "e").exists() or not os.listdir(tmp_path / "e")
+
+
+def test_missing_model_dir_and_checkpoint(tmp_path):
+    with pytest.raises(ConfigError, match="config.json not found"):
+        restore_generator(str(tmp_path))
+
+
+def test_cli_exports_and_reports(model_dir, tmp_path):
+    result = subprocess.run([sys.executable, os.path.join(REPO, "run_export.py"),
+                             "--model_dir", model_dir, "--export_dir", str(tmp_path)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert f"exported {tmp_path}/1" in result.stdout
+    bad = subprocess.run([sys.executable, os.path.join(REPO, "run_export.py"), "--model_dir",
+                          str(tmp_path / "nothing"), "--export_dir", str(tmp_path)],
+                         capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: ")

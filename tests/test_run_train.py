@@ -1,0 +1,57 @@
+import os
+import subprocess
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(*args, timeout=300):
+    return subprocess.run([sys.executable, os.path.join(REPO, "run_train.py"), *args],
+                          capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def test_dry_run_prints_the_pinned_counts():
+    result = _run("--dry_run")
+    assert result.returncode == 0, result.stderr
+    assert "generator_params=54413955 discriminator_params=2768705" in result.stdout
+
+
+def test_flagfile_and_preset_values(tmp_path):
+    flagfile = tmp_path / "flags.txt"
+    flagfile.write_text("--netG=resnet_6blocks\n--ngf=16\n--norm=instance\n")
+    result = _run(f"--flagfile={flagfile}", "--dry_run", "--preset=demo")
+    assert result.returncode == 0, result.stderr
+    # The preset does not override flags given explicitly (here through the flagfile).
+    assert "generator_params=494083 " in result.stdout
+
+
+def test_bad_values_give_one_line_errors(tmp_path):
+    result = _run("--crop_size=300", "--dry_run")
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        "error: crop_size=300 is larger than load_size=286; set load_size >= crop_size")
+    result = _run("--data_dir", str(tmp_path), "--model_dir", str(tmp_path / "m"))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert f"error: {tmp_path}/manifest.json not found" in result.stderr
+
+
+def test_train_then_architecture_mismatch_from_the_command_line(records_dir, tmp_path):
+    common = ["--data_dir", records_dir, "--model_dir", str(tmp_path / "m"), "--netG=unet_32",
+              "--ngf=8", "--ndf=8", "--load_size=36", "--crop_size=32", "--batch_size=2",
+              "--noprogress", "--val_max_examples=2"]
+    result = _run(*common, "--max_steps=2")
+    assert result.returncode == 0, result.stderr
+    assert "step=2/2" in result.stdout and "val_l1=" in result.stdout
+    assert os.path.exists(tmp_path / "m" / "config.json")
+    result = _run(*common, "--max_steps=4", "--ngf=16")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "model.ngf: 8 -> 16" in result.stderr.strip().splitlines()[-1]
+
+
+def test_demo_preset_generates_its_data_and_trains(tmp_path):
+    result = _run("--preset=demo", "--max_steps=2", "--val_max_examples=4",
+                  f"--demo_data_dir={tmp_path / 'demo'}", f"--model_dir={tmp_path / 'run'}",
+                  "--noprogress")
+    assert result.returncode == 0, result.stderr
+    assert os.path.exists(tmp_path / "demo" / "tfrecords" / "manifest.json")
+    assert os.path.exists(tmp_path / "run" / "samples" / "val_latest.png")
