@@ -124,6 +124,24 @@ def test_export_info_asset_and_saved_model_cli(exported):
     assert "signature_def['translate']" in shown.stdout
 
 
+def test_saved_model_cli_run_loads_it_as_tf_serving_does(exported, tmp_path):
+    """saved_model_cli run restores variables in a TF1 session, the way TF Serving loads."""
+    path, loaded = exported
+    data = tf.io.encode_png(random_image(40, 24, seed=7)).numpy()
+    np.save(tmp_path / "request.npy", np.array([data], dtype=object))
+    cli = shutil.which("saved_model_cli") or os.path.join(os.path.dirname(sys.executable),
+                                                          "saved_model_cli")
+    result = subprocess.run(
+        [cli, "run", "--dir", path, "--tag_set", "serve", "--signature_def", "serving_default",
+         "--inputs", f"image_bytes={tmp_path / 'request.npy'}", "--outdir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    served = np.load(tmp_path / "out" / "image_bytes.npy", allow_pickle=True)
+    direct = loaded.signatures["serving_default"](image_bytes=tf.constant([data]))
+    assert served[0] == direct["image_bytes"].numpy()[0]
+    assert _decode(served[0]).shape == (40, 24, 3)
+
+
 def test_paper_mode_export_uses_batch_statistics(model_dir, tmp_path):
     path = export(ExportConfig(model_dir=model_dir, export_dir=str(tmp_path), test_mode="paper"))
     loaded = tf.saved_model.load(path)

@@ -192,7 +192,7 @@ def num_examples(data_dir: str, split: str) -> int:
     return read_manifest(data_dir)["splits"].get(split, {}).get("num_examples", 0)
 
 
-def _shard_paths(data_dir: str, manifest: dict[str, Any], split: str) -> list[str]:
+def shard_paths(data_dir: str, manifest: dict[str, Any], split: str) -> list[str]:
     info = manifest["splits"].get(split)
     if not info or not info.get("num_examples"):
         present = ", ".join(s for s, v in manifest["splits"].items() if v.get("num_examples"))
@@ -222,7 +222,7 @@ def build_dataset(config: DataConfig, split: str, training: bool, repeat: bool |
     """
     manifest = read_manifest(config.data_dir)
     layout = manifest.get("layout", "aligned")
-    paths = _shard_paths(config.data_dir, manifest, split)
+    paths = shard_paths(config.data_dir, manifest, split)
     repeat = training if repeat is None else repeat
     batch_size = batch_size or config.batch_size
 

@@ -163,23 +163,35 @@ def padded_translate(generator: keras.Model, images: tf.Tensor, multiple: int,
     return generator(padded, training=training)[:, :h, :w, :]
 
 
+def servable_generator(generator: keras.Model, test_mode: str) -> keras.Model:
+    """Prepares a restored generator for inference in ``test_mode`` (in place).
+
+    Paper mode runs the layers in training mode (dropout on, the batch's own statistics); a batch
+    norm momentum of 1 keeps the stored running statistics unchanged by that traffic.
+    """
+    if test_mode == "paper":
+        for layer in generator.layers:
+            if isinstance(layer, keras.layers.BatchNormalization):
+                layer.momentum = 1.0
+    return generator
+
+
 class Pix2PixServable(tf.Module):
     """The exported module: the generator plus the two serving functions."""
 
     def __init__(self, generator: keras.Model, config: ExperimentConfig, test_mode: str,
                  info_path: str):
         super().__init__()
-        self.generator = generator
+        # Track the underlying tf.Variables, not the Keras model: a SavedModel that tracks Keras 3
+        # variable wrappers fails to restore in TF1-style loaders (TF Serving, saved_model_cli
+        # run) with "Could not find variable". Bypass tf.Module's attribute tracking for G.
+        self.__dict__["_generator"] = generator
+        self.generator_variables = [v.value for v in generator.variables]
         self.info = tf.saved_model.Asset(info_path)
         self._multiple = pad_multiple(config)
         self._training = test_mode == "paper"
         self._input_nc = config.data.input_nc
-        if self._training:
-            # Paper mode normalises with the batch's own statistics; momentum 1 keeps the stored
-            # running statistics unchanged by serving traffic.
-            for layer in generator.layers:
-                if isinstance(layer, keras.layers.BatchNormalization):
-                    layer.momentum = 1.0
+        servable_generator(generator, test_mode)
         self.translate = tf.function(
             self._translate,
             input_signature=[tf.TensorSpec([None, None, None, self._input_nc], tf.float32,
@@ -189,7 +201,7 @@ class Pix2PixServable(tf.Module):
             input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
 
     def _translate(self, images):
-        out = padded_translate(self.generator, images, self._multiple, self._training)
+        out = padded_translate(self._generator, images, self._multiple, self._training)
         return {"images": tf.cast(out, tf.float32)}
 
     def _one(self, encoded):

@@ -1,0 +1,247 @@
+"""Translating folders or TFRecord splits, with a gallery and metrics when targets exist.
+
+Images are translated at their own size (the generator is padded and cropped as in the exported
+SavedModel), from a training directory or from an exported SavedModel version.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import html
+import json
+import os
+from typing import Callable, Iterator
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_pix2pix import data as data_lib
+from tf_pix2pix.config import TEST_MODES, ConfigError, ExperimentConfig
+from tf_pix2pix.evaluate import PSNR_CAP, image_metrics
+from tf_pix2pix.export_lib import (pad_multiple, padded_translate, read_export_info,
+                                   restore_generator, servable_generator)
+from tf_pix2pix.image_io import BadImageError, list_files, read_image
+from tf_pix2pix.visualize import save_png, to_uint8
+
+SOURCES = ("images", "aligned", "tfrecord")
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+    """One item to translate: input and optional target as [-1, 1] float ``[H, W, C]``."""
+
+    name: str
+    input: np.ndarray
+    target: np.ndarray | None
+
+
+@dataclasses.dataclass
+class Translator:
+    """A generator behind one callable: ``[1, H, W, input_nc]`` -> ``[1, H, W, output_nc]``."""
+
+    fn: Callable[[tf.Tensor], tf.Tensor]
+    config: ExperimentConfig
+    test_mode: str
+    origin: str
+
+    def __call__(self, images: tf.Tensor) -> tf.Tensor:
+        return self.fn(images)
+
+
+def translator_from_model_dir(model_dir: str, test_mode: str, checkpoint: str = "") -> Translator:
+    """Restores the generator of a training directory (latest checkpoint unless given)."""
+    if test_mode not in TEST_MODES:
+        raise ConfigError(f"test_mode={test_mode!r}: use eval or paper")
+    generator, config, path = restore_generator(model_dir, checkpoint)
+    servable_generator(generator, test_mode)
+    multiple, training = pad_multiple(config), test_mode == "paper"
+    fn = tf.function(lambda x: padded_translate(generator, x, multiple, training),
+                     reduce_retracing=True)
+    return Translator(fn, config, test_mode, path)
+
+
+def translator_from_saved_model(saved_model_dir: str) -> Translator:
+    """Loads an exported version folder (``export_dir/<version>``) and its ``translate``."""
+    info = read_export_info(saved_model_dir)
+    translate = tf.saved_model.load(saved_model_dir).signatures["translate"]
+    return Translator(lambda x: translate(images=x)["images"],
+                      ExperimentConfig.from_dict(info["config"]), info["test_mode"],
+                      saved_model_dir)
+
+
+def _normalise(pixels: np.ndarray | tf.Tensor, channels: int) -> np.ndarray:
+    x = tf.cast(pixels, tf.float32)
+    if channels == 1:
+        x = tf.image.rgb_to_grayscale(x)
+    return (x / 127.5 - 1.0).numpy()
+
+
+def iterate_examples(source: str, path: str, config: ExperimentConfig, split: str = "test",
+                     on_bad_image: str = "fail",
+                     skipped: list[dict[str, str]] | None = None) -> Iterator[Example]:
+    """Yields the examples of a folder of images, a folder of A|B images, or a TFRecord split.
+
+    ``direction`` and the channel counts come from the model's configuration. Bad files raise
+    :class:`BadImageError` or, with ``on_bad_image="skip"``, are appended to ``skipped``.
+    """
+    in_nc, out_nc = config.data.input_nc, config.data.output_nc
+    swap = config.data.direction == "BtoA"
+    if source == "tfrecord":
+        manifest = data_lib.read_manifest(path)
+        layout = manifest.get("layout", "aligned")
+        for serialized in tf.data.TFRecordDataset(data_lib.shard_paths(path, manifest, split)):
+            ex = data_lib.decode_record(serialized, layout)
+            a, b = (ex["B"], ex["A"]) if swap else (ex["A"], ex["B"])
+            yield Example(ex["filename"].numpy().decode(), _normalise(a, in_nc),
+                          _normalise(b, out_nc))
+        return
+    if source not in ("images", "aligned"):
+        raise ConfigError(f"source={source!r}: use one of {', '.join(SOURCES)}")
+    if not os.path.isdir(path):
+        raise ConfigError(f"--input_dir {path} is not a directory")
+    names = list_files(path)
+    if not names:
+        raise ConfigError(f"--input_dir {path} has no files")
+    for name in names:
+        file_path = os.path.join(path, name)
+        try:
+            image = read_image(file_path)
+            if source == "aligned" and image.width != 2 * image.height:
+                raise BadImageError(file_path, f"size {image.width}x{image.height} is not an A|B "
+                                    "pair (width must be twice the height)")
+        except BadImageError as e:
+            if on_bad_image == "fail":
+                raise
+            if skipped is not None:
+                skipped.append({"file": e.path, "reason": e.reason})
+            continue
+        stem = os.path.splitext(name)[0]
+        if source == "images":
+            yield Example(stem, _normalise(image.pixels, in_nc), None)
+            continue
+        half = image.width // 2
+        a, b = image.pixels[:, :half], image.pixels[:, half:2 * half]
+        if swap:
+            a, b = b, a
+        yield Example(stem, _normalise(a, in_nc), _normalise(b, out_nc))
+
+
+def _png(image: np.ndarray) -> bytes:
+    return tf.io.encode_png(to_uint8(image)).numpy()
+
+
+def write_gallery(output_dir: str, rows: list[dict[str, str]], title: str) -> str:
+    """Writes ``index.html``: one row per image, columns input | output | target (if any)."""
+    has_target = any(r.get("target") for r in rows)
+    head = "<tr><th>name</th><th>input</th><th>output</th>" + (
+        "<th>target</th>" if has_target else "") + "</tr>"
+    body = []
+    for r in rows:
+        cells = [f"<td>{html.escape(r['name'])}</td>"]
+        for key in ("input", "output") + (("target",) if has_target else ()):
+            src = html.escape(r[key]) if r.get(key) else ""
+            cells.append(f'<td><img src="{src}" style="width:256px"></td>' if src else "<td></td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    page = (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}"
+            f"</title></head><body><h1>{html.escape(title)}</h1><table border='1'>{head}"
+            + "\n".join(body) + "</table></body></html>\n")
+    path = os.path.join(output_dir, "index.html")
+    with open(path, "w") as f:
+        f.write(page)
+    return path
+
+
+def predict(translator: Translator, examples: Iterator[Example], output_dir: str,
+            progress: bool = True, skipped: list[dict[str, str]] | None = None) -> dict:
+    """Translates ``examples`` into ``output_dir``: images, gallery, and metrics with targets.
+
+    Writes ``images/<name>_{input,output,target}.png``, ``index.html``, and when targets exist
+    ``metrics.json`` (means of L1, PSNR, SSIM) and ``metrics.csv`` (one row per image).
+
+    Returns:
+      The summary written to ``metrics.json`` (``count`` etc. even without targets).
+    """
+    image_dir = os.path.join(output_dir, "images")
+    os.makedirs(image_dir, exist_ok=True)
+    rows, per_image = [], []
+    bar = keras.utils.Progbar(None, unit_name="image") if progress else None
+    for i, ex in enumerate(examples):
+        output = translator(tf.constant(ex.input[np.newaxis]))[0].numpy()
+        row = {"name": ex.name}
+        for key, image in (("input", ex.input), ("output", output), ("target", ex.target)):
+            if image is not None:
+                rel = os.path.join("images", f"{ex.name}_{key}.png")
+                save_png(os.path.join(output_dir, rel), _png(image))
+                row[key] = rel
+        if ex.target is not None:
+            m = image_metrics(output[np.newaxis], ex.target[np.newaxis])
+            per_image.append({"name": ex.name, **{k: float(v[0]) for k, v in m.items()}})
+        rows.append(row)
+        if bar is not None:
+            bar.update(i + 1)
+    if not rows:
+        raise ConfigError("nothing to translate: every input was skipped or the source is empty")
+    write_gallery(output_dir, rows, f"pix2pix ({translator.test_mode} mode) — "
+                                    f"{translator.origin}")
+    summary = {"count": len(rows), "test_mode": translator.test_mode,
+               "model": translator.origin, "skipped": skipped or [],
+               "num_skipped": len(skipped or [])}
+    if per_image:
+        summary.update({k: float(np.mean([p[k] for p in per_image]))
+                        for k in ("l1", "psnr", "ssim")})
+        summary["scored"] = len(per_image)
+        summary["psnr_cap_db"] = PSNR_CAP
+        with open(os.path.join(output_dir, "metrics.csv"), "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["name", "l1", "psnr", "ssim"])
+            writer.writeheader()
+            writer.writerows(per_image)
+        with open(os.path.join(output_dir, "metrics.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+    return summary
+
+
+def read_scalars(event_dir: str) -> dict[str, list[tuple[int, float]]]:
+    """All scalar summaries of the event files in ``event_dir``: tag -> [(step, value)]."""
+    if not os.path.isdir(event_dir):
+        raise ConfigError(f"{event_dir} not found; pass the --model_dir of a training run")
+    series: dict[str, list[tuple[int, float]]] = {}
+    files = sorted(f for f in os.listdir(event_dir) if "tfevents" in f)
+    for name in files:
+        for raw in tf.data.TFRecordDataset(os.path.join(event_dir, name)):
+            event = tf.compat.v1.Event.FromString(raw.numpy())
+            for value in event.summary.value:
+                if value.HasField("tensor") and not value.tensor.string_val:
+                    series.setdefault(value.tag, []).append(
+                        (event.step, float(tf.make_ndarray(value.tensor))))
+    return {tag: sorted(dict(points).items()) for tag, points in series.items()}
+
+
+def plot_losses(model_dir: str, output_path: str) -> str:
+    """Renders the training losses of ``model_dir`` as a PNG with matplotlib."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {tag: points for tag, points in read_scalars(os.path.join(model_dir, "train"))
+              .items() if tag.startswith("loss/")}
+    if not series:
+        raise ConfigError(f"no loss summaries in {model_dir}/train yet")
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for tag, points in sorted(series.items()):
+        steps, values = zip(*points)
+        ax = axes[0] if tag == "loss/G_L1" else axes[1]
+        ax.plot(steps, values, label=tag.split("/", 1)[1])
+    axes[0].set_title("G_L1 (lambda x L1)")
+    axes[1].set_title("GAN losses")
+    for ax in axes:
+        ax.set_xlabel("step")
+        ax.legend()
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(os.path.abspath(output_path)), exist_ok=True)
+    fig.savefig(output_path, dpi=100)
+    plt.close(fig)
+    return output_path
