@@ -23,12 +23,13 @@ def to_unit_range(images: tf.Tensor) -> tf.Tensor:
 def image_metrics(outputs: tf.Tensor, targets: tf.Tensor) -> dict[str, tf.Tensor]:
     """Per-example ``l1``, ``psnr`` and ``ssim`` of ``[N, H, W, C]`` images in [-1, 1].
 
-    SSIM uses tf.image's 11x11 Gaussian window, which needs H and W of at least 11.
+    SSIM uses tf.image's 11x11 Gaussian window, shrunk to the image for sides below 11 pixels.
     """
     out, tgt = to_unit_range(outputs), to_unit_range(targets)
     l1 = tf.reduce_mean(tf.abs(out - tgt), axis=[1, 2, 3])
     psnr = tf.minimum(tf.image.psnr(out, tgt, max_val=1.0), PSNR_CAP)
-    ssim = tf.image.ssim(out, tgt, max_val=1.0)
+    sides = [d for d in out.shape[1:3] if d is not None]
+    ssim = tf.image.ssim(out, tgt, max_val=1.0, filter_size=min([11] + sides))
     return {"l1": l1, "psnr": psnr, "ssim": ssim}
 
 

@@ -1,0 +1,150 @@
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig
+from tf_pix2pix.evaluate import PSNR_CAP
+from tf_pix2pix.image_io import BadImageError
+from tf_pix2pix.predict_lib import (Translator, iterate_examples, plot_losses, predict,
+                                    read_scalars)
+
+from conftest import random_image, write_image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _identity(config=None):
+    return Translator(lambda x: x, config or ExperimentConfig(), "eval", "identity")
+
+
+def _aligned_folder(folder, n=3, same_halves=True):
+    os.makedirs(folder, exist_ok=True)
+    for i in range(n):
+        half = random_image(16, 16, seed=i)
+        other = half if same_halves else random_image(16, 16, seed=100 + i)
+        write_image(os.path.join(folder, f"p{i}.png"), np.concatenate([half, other], axis=1))
+
+
+def test_identity_model_scores_zero_l1_and_capped_psnr(tmp_path):
+    _aligned_folder(str(tmp_path / "in"))
+    out = str(tmp_path / "out")
+    summary = predict(_identity(), iterate_examples("aligned", str(tmp_path / "in"),
+                                                    ExperimentConfig()), out, progress=False)
+    assert summary["count"] == 3 and summary["l1"] == 0.0
+    assert summary["psnr"] == PSNR_CAP and summary["ssim"] == pytest.approx(1.0)
+    on_disk = json.loads(open(os.path.join(out, "metrics.json")).read())
+    assert on_disk["l1"] == 0.0 and on_disk["psnr_cap_db"] == PSNR_CAP
+    rows = list(csv.DictReader(open(os.path.join(out, "metrics.csv"))))
+    assert [r["name"] for r in rows] == ["p0", "p1", "p2"]
+    assert all(float(r["l1"]) == 0.0 for r in rows)
+    gallery = open(os.path.join(out, "index.html")).read()
+    for i in range(3):
+        for kind in ("input", "output", "target"):
+            assert f'src="images/p{i}_{kind}.png"' in gallery
+            assert os.path.exists(os.path.join(out, "images", f"p{i}_{kind}.png"))
+
+
+def test_known_l1_for_different_halves(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    black, white = np.zeros((16, 16, 3), np.uint8), np.full((16, 16, 3), 255, np.uint8)
+    write_image(str(folder / "x.png"), np.concatenate([black, white], axis=1))
+    summary = predict(_identity(), iterate_examples("aligned", str(folder), ExperimentConfig()),
+                      str(tmp_path / "out"), progress=False)
+    assert summary["l1"] == pytest.approx(1.0) and summary["psnr"] == pytest.approx(0.0)
+
+
+def test_direction_and_channels_come_from_the_config(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    left, right = random_image(8, 8, seed=1), random_image(8, 8, seed=2)
+    write_image(str(folder / "x.png"), np.concatenate([left, right], axis=1))
+    config = ExperimentConfig(data=DataConfig(direction="BtoA", input_nc=1))
+    (ex,) = iterate_examples("aligned", str(folder), config)
+    assert ex.input.shape == (8, 8, 1) and ex.target.shape == (8, 8, 3)
+    np.testing.assert_allclose(ex.target, left / 127.5 - 1, atol=1e-6)
+
+
+def test_plain_images_have_no_metrics(tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    write_image(str(folder / "a.jpg"), random_image(12, 20))
+    summary = predict(_identity(), iterate_examples("images", str(folder), ExperimentConfig()),
+                      str(tmp_path / "out"), progress=False)
+    assert summary["count"] == 1 and "l1" not in summary
+    assert not os.path.exists(tmp_path / "out" / "metrics.json")
+    out = tf.io.decode_png(open(tmp_path / "out/images/a_output.png", "rb").read())
+    assert out.shape == (12, 20, 3)
+
+
+def test_bad_images_fail_or_are_skipped_and_counted(tmp_path):
+    _aligned_folder(str(tmp_path / "in"), n=2)
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    with pytest.raises(BadImageError, match="broken.png"):
+        list(iterate_examples("aligned", str(tmp_path / "in"), ExperimentConfig()))
+    skipped = []
+    examples = iterate_examples("aligned", str(tmp_path / "in"), ExperimentConfig(),
+                                on_bad_image="skip", skipped=skipped)
+    summary = predict(_identity(), examples, str(tmp_path / "out"), False, skipped)
+    assert summary["count"] == 2 and summary["num_skipped"] == 1
+    assert summary["skipped"][0]["file"].endswith("broken.png")
+
+
+def test_tfrecord_split_source(records_dir, tmp_path):
+    examples = list(iterate_examples("tfrecord", records_dir, ExperimentConfig(), split="val"))
+    assert len(examples) == 4 and examples[0].input.shape == (64, 64, 3)
+    with pytest.raises(ConfigError, match="not a directory"):
+        list(iterate_examples("images", str(tmp_path / "missing"), ExperimentConfig()))
+
+
+def test_read_scalars_and_plot_losses(tmp_path):
+    writer = tf.summary.create_file_writer(str(tmp_path / "train"))
+    with writer.as_default():
+        for step in range(1, 4):
+            tf.summary.scalar("loss/G_L1", 10.0 / step, step=step)
+            tf.summary.scalar("loss/D_real", 0.5, step=step)
+    writer.flush()
+    series = read_scalars(str(tmp_path / "train"))
+    assert series["loss/G_L1"] == [(1, 10.0), (2, 5.0), (3, pytest.approx(10 / 3))]
+    path = plot_losses(str(tmp_path), str(tmp_path / "plots" / "losses.png"))
+    image = tf.io.decode_png(open(path, "rb").read())
+    assert image.shape[0] > 100 and image.shape[1] > 100
+    with pytest.raises(ConfigError, match="not found"):
+        plot_losses(str(tmp_path / "nothing"), str(tmp_path / "x.png"))
+
+
+def test_cli_from_model_dir_and_saved_model(records_dir, tmp_path):
+    from tf_pix2pix.config import ModelConfig, TrainConfig
+    from tf_pix2pix.export_lib import ExportConfig, export
+    from tf_pix2pix.train_lib import train
+
+    model_dir = str(tmp_path / "m")
+    train(ExperimentConfig(
+        data=DataConfig(data_dir=records_dir, load_size=36, crop_size=32, batch_size=2),
+        model=ModelConfig(netG="unet_32", ngf=8, ndf=8),
+        train=TrainConfig(model_dir=model_dir, max_steps=2, summary_every_steps=1)),
+        progress=False)
+    saved = export(ExportConfig(model_dir=model_dir, export_dir=str(tmp_path / "e")))
+    run = lambda *a: subprocess.run([sys.executable, os.path.join(REPO, "run_predict.py"), *a],  # noqa: E731
+                                    capture_output=True, text=True, timeout=300)
+    a = run("--model_dir", model_dir, "--tfrecord_dir", records_dir, "--split=test",
+            "--output_dir", str(tmp_path / "pa"), "--noprogress", "--plot_losses")
+    assert a.returncode == 0, a.stderr
+    assert "translated 4 image(s)" in a.stdout and "L1=" in a.stdout
+    assert os.path.exists(tmp_path / "pa" / "losses.png")
+    b = run("--saved_model", saved, "--tfrecord_dir", records_dir, "--split=test",
+            "--output_dir", str(tmp_path / "pb"), "--noprogress")
+    assert b.returncode == 0, b.stderr
+    ma = json.load(open(tmp_path / "pa" / "metrics.json"))
+    mb = json.load(open(tmp_path / "pb" / "metrics.json"))
+    assert ma["l1"] == pytest.approx(mb["l1"], abs=1e-6)
+    bad = run("--model_dir", model_dir, "--input_dir", str(tmp_path / "none"), "--output_dir",
+              str(tmp_path / "pc"))
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert "is not a directory" in bad.stderr.strip().splitlines()[-1]
