@@ -18,7 +18,7 @@ def test_defaults_are_the_papers():
     (lambda: DataConfig(direction="AB"), "direction='AB'"),
     (lambda: DataConfig(load_size=100, crop_size=128), "crop_size=128 is larger"),
     (lambda: DataConfig(input_nc=2), "input_nc=2"),
-    (lambda: ModelConfig(netG="unet_64"), "netG='unet_64'"),
+    (lambda: ModelConfig(netG="unet_16"), "netG='unet_16'"),
     (lambda: ModelConfig(norm="layer"), "norm='layer'"),
     (lambda: TrainConfig(gan_mode="wgan"), "gan_mode='wgan'"),
     (lambda: TrainConfig(beta1=1.5), "beta1=1.5"),
