@@ -168,3 +168,17 @@ def test_missing_manifest_and_split_are_clear_errors(tmp_path, records_dir):
         build_dataset(DataConfig(data_dir=str(tmp_path)), "train", training=True)
     with pytest.raises(DataError, match="split 'nope' has no examples"):
         build_dataset(DataConfig(data_dir=records_dir), "nope", training=False)
+
+
+def test_fused_resize_and_crop_equals_resize_then_slice():
+    from tf_pix2pix.data import resize_and_random_crop
+
+    image = tf.constant(random_image(50, 70, c=6, seed=9).astype(np.float32))
+    for i in range(5):
+        seed = tf.constant([4, i], tf.int64)
+        fused = resize_and_random_crop(image, 64, 48, seed).numpy()
+        offset = tf.random.stateless_uniform([2], seed=seed, maxval=64 - 48 + 1,
+                                             dtype=tf.int32).numpy()
+        full = tf.image.resize(image, [64, 64], method="bicubic", antialias=True).numpy()
+        expected = full[offset[0]:offset[0] + 48, offset[1]:offset[1] + 48]
+        np.testing.assert_allclose(fused, expected, atol=1e-3)

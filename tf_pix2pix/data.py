@@ -122,6 +122,23 @@ def _crop(image: tf.Tensor, size: int, seed: tf.Tensor | None) -> tf.Tensor:
     return tf.image.stateless_random_crop(image, tf.stack([size, size, channels]), seed=seed)
 
 
+def resize_and_random_crop(image: tf.Tensor, load_size: int, crop_size: int,
+                           seed: tf.Tensor) -> tf.Tensor:
+    """Bicubic resize to ``load_size`` square then a random ``crop_size`` crop, in one op.
+
+    ``ScaleAndTranslate`` (the kernel behind ``tf.image.resize(..., antialias=True)``) evaluates
+    only the output window, shifted by the crop offset; the result equals resizing the whole image
+    and slicing it, at ~80% of the work and without the intermediate image.
+    """
+    shape = tf.cast(tf.shape(image)[:2], tf.float32)
+    offset = tf.random.stateless_uniform([2], seed=seed, maxval=load_size - crop_size + 1,
+                                         dtype=tf.int32)
+    return tf.raw_ops.ScaleAndTranslate(
+        images=image[tf.newaxis], size=tf.constant([crop_size, crop_size]),
+        scale=float(load_size) / shape, translation=-tf.cast(offset, tf.float32),
+        kernel_type="keyscubic", antialias=True)[0]
+
+
 def preprocess_pair(a: tf.Tensor, b: tf.Tensor, config: DataConfig, training: bool,
                     seed: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """Applies the reference's transform to a pair with one shared random draw.
@@ -147,8 +164,12 @@ def preprocess_pair(a: tf.Tensor, b: tf.Tensor, config: DataConfig, training: bo
         crop_seed, flip_seed = seeds[0], seeds[1]
 
     mode = config.preprocess
-    if mode == "resize_and_crop":
-        pair = _resize(pair, tf.constant(config.load_size), tf.constant(config.load_size))
+    if mode == "resize_and_crop" and training:
+        # One fused op computes only the cropped window of the resized image.
+        pair = resize_and_random_crop(pair, config.load_size, config.crop_size, crop_seed)
+    elif mode == "resize_and_crop":
+        pair = _crop(_resize(pair, tf.constant(config.load_size), tf.constant(config.load_size)),
+                     config.crop_size, None)
     elif mode in ("scale_width", "scale_width_and_crop"):
         shape = tf.shape(pair)
         new_h, new_w = _scale_width_size(shape, config.load_size, config.crop_size)
@@ -163,7 +184,7 @@ def preprocess_pair(a: tf.Tensor, b: tf.Tensor, config: DataConfig, training: bo
         same = tf.logical_and(tf.equal(new_h, shape[0]), tf.equal(new_w, shape[1]))
         pair = tf.cond(same, lambda: pair, lambda: _resize(pair, new_h, new_w))
 
-    if mode in ("resize_and_crop", "crop", "scale_width_and_crop"):
+    if mode in ("crop", "scale_width_and_crop"):
         pair = _crop(pair, config.crop_size, crop_seed)
     if training and not config.no_flip:
         pair = tf.image.stateless_random_flip_left_right(pair, seed=flip_seed)

@@ -11,6 +11,7 @@ import tensorflow as tf
 from tf_pix2pix import losses
 from tf_pix2pix.config import ExperimentConfig
 from tf_pix2pix.networks import build_discriminator, build_generator
+from tf_pix2pix.optim import FusedAdam
 
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
 
@@ -108,8 +109,8 @@ class Pix2Pix:
 
     def _optimizer(self, steps_per_epoch: int) -> keras.optimizers.Optimizer:
         t = self.config.train
-        opt = keras.optimizers.Adam(learning_rate(self.config, steps_per_epoch), beta_1=t.beta1,
-                                    beta_2=t.beta2, epsilon=1e-8)
+        opt = FusedAdam(learning_rate(self.config, steps_per_epoch), beta_1=t.beta1,
+                        beta_2=t.beta2, epsilon=1e-8)
         # float16 gradients underflow without dynamic loss scaling; bfloat16 does not need it.
         if t.precision == "mixed_float16":
             opt = keras.mixed_precision.LossScaleOptimizer(opt)

@@ -1,0 +1,76 @@
+"""Shared helpers of the benchmark scripts: data to run on, timing, machine description."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from typing import Callable
+
+SHARED_FACADES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "facades")
+
+
+def facades_records(cache_dir: str = "") -> str:
+    """TFRecords of ../shared/data/facades (built once into a cache), else of a synthetic set."""
+    from data_prep.build_tfrecords import BuildConfig, build
+
+    cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "tf_pix2pix_bench")
+    out = os.path.join(cache_dir, "facades_tfr")
+    if os.path.isfile(os.path.join(out, "manifest.json")):
+        return out
+    source = os.path.abspath(SHARED_FACADES)
+    if not os.path.isdir(source):
+        from data_prep.make_synthetic import SyntheticConfig, make_synthetic
+
+        source = os.path.join(cache_dir, "synthetic256")
+        make_synthetic(SyntheticConfig(output_dir=source, num_train=64, num_val=8, num_test=0,
+                                       size=256))
+    build(BuildConfig(input_dir=source, output_dir=out, num_shards=4, overwrite=True,
+                      progress=False))
+    return out
+
+
+def time_calls(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
+    """Wall-clock seconds of ``repeats`` calls of ``fn`` after ``warmup`` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def summary(times: list[float]) -> dict[str, float]:
+    ordered = sorted(times)
+    p95 = ordered[min(len(ordered) - 1, int(round(0.95 * (len(ordered) - 1))))]
+    return {"median_s": statistics.median(times), "min_s": ordered[0], "max_s": ordered[-1],
+            "p95_s": p95, "repeats": len(times)}
+
+
+def machine() -> dict[str, object]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    import tensorflow as tf
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "tensorflow": tf.__version__,
+            "python": platform.python_version()}
+
+
+def report(result: dict[str, object], table: list[tuple[str, str]]) -> None:
+    """Prints the readable table and then the JSON line."""
+    width = max(len(k) for k, _ in table)
+    for key, value in table:
+        print(f"{key.ljust(width)}  {value}")
+    print(json.dumps(result, sort_keys=True))
