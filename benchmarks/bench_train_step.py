@@ -45,18 +45,45 @@ def matmul_rate(dtype: str, n: int = 2048, repeats: int = 10) -> float:
     return 2 * n ** 3 / summary(times)["median_s"] / 1e9
 
 
-def step_flops(trainer, batch) -> float:
-    """FLOPs of one training step, counted by the TF profiler on the traced step graph.
+def conv_macs(model, input_shapes) -> float:
+    """Multiply-accumulates of the model's convolutions for one forward pass at these shapes."""
+    import keras
 
-    The profiler counts every op with a registered FLOP count (convolutions and their two
-    gradients, matmuls, element-wise ops), so it is a little above a conv-only count.
+    from tf_pix2pix.networks.common import UpConv
+
+    total = 0.0
+    probe = keras.Model(model.inputs, [layer.output for layer in model.layers
+                                       if isinstance(layer, (keras.layers.Conv2D,
+                                                             keras.layers.Conv2DTranspose))])
+    layers = [layer for layer in model.layers
+              if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
+    import numpy as np
+    outputs = probe([np.zeros(s, np.float32) for s in input_shapes])
+    for layer, out in zip(layers, outputs):
+        kh, kw = layer.kernel_size
+        if isinstance(layer, (keras.layers.Conv2DTranspose, UpConv)):
+            cout, cin = layer.kernel.shape[2], layer.kernel.shape[3]
+            # Every input pixel meets every tap: H_in * W_in * kh * kw * Cin * Cout.
+            pixels = out.shape[1] * out.shape[2] / (layer.strides[0] * layer.strides[1])
+        else:
+            cin, cout = layer.kernel.shape[2], layer.kernel.shape[3]
+            pixels = out.shape[1] * out.shape[2]
+        total += out.shape[0] * pixels * kh * kw * cin * cout
+    return total
+
+
+def step_flops(model, batch_size: int, size: int) -> float:
+    """Convolution FLOPs of one training step (2 FLOPs per multiply-accumulate).
+
+    G runs forward once and backward once (input and weight gradients: 2x forward). D runs forward
+    three times (real, fake for the D update, fake again for the G update); its D update takes
+    input and weight gradients of both forwards (4x) and the G update only input gradients (1x):
+    8 D forwards in all. Element-wise ops are not counted.
     """
-    import tensorflow as tf
-
-    graph = trainer.model._step_fn.get_concrete_function(batch).graph
-    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
-    opts["output"] = "none"
-    return float(tf.compat.v1.profiler.profile(graph, options=opts).total_float_ops)
+    shape = (batch_size, size, size, 3)
+    g = conv_macs(model.generator, [shape])
+    d = conv_macs(model.discriminator, [shape, shape])
+    return 2.0 * (3 * g + 8 * d)
 
 
 def main(argv):
@@ -84,7 +111,7 @@ def main(argv):
 
     times = time_calls(one_step, warmup=FLAGS.warmup, repeats=FLAGS.steps)
     stats = summary(times)
-    flops = step_flops(trainer, next(iterator))
+    flops = step_flops(model, FLAGS.batch_size, FLAGS.crop_size)
     f32, bf16 = matmul_rate("float32"), matmul_rate("bfloat16")
     floor = flops / (f32 * 1e9)
     result = {"benchmark": "train_step", "precision": FLAGS.precision, "netG": FLAGS.netG,

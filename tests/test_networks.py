@@ -109,3 +109,29 @@ def test_init_statistics():
 def test_batch_norm_matches_pytorch_settings():
     bn = unet_generator(3, 3, num_downs=5, ngf=8).get_layer("down1_norm")
     assert bn.momentum == pytest.approx(0.9) and bn.epsilon == pytest.approx(1e-5)
+
+
+@pytest.mark.parametrize("size", [1, 2, 4, 5, 8])
+def test_upconv_matches_conv2d_transpose_values_and_gradients(size):
+    import keras
+    import tensorflow as tf
+
+    from tf_pix2pix.networks.common import UpConv
+
+    x = tf.constant(np.random.default_rng(size).normal(size=(2, size, size + 1, 16)), tf.float32)
+    ref = keras.layers.Conv2DTranspose(8, 4, strides=2, padding="same",
+                                       bias_initializer="random_normal")
+    ref(x)
+    fast = UpConv(8, 4, strides=2, padding="same")
+    fast(x)
+    fast.set_weights(ref.get_weights())
+
+    def grads(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y * y)
+        return [y] + tape.gradient(loss, [x, layer.kernel, layer.bias])
+
+    for a, b in zip(grads(ref), grads(fast)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)

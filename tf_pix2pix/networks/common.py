@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import keras
+import tensorflow as tf
 
 
 def conv_init(gain: float = 0.02) -> keras.initializers.Initializer:
@@ -64,3 +65,57 @@ def conv(filters: int, kernel: int, stride: int, bias: bool, gain: float, name: 
     return keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=bias,
                                kernel_initializer=conv_init(gain), bias_initializer="zeros",
                                name=name)
+
+
+@keras.saving.register_keras_serializable(package="tf_pix2pix")
+class UpConv(keras.layers.Conv2DTranspose):
+    """A 4x4 stride-2 "same" ``Conv2DTranspose`` with a faster path for tiny inputs.
+
+    At the U-Net's bottleneck (inputs of 1x1 to 4x4 with 512-1024 channels) the oneDNN transposed
+    convolution is several times slower than the same arithmetic written as one matmul,
+    ``[N*H*W, Cin] @ [Cin, 16*Cout]``, followed by the overlap-add of the 16 kernel taps. The two
+    paths compute the same function with the same weights (tested); which one runs is decided per
+    call from the input size, so any image size still works.
+    """
+
+    MATMUL_MAX_PIXELS = 16
+
+    def call(self, inputs):
+        h, w = inputs.shape[1], inputs.shape[2]
+        if h is not None and w is not None:  # static sizes (training): no branch in the graph
+            out = self._matmul_path(inputs) if h * w <= self.MATMUL_MAX_PIXELS else (
+                self._conv_path(inputs))
+        else:
+            shape = tf.shape(inputs)
+            out = tf.cond(shape[1] * shape[2] <= self.MATMUL_MAX_PIXELS,
+                          lambda: self._matmul_path(inputs), lambda: self._conv_path(inputs))
+        return out + self.bias if self.use_bias else out
+
+    def _conv_path(self, inputs):
+        return keras.ops.conv_transpose(
+            inputs, self.kernel, strides=self.strides, padding=self.padding,
+            output_padding=self.output_padding, data_format=self.data_format,
+            dilation_rate=self.dilation_rate)
+
+    def _matmul_path(self, inputs):
+        kh, kw, cout, cin = self.kernel.shape
+        shape = tf.shape(inputs)
+        n, h, w = shape[0], shape[1], shape[2]
+        kernel = tf.reshape(tf.transpose(self.kernel, [3, 0, 1, 2]), [cin, kh * kw * cout])
+        cols = tf.reshape(tf.matmul(tf.reshape(inputs, [-1, cin]), kernel),
+                          [n, h, w, kh, kw, cout])
+        # Output row 2m + b receives tap ky = 2a + b from input row m - a (a, b in {0, 1}).
+        phases = []
+        for by in range(2):
+            row = []
+            for bx in range(2):
+                total = 0.0
+                for ay in range(2):
+                    for ax in range(2):
+                        tap = cols[:, :, :, 2 * ay + by, 2 * ax + bx, :]
+                        total += tf.pad(tap, [[0, 0], [ay, 1 - ay], [ax, 1 - ax], [0, 0]])
+                row.append(total)
+            phases.append(tf.stack(row, axis=3))
+        full = tf.reshape(tf.stack(phases, axis=2), [n, 2 * h + 2, 2 * w + 2, cout])
+        # "same" padding of a 4x4 stride-2 transposed conv crops one pixel on each side.
+        return full[:, 1:2 * h + 1, 1:2 * w + 1, :]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from tf_pix2pix.networks.common import conv, conv_init, norm_layer, use_bias
+from tf_pix2pix.networks.common import UpConv, conv, conv_init, norm_layer, use_bias
 
 
 def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 64,
@@ -53,7 +53,7 @@ def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ng
 
     for i in range(num_downs - 1, 0, -1):
         x = keras.layers.ReLU(name=f"up{i}_relu")(x)
-        x = keras.layers.Conv2DTranspose(
+        x = UpConv(
             filters[i - 1], 4, strides=2, padding="same", use_bias=bias,
             kernel_initializer=conv_init(gain), name=f"up{i}_deconv")(x)
         x = norm_layer(norm, gain, sync_bn, name=f"up{i}_norm")(x)
