@@ -37,11 +37,10 @@ def _export_fresh_model() -> str:
     config = ExperimentConfig(train=TrainConfig(model_dir=model_dir))
     save_config(config, model_dir)
     generator = build_generator(config.model, 3, 3)
-    tf.train.Checkpoint(generator=generator).write(os.path.join(model_dir, "checkpoints",
-                                                                "ckpt-1"))
+    path = tf.train.Checkpoint(generator=generator).save(
+        os.path.join(model_dir, "checkpoints", "ckpt"))
     return export(ExportConfig(model_dir=model_dir, export_dir=os.path.join(model_dir, "export"),
-                               checkpoint=os.path.join(model_dir, "checkpoints", "ckpt-1"),
-                               test_mode=FLAGS.test_mode))
+                               checkpoint=path, test_mode=FLAGS.test_mode))
 
 
 def main(argv):
