@@ -101,8 +101,10 @@ class UpConv(keras.layers.Conv2DTranspose):
         kh, kw, cout, cin = self.kernel.shape
         shape = tf.shape(inputs)
         n, h, w = shape[0], shape[1], shape[2]
-        kernel = tf.reshape(tf.transpose(self.kernel, [3, 0, 1, 2]), [cin, kh * kw * cout])
-        cols = tf.reshape(tf.matmul(tf.reshape(inputs, [-1, cin]), kernel),
+        # (kh, kw, Cout, Cin) reshaped to [kh*kw*Cout, Cin] and used transposed by the matmul
+        # itself: no copy of the (up to 33 MB) kernel is made.
+        kernel = tf.reshape(self.kernel, [kh * kw * cout, cin])
+        cols = tf.reshape(tf.matmul(tf.reshape(inputs, [-1, cin]), kernel, transpose_b=True),
                           [n, h, w, kh, kw, cout])
         # Output row 2m + b receives tap ky = 2a + b from input row m - a (a, b in {0, 1}).
         phases = []
