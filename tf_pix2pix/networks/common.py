@@ -71,14 +71,14 @@ def conv(filters: int, kernel: int, stride: int, bias: bool, gain: float, name: 
 class UpConv(keras.layers.Conv2DTranspose):
     """A 4x4 stride-2 "same" ``Conv2DTranspose`` with a faster path for tiny inputs.
 
-    At the U-Net's bottleneck (inputs of 1x1 to 4x4 with 512-1024 channels) the oneDNN transposed
+    At the U-Net's bottleneck (inputs of 1x1 to 8x8 with 512-1024 channels) the oneDNN transposed
     convolution is several times slower than the same arithmetic written as one matmul,
     ``[N*H*W, Cin] @ [Cin, 16*Cout]``, followed by the overlap-add of the 16 kernel taps. The two
     paths compute the same function with the same weights (tested); which one runs is decided per
     call from the input size, so any image size still works.
     """
 
-    MATMUL_MAX_PIXELS = 16
+    MATMUL_MAX_PIXELS = 64
 
     def call(self, inputs):
         h, w = inputs.shape[1], inputs.shape[2]
