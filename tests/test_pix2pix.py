@@ -96,6 +96,20 @@ def test_mirrored_step_matches_single_device_on_the_same_global_batch():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=2e-5)
 
 
+def test_float16_step_with_loss_scaling_runs_and_learns():
+    keras.utils.set_random_seed(4)
+    cfg = ExperimentConfig(data=DataConfig(batch_size=2, load_size=32, crop_size=32),
+                           model=ModelConfig(netG="unet_32", ngf=8, ndf=8),
+                           train=TrainConfig(precision="mixed_float16"))
+    model = Pix2Pix(cfg, tf.distribute.get_strategy(), 10)
+    assert isinstance(model.g_optimizer, keras.mixed_precision.LossScaleOptimizer)
+    before = [v.numpy().copy() for v in model.generator.trainable_variables]
+    out = model.train_step(_batch())
+    assert all(v.dtype == tf.float32 and np.isfinite(float(v)) for v in out.values())
+    assert any(not np.allclose(a, b.numpy()) for a, b in
+               zip(before, model.generator.trainable_variables))
+
+
 def test_dtype_policy_is_restored_and_bfloat16_step_runs():
     before = keras.mixed_precision.global_policy().name
     with dtype_policy("mixed_bfloat16"):

@@ -145,14 +145,14 @@ class Pix2Pix:
                     fake_logits = D([inputs, tf.stop_gradient(fake)], training=True)
                     d_real, d_fake = losses.discriminator_loss(real_logits, fake_logits,
                                                                t.gan_mode)
-                    d_loss = 0.5 * avg(d_real + d_fake)
-                d_grads = d_tape.gradient(self._scaled(self.d_optimizer, d_loss),
-                                          D.trainable_variables)
+                    # Loss scaling (float16) must happen inside the tape to be differentiated.
+                    d_loss = self._scaled(self.d_optimizer, 0.5 * avg(d_real + d_fake))
+                d_grads = d_tape.gradient(d_loss, D.trainable_variables)
                 self.d_optimizer.apply_gradients(zip(d_grads, D.trainable_variables))
             g_logits = D([inputs, fake], training=True)
             g_gan, g_l1 = losses.generator_loss(g_logits, fake, targets, t.gan_mode, t.lambda_l1)
-            g_loss = avg(g_gan + t.lambda_l1 * g_l1)
-        g_grads = g_tape.gradient(self._scaled(self.g_optimizer, g_loss), G.trainable_variables)
+            g_loss = self._scaled(self.g_optimizer, avg(g_gan + t.lambda_l1 * g_l1))
+        g_grads = g_tape.gradient(g_loss, G.trainable_variables)
         self.g_optimizer.apply_gradients(zip(g_grads, G.trainable_variables))
         # G_L1 is reported scaled by lambda, as the reference prints it.
         return {"G_GAN": avg(g_gan), "G_L1": avg(t.lambda_l1 * g_l1), "D_real": avg(d_real),
