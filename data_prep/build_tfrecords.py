@@ -27,7 +27,8 @@ from typing import Any, Iterator
 from data_prep.atomic import atomic_output_dir, check_output_dir
 from tf_pix2pix.cli import UserError, run_main
 from tf_pix2pix.data import MANIFEST, SCHEMA_VERSION, SPLITS, make_example
-from tf_pix2pix.image_io import BadImageError, ImageFile, list_files, read_image
+from tf_pix2pix.image_io import (BadImageError, ImageFile, list_files, read_aligned_pair,
+                                 read_image)
 
 ON_BAD_IMAGE = ("fail", "skip")
 
@@ -120,10 +121,7 @@ def read_pair(item: Item) -> tuple[ImageFile, ImageFile]:
 def _serialize(item: Item) -> tuple[bytes, str]:
     """Reads, checks and serialises one item; returns the record and the ``WxH`` of a half."""
     if len(item.paths) == 1:
-        image = read_image(item.paths[0])
-        if image.width != 2 * image.height:
-            raise BadImageError(item.paths[0], f"size {image.width}x{image.height} is not an A|B "
-                                "pair (width must be twice the height)")
+        image = read_aligned_pair(item.paths[0])
         half = image.width // 2
         record = make_example(item.name, image.height, half, encoded=image.encoded)
         return record, f"{half}x{image.height}"

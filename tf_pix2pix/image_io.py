@@ -93,6 +93,19 @@ def read_image(path: str) -> ImageFile:
     return ImageFile(path=path, encoded=data, format=fmt, pixels=pixels)
 
 
+def read_aligned_pair(path: str) -> ImageFile:
+    """Reads an A|B image and checks that it is one: width exactly twice the height.
+
+    Raises:
+      BadImageError: as :func:`read_image`, or when the size is not that of an A|B pair.
+    """
+    image = read_image(path)
+    if image.width != 2 * image.height:
+        raise BadImageError(path, f"size {image.width}x{image.height} is not an A|B pair (width "
+                            "must be twice the height)")
+    return image
+
+
 def list_files(folder: str) -> list[str]:
     """Sorted relative paths of the regular, non-hidden files directly inside ``folder``."""
     return sorted(name for name in os.listdir(folder)

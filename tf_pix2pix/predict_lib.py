@@ -22,7 +22,7 @@ from tf_pix2pix.config import TEST_MODES, ConfigError, ExperimentConfig
 from tf_pix2pix.evaluate import PSNR_CAP, image_metrics
 from tf_pix2pix.export_lib import (pad_multiple, padded_translate, read_export_info,
                                    restore_generator, servable_generator)
-from tf_pix2pix.image_io import BadImageError, list_files, read_image
+from tf_pix2pix.image_io import BadImageError, list_files, read_aligned_pair, read_image
 from tf_pix2pix.visualize import save_png, to_uint8
 
 SOURCES = ("images", "aligned", "tfrecord")
@@ -107,10 +107,7 @@ def iterate_examples(source: str, path: str, config: ExperimentConfig, split: st
     for name in names:
         file_path = os.path.join(path, name)
         try:
-            image = read_image(file_path)
-            if source == "aligned" and image.width != 2 * image.height:
-                raise BadImageError(file_path, f"size {image.width}x{image.height} is not an A|B "
-                                    "pair (width must be twice the height)")
+            image = (read_aligned_pair if source == "aligned" else read_image)(file_path)
         except BadImageError as e:
             if on_bad_image == "fail":
                 raise
