@@ -1,7 +1,8 @@
 import pytest
 
 from tf_pix2pix.config import (ConfigError, DataConfig, ExperimentConfig, ModelConfig,
-                               TrainConfig, architecture_differences, load_config, save_config)
+                               TrainConfig, architecture_differences,
+                               input_pipeline_differences, load_config, save_config)
 
 
 def test_defaults_are_the_papers():
@@ -49,3 +50,9 @@ def test_architecture_differences_name_fields():
                          train=TrainConfig(lr=1e-3))
     assert architecture_differences(a, b) == ["data.output_nc: 3 -> 1", "model.ngf: 64 -> 32"]
     assert architecture_differences(a, a) == []
+
+
+def test_input_pipeline_differences_name_fields():
+    a = ExperimentConfig()
+    b = ExperimentConfig(data=DataConfig(batch_size=4, data_dir="/elsewhere"))
+    assert input_pipeline_differences(a, b) == ["data.batch_size: 1 -> 4"]

@@ -89,6 +89,17 @@ def test_another_architecture_in_the_model_dir_is_refused(records_dir, tmp_path)
     assert train(lr, progress=False).step == 3
 
 
+def test_other_input_pipeline_flags_are_refused_on_resume(records_dir, tmp_path):
+    train(tiny_config(records_dir, tmp_path / "m", max_steps=2), progress=False)
+    other = tiny_config(records_dir, tmp_path / "m", max_steps=4)
+    other = ExperimentConfig(model=other.model, train=other.train,
+                             data=DataConfig(data_dir=records_dir, load_size=36, crop_size=32,
+                                             batch_size=3, seed=3))
+    with pytest.raises(ConfigError, match=r"input-pipeline position for other data flags "
+                                          r"\(data.batch_size: 2 -> 3\)"):
+        train(other, progress=False)
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(records_dir, tmp_path):
     cfg = tiny_config(records_dir, tmp_path / "m", max_steps=3, save_every_steps=1)
     train(cfg, progress=False)

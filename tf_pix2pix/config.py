@@ -205,10 +205,26 @@ class ExperimentConfig:
         return arch
 
 
+    def input_pipeline(self) -> dict[str, Any]:
+        """Fields that shape the saved input-iterator state (must match to resume it)."""
+        names = ("direction", "preprocess", "load_size", "crop_size", "no_flip", "batch_size",
+                 "shuffle_buffer", "seed")
+        return {f"data.{n}": getattr(self.data, n) for n in names}
+
+
+def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(a) if a[k] != b.get(k)]
+
+
 def architecture_differences(saved: ExperimentConfig, current: ExperimentConfig) -> list[str]:
     """Lists ``field: saved -> current`` for every architecture field that differs."""
-    a, b = saved.architecture(), current.architecture()
-    return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(a) if a[k] != b.get(k)]
+    return _differences(saved.architecture(), current.architecture())
+
+
+def input_pipeline_differences(saved: ExperimentConfig,
+                               current: ExperimentConfig) -> list[str]:
+    """Lists ``field: saved -> current`` for every input-pipeline field that differs."""
+    return _differences(saved.input_pipeline(), current.input_pipeline())
 
 
 def save_config(config: ExperimentConfig, model_dir: str) -> str:

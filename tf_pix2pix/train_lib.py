@@ -25,7 +25,7 @@ import tensorflow as tf
 from tf_pix2pix import data as data_lib
 from tf_pix2pix import visualize
 from tf_pix2pix.config import (ConfigError, ExperimentConfig, architecture_differences,
-                               load_config, save_config)
+                               input_pipeline_differences, load_config, save_config)
 from tf_pix2pix.evaluate import evaluate
 from tf_pix2pix.pix2pix import LOSS_NAMES, Pix2Pix
 
@@ -73,6 +73,13 @@ def _check_resume_config(config: ExperimentConfig) -> None:
         raise ConfigError(
             f"--model_dir {config.train.model_dir} holds a model of another architecture "
             f"({'; '.join(diffs)}); use a new --model_dir or the saved architecture flags")
+    diffs = input_pipeline_differences(saved, config)
+    has_checkpoint = tf.train.latest_checkpoint(checkpoint_dir(config.train.model_dir))
+    if diffs and has_checkpoint:
+        raise ConfigError(
+            f"--model_dir {config.train.model_dir} saved its input-pipeline position for other "
+            f"data flags ({'; '.join(diffs)}); resume with the saved values or use a new "
+            "--model_dir")
 
 
 def _all_finite(variables) -> bool:
@@ -159,8 +166,11 @@ class _Trainer:
             try:
                 self.checkpoint.restore(latest).assert_existing_objects_matched()
             except (ValueError, AssertionError, tf.errors.OpError) as e:
-                raise ConfigError(f"checkpoint {latest} does not match this model "
-                                  f"({str(e).splitlines()[0]}); use a new --model_dir") from e
+                raise ConfigError(
+                    f"checkpoint {latest} does not match this run ({str(e).splitlines()[0]}); "
+                    "the input-pipeline position is saved too, so resume with the same data "
+                    "flags (data_dir, batch_size, preprocess sizes, shuffle_buffer) or use a new "
+                    "--model_dir") from e
             print(f"Resumed from {latest} at step {int(self.model.step.numpy())}")
         return int(self.model.step.numpy())
 
