@@ -182,3 +182,12 @@ def test_fused_resize_and_crop_equals_resize_then_slice():
         full = tf.image.resize(image, [64, 64], method="bicubic", antialias=True).numpy()
         expected = full[offset[0]:offset[0] + 48, offset[1]:offset[1] + 48]
         np.testing.assert_allclose(fused, expected, atol=1e-3)
+
+
+def test_skip_examples_resumes_the_stream_exactly(records_dir):
+    cfg = DataConfig(data_dir=records_dir, load_size=36, crop_size=32, batch_size=2, seed=5)
+    straight = iter(build_dataset(cfg, "train", training=True))
+    batches = [next(straight)[0].numpy() for _ in range(10)]
+    later = iter(build_dataset(cfg, "train", training=True, skip_examples=14))  # 7 batches in
+    for expected in batches[7:]:
+        np.testing.assert_array_equal(next(later)[0].numpy(), expected)

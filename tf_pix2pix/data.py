@@ -226,7 +226,8 @@ def shard_paths(data_dir: str, manifest: dict[str, Any], split: str) -> list[str
 
 
 def build_dataset(config: DataConfig, split: str, training: bool, repeat: bool | None = None,
-                  batch_size: int | None = None, with_filenames: bool = False) -> tf.data.Dataset:
+                  batch_size: int | None = None, with_filenames: bool = False,
+                  skip_examples: int = 0) -> tf.data.Dataset:
     """Builds the input pipeline of one split.
 
     Args:
@@ -236,6 +237,8 @@ def build_dataset(config: DataConfig, split: str, training: bool, repeat: bool |
       repeat: repeat forever; defaults to ``training``.
       batch_size: defaults to ``config.batch_size``.
       with_filenames: yield ``(input, target, filename)`` instead of ``(input, target)``.
+      skip_examples: start this many examples into the stream, exactly where an uninterrupted
+        pipeline would be (records are skipped before decoding, so skipping is cheap).
 
     Returns:
       A dataset of ``(input, target)`` float32 batches in [-1, 1]; ``direction`` decides which
@@ -261,6 +264,8 @@ def build_dataset(config: DataConfig, split: str, training: bool, repeat: bool |
         records = records.repeat()
     # The running index makes every element's stateless seed unique and reproducible.
     records = records.enumerate()
+    if skip_examples:
+        records = records.skip(skip_examples)
 
     def _prepare(index, serialized):
         ex = decode_record(serialized, layout)

@@ -82,6 +82,12 @@ def _check_resume_config(config: ExperimentConfig) -> None:
             "--model_dir")
 
 
+def _saved_step(directory: str) -> int:
+    """The step counter stored in the latest checkpoint of ``directory`` (0 when none)."""
+    latest = tf.train.latest_checkpoint(directory)
+    return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE")) if latest else 0
+
+
 def _all_finite(variables) -> bool:
     return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
 
@@ -139,10 +145,18 @@ class _Trainer:
         tf.config.optimizer.set_experimental_options({"remapping": False})
         with self.strategy.scope():
             self.model = Pix2Pix(config, self.strategy, self.steps_per_epoch)
-        dataset = data_lib.build_dataset(config.data, "train", training=True)
-        if replicas > 1:
-            dataset = self.strategy.experimental_distribute_dataset(dataset)
-        self.iterator = iter(dataset)
+        if replicas == 1:
+            # The iterator itself is checkpointed (exact position, shuffle buffer included).
+            self.iterator = iter(data_lib.build_dataset(config.data, "train", training=True))
+            checkpointed_iterator = {"iterator": self.iterator}
+        else:
+            # Distributed iterators cannot be checkpointed; the pipeline is deterministic, so it is
+            # repositioned by skipping the examples already trained on (exact for one worker).
+            done = _saved_step(checkpoint_dir(self.model_dir)) * config.data.batch_size
+            dataset = data_lib.build_dataset(config.data, "train", training=True,
+                                             skip_examples=done)
+            self.iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+            checkpointed_iterator = {}
         has_val = data_lib.num_examples(config.data.data_dir, "val") > 0
         self.val_dataset = (data_lib.build_dataset(config.data, "val", training=False)
                             if has_val and t.val_max_examples else None)
@@ -150,7 +164,7 @@ class _Trainer:
         m = self.model
         self.checkpoint = tf.train.Checkpoint(
             generator=m.generator, discriminator=m.discriminator, g_optimizer=m.g_optimizer,
-            d_optimizer=m.d_optimizer, step=m.step, rng=m.rng_state, iterator=self.iterator)
+            d_optimizer=m.d_optimizer, step=m.step, rng=m.rng_state, **checkpointed_iterator)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, checkpoint_dir(self.model_dir), max_to_keep=t.keep_checkpoints,
             step_counter=m.step)
