@@ -48,20 +48,17 @@ def matmul_rate(dtype: str, n: int = 2048, repeats: int = 10) -> float:
 def conv_macs(model, input_shapes) -> float:
     """Multiply-accumulates of the model's convolutions for one forward pass at these shapes."""
     import keras
+    import numpy as np
 
-    from tf_pix2pix.networks.common import UpConv
-
-    total = 0.0
-    probe = keras.Model(model.inputs, [layer.output for layer in model.layers
-                                       if isinstance(layer, (keras.layers.Conv2D,
-                                                             keras.layers.Conv2DTranspose))])
+    # UpConv subclasses Conv2DTranspose, so it is counted as one.
     layers = [layer for layer in model.layers
               if isinstance(layer, (keras.layers.Conv2D, keras.layers.Conv2DTranspose))]
-    import numpy as np
+    probe = keras.Model(model.inputs, [layer.output for layer in layers])
     outputs = probe([np.zeros(s, np.float32) for s in input_shapes])
+    total = 0.0
     for layer, out in zip(layers, outputs):
         kh, kw = layer.kernel_size
-        if isinstance(layer, (keras.layers.Conv2DTranspose, UpConv)):
+        if isinstance(layer, keras.layers.Conv2DTranspose):
             cout, cin = layer.kernel.shape[2], layer.kernel.shape[3]
             # Every input pixel meets every tap: H_in * W_in * kh * kw * Cin * Cout.
             pixels = out.shape[1] * out.shape[2] / (layer.strides[0] * layer.strides[1])
@@ -88,8 +85,6 @@ def step_flops(model, batch_size: int, size: int) -> float:
 
 def main(argv):
     del argv
-    import tensorflow as tf
-
     from benchmarks.common import facades_records, machine, report, summary, time_calls
     from tf_pix2pix.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
     from tf_pix2pix.train_lib import build_trainer
@@ -127,7 +122,6 @@ def main(argv):
         ("matmul f32 / bf16", f"{f32:.0f} / {bf16:.0f} GFLOP/s"),
         ("f32 floor", f"{floor:.3f} s ({100 * floor / stats['median_s']:.0f}% of the step)"),
     ])
-    del tf
 
 
 if __name__ == "__main__":

@@ -26,4 +26,4 @@ def test_grid_png_stacks_rows_and_saves(tmp_path):
 
 
 def test_to_uint8():
-    assert to_uint8(tf.constant([-1.0, 0.0, 1.0])).tolist() == [0, 128, 255]
+    assert to_uint8(tf.constant([-1.0, 0.0, 1.0])).numpy().tolist() == [0, 128, 255]

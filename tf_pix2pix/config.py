@@ -204,7 +204,6 @@ class ExperimentConfig:
         arch["data.output_nc"] = self.data.output_nc
         return arch
 
-
     def input_pipeline(self) -> dict[str, Any]:
         """Fields that shape the saved input-iterator state (must match to resume it)."""
         names = ("direction", "preprocess", "load_size", "crop_size", "no_flip", "batch_size",

@@ -28,6 +28,7 @@ import tensorflow as tf
 from tf_pix2pix.config import TEST_MODES, ConfigError, ExperimentConfig, load_config
 from tf_pix2pix.networks import build_generator
 from tf_pix2pix.train_lib import checkpoint_dir
+from tf_pix2pix.visualize import to_uint8
 
 EXPORT_INFO = "export_info.json"
 
@@ -209,8 +210,7 @@ class Pix2PixServable(tf.Module):
                                    expand_animations=False)
         x = tf.cast(image, tf.float32)[tf.newaxis] / 127.5 - 1.0
         y = self._translate(x)["images"][0]
-        pixels = tf.cast(tf.round((tf.clip_by_value(y, -1.0, 1.0) + 1.0) * 127.5), tf.uint8)
-        return tf.io.encode_png(pixels)
+        return tf.io.encode_png(to_uint8(y))
 
     def _serve_bytes(self, image_bytes):
         out = tf.map_fn(self._one, image_bytes, fn_output_signature=tf.string)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix.evaluate import to_unit_range
@@ -40,6 +39,6 @@ def save_png(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def to_uint8(images: tf.Tensor) -> np.ndarray:
-    """[-1, 1] images to uint8 numpy arrays."""
-    return tf.cast(tf.round(to_unit_range(images) * 255.0), tf.uint8).numpy()
+def to_uint8(images: tf.Tensor) -> tf.Tensor:
+    """[-1, 1] images to uint8 pixels (clipped, rounded); usable eagerly and in graphs."""
+    return tf.cast(tf.round(to_unit_range(images) * 255.0), tf.uint8)
