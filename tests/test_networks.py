@@ -111,6 +111,66 @@ def test_batch_norm_matches_pytorch_settings():
     assert bn.momentum == pytest.approx(0.9) and bn.epsilon == pytest.approx(1e-5)
 
 
+def _bn_pair(synchronized=False, channels=3):
+    import keras
+
+    from tf_pix2pix.networks.common import BatchNorm
+
+    ref = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
+                                          gamma_initializer="random_normal",
+                                          beta_initializer="random_normal")
+    ours = BatchNorm(momentum=0.9, epsilon=1e-5, synchronized=synchronized)
+    for layer in (ref, ours):
+        layer.build((None, 4, 5, channels))
+    ours.set_weights(ref.get_weights())
+    return ref, ours
+
+
+@pytest.mark.parametrize("synchronized", [False, True])
+def test_batch_norm_running_variance_is_pytorchs_unbiased_one(synchronized):
+    x = np.random.default_rng(0).normal(2.0, 3.0, size=(2, 4, 5, 3)).astype(np.float32)
+    _, bn = _bn_pair(synchronized)
+    bn(x, training=True)
+    flat = x.reshape(-1, 3).astype(np.float64)
+    # torch.nn.BatchNorm2d(momentum=0.1): running = 0.9 running + 0.1 batch, var with ddof=1.
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.1 * flat.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), 0.9 + 0.1 * flat.var(0, ddof=1),
+                               rtol=1e-5)
+
+
+@pytest.mark.parametrize("synchronized", [False, True])
+def test_batch_norm_outputs_and_gradients_match_keras(synchronized):
+    import tensorflow as tf
+
+    x = tf.constant(np.random.default_rng(1).normal(size=(2, 4, 5, 3)), tf.float32)
+
+    def run(layer, training):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x, training=training)
+            loss = tf.reduce_sum(y ** 3)
+        return [y] + tape.gradient(loss, [x] + layer.trainable_variables)
+
+    for training in (True, False):
+        # Fresh layers each time: a training call leaves different running variances.
+        ref, ours = _bn_pair(synchronized)
+        for a, b in zip(run(ref, training), run(ours, training)):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_keeps_bfloat16_activations():
+    import tensorflow as tf
+
+    from tf_pix2pix.networks.common import BatchNorm
+
+    bn = BatchNorm(dtype="mixed_bfloat16")
+    x = tf.random.normal([1, 4, 4, 8])
+    y = bn(tf.cast(x, tf.bfloat16), training=True)
+    assert y.dtype == tf.bfloat16 and bn.moving_variance.dtype == tf.float32
+    expected = (x - tf.reduce_mean(x, [0, 1, 2])) / tf.math.reduce_std(x, [0, 1, 2])
+    np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), expected.numpy(), atol=0.05)
+
+
 @pytest.mark.parametrize("size", [1, 2, 4, 5, 8])
 def test_upconv_matches_conv2d_transpose_values_and_gradients(size):
     import keras
