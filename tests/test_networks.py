@@ -111,6 +111,54 @@ def test_batch_norm_matches_pytorch_settings():
     assert bn.momentum == pytest.approx(0.9) and bn.epsilon == pytest.approx(1e-5)
 
 
+@pytest.mark.parametrize("kernel, stride, padding, size, filters", [
+    (4, 2, "same", 1, 8), (4, 2, "same", 2, 8), (4, 2, "same", 3, 8), (4, 2, "same", 4, 8),
+    (3, 1, "same", 4, 8), (4, 1, "valid", 4, 8), (3, 1, "valid", 3, 8),  # im2col
+    (4, 1, "valid", 9, 1), (3, 1, "valid", 9, 2), (1, 1, "valid", 9, 1),  # taps / plain
+    (4, 2, "same", 9, 8),  # plain convolution
+])
+def test_conv_fast_paths_match_conv2d_values_and_gradients(kernel, stride, padding, size,
+                                                            filters):
+    import keras
+    import tensorflow as tf
+
+    from tf_pix2pix.networks.common import Conv
+
+    x = tf.constant(np.random.default_rng(size).normal(size=(2, size, size + 1, 5)), tf.float32)
+    ref = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding,
+                              bias_initializer="random_normal")
+    ours = Conv(filters, kernel, strides=stride, padding=padding)
+    ref(x)
+    ours(x)
+    ours.set_weights(ref.get_weights())
+
+    def run(layer):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = layer(x)
+            loss = tf.reduce_sum(y ** 2)
+        return [y] + tape.gradient(loss, [x] + layer.trainable_variables)
+
+    for a, b in zip(run(ref), run(ours)):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+
+
+def test_conv_runs_the_ordinary_convolution_for_unknown_sizes():
+    import tensorflow as tf
+
+    from tf_pix2pix.networks.common import Conv
+
+    layer = Conv(1, 4, padding="valid")
+    layer.build((None, None, None, 3))
+    fn = tf.function(layer, input_signature=[tf.TensorSpec([None, None, None, 3])])
+    ops = {op.type for op in fn.get_concrete_function().graph.get_operations()}
+    assert "Conv2D" in ops and "MatMul" not in ops
+    static = tf.function(layer).get_concrete_function(tf.TensorSpec([1, 8, 8, 3]))
+    ops = {op.type for op in static.graph.get_operations()}
+    assert "MatMul" in ops and "Conv2D" not in ops
+
+
 def _bn_pair(synchronized=False, channels=3):
     import keras
 

@@ -107,11 +107,78 @@ class ReflectionPad2D(keras.layers.Layer):
         return {**super().get_config(), "padding": self.padding}
 
 
+@keras.saving.register_keras_serializable(package="tf_pix2pix")
+class Conv(keras.layers.Conv2D):
+    """``Conv2D`` with matmul paths for two shapes oneDNN's convolutions run slowly on CPU.
+
+    * Tiny inputs (at most ``IM2COL_MAX_PIXELS`` pixels, e.g. the U-Net's 4x4 and 2x2 encoder
+      levels): the 4-33 MB kernel dominates, and oneDNN copies it into its blocked layout on every
+      forward and backward call. Here the patches are gathered (im2col) and multiplied with the
+      kernel as it is, and kernel taps that only ever read padding are left out (at 2x2 -> 1x1,
+      12 of 16 taps).
+    * Few output channels at stride 1 (``filters * kh * kw <= 64``, e.g. the PatchGAN's 1-channel
+      logits conv, 30x30 from 512 channels at ~5 GFLOP/s in oneDNN): one matmul to every tap's
+      contribution, ``[N*H*W, Cin] @ [Cin, kh*kw*filters]``, then a sum of the shifted taps.
+
+    Both compute the same function with the same weights (tested). They need static spatial
+    sizes, as training has; with unknown sizes (serving) the ordinary convolution runs.
+    """
+
+    IM2COL_MAX_PIXELS = 16
+    TAPS_MAX_COLUMNS = 64
+
+    def convolution_op(self, inputs, kernel):
+        h, w = inputs.shape[1], inputs.shape[2]
+        kh, kw = self.kernel_size
+        plain = (self.data_format != "channels_last" or self.dilation_rate != (1, 1)
+                 or self.groups != 1 or h is None or w is None)
+        if not plain and h * w <= self.IM2COL_MAX_PIXELS:
+            return self._im2col(inputs, kernel)
+        if (not plain and self.strides == (1, 1) and self.padding == "valid"
+                and self.filters * kh * kw <= self.TAPS_MAX_COLUMNS and kh * kw > 1):
+            return self._taps(inputs, kernel)
+        return super().convolution_op(inputs, kernel)
+
+    def _live_taps(self, size: int, k: int, stride: int) -> tuple[int, int, int, int, int]:
+        """Output size, padding before/after and the first/last tap that reads real pixels."""
+        if self.padding == "same":
+            out = -(-size // stride)
+            total = max((out - 1) * stride + k - size, 0)
+            before, after = total // 2, total - total // 2
+        else:
+            out, before, after = (size - k) // stride + 1, 0, 0
+        first = max(0, before - (out - 1) * stride)
+        last = min(k - 1, before + size - 1)
+        return out, before, after, first, last
+
+    def _im2col(self, inputs, kernel):
+        (kh, kw), (sh, sw) = self.kernel_size, self.strides
+        ho, top, bottom, i0, i1 = self._live_taps(inputs.shape[1], kh, sh)
+        wo, left, right, j0, j1 = self._live_taps(inputs.shape[2], kw, sw)
+        padded = tf.pad(inputs, [[0, 0], [top, bottom], [left, right], [0, 0]])
+        patches = tf.concat(
+            [padded[:, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw, :]
+             for i in range(i0, i1 + 1) for j in range(j0, j1 + 1)], axis=-1)
+        live = tf.reshape(kernel[i0:i1 + 1, j0:j1 + 1], [-1, self.filters])
+        out = tf.matmul(tf.reshape(patches, [-1, patches.shape[-1]]), live)
+        return tf.reshape(out, [-1, ho, wo, self.filters])
+
+    def _taps(self, inputs, kernel):
+        kh, kw = self.kernel_size
+        _, h, w, cin = inputs.shape
+        ho, wo = h - kh + 1, w - kw + 1
+        # [Cin, kh*kw*filters]: column block (i, j) holds tap (i, j) of every filter.
+        per_tap = tf.reshape(tf.transpose(kernel, [2, 0, 1, 3]), [cin, -1])
+        taps = tf.reshape(tf.matmul(tf.reshape(inputs, [-1, cin]), per_tap),
+                          [-1, h, w, kh, kw, self.filters])
+        return tf.add_n([taps[:, i:i + ho, j:j + wo, i, j, :]
+                         for i in range(kh) for j in range(kw)])
+
+
 def conv(filters: int, kernel: int, stride: int, bias: bool, gain: float, name: str,
          padding: str = "valid") -> keras.layers.Conv2D:
-    return keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=bias,
-                               kernel_initializer=conv_init(gain), bias_initializer="zeros",
-                               name=name)
+    return Conv(filters, kernel, strides=stride, padding=padding, use_bias=bias,
+                kernel_initializer=conv_init(gain), bias_initializer="zeros", name=name)
 
 
 @keras.saving.register_keras_serializable(package="tf_pix2pix")
