@@ -114,8 +114,8 @@ class Conv(keras.layers.Conv2D):
     * Tiny inputs (at most ``IM2COL_MAX_PIXELS`` pixels, e.g. the U-Net's 4x4 and 2x2 encoder
       levels): the 4-33 MB kernel dominates, and oneDNN copies it into its blocked layout on every
       forward and backward call. Here the patches are gathered (im2col) and multiplied with the
-      kernel as it is, and kernel taps that only ever read padding are left out (at 2x2 -> 1x1,
-      12 of 16 taps).
+      kernel as it is. (Leaving out the taps that only read padding, 12 of 16 at 2x2 -> 1x1, is
+      slower: the gradient of the kernel slice costs more than the zeros it saves.)
     * Few output channels at stride 1 (``filters * kh * kw <= 64``, e.g. the PatchGAN's 1-channel
       logits conv, 30x30 from 512 channels at ~5 GFLOP/s in oneDNN): one matmul to every tap's
       contribution, ``[N*H*W, Cin] @ [Cin, kh*kw*filters]``, then a sum of the shifted taps.
@@ -139,28 +139,26 @@ class Conv(keras.layers.Conv2D):
             return self._taps(inputs, kernel)
         return super().convolution_op(inputs, kernel)
 
-    def _live_taps(self, size: int, k: int, stride: int) -> tuple[int, int, int, int, int]:
-        """Output size, padding before/after and the first/last tap that reads real pixels."""
-        if self.padding == "same":
-            out = -(-size // stride)
-            total = max((out - 1) * stride + k - size, 0)
-            before, after = total // 2, total - total // 2
-        else:
-            out, before, after = (size - k) // stride + 1, 0, 0
-        first = max(0, before - (out - 1) * stride)
-        last = min(k - 1, before + size - 1)
-        return out, before, after, first, last
-
     def _im2col(self, inputs, kernel):
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
-        ho, top, bottom, i0, i1 = self._live_taps(inputs.shape[1], kh, sh)
-        wo, left, right, j0, j1 = self._live_taps(inputs.shape[2], kw, sw)
-        padded = tf.pad(inputs, [[0, 0], [top, bottom], [left, right], [0, 0]])
+        pads, outs = [], []
+        for size, k, stride in ((inputs.shape[1], kh, sh), (inputs.shape[2], kw, sw)):
+            if self.padding == "same":
+                out = -(-size // stride)
+                total = max((out - 1) * stride + k - size, 0)
+                pads.append([total // 2, total - total // 2])
+            else:
+                out = (size - k) // stride + 1
+                pads.append([0, 0])
+            outs.append(out)
+        ho, wo = outs
+        padded = tf.pad(inputs, [[0, 0], pads[0], pads[1], [0, 0]])
+        # Patch channels in (i, j, c) order, the order of the kernel's reshape to [-1, filters].
         patches = tf.concat(
             [padded[:, i:i + (ho - 1) * sh + 1:sh, j:j + (wo - 1) * sw + 1:sw, :]
-             for i in range(i0, i1 + 1) for j in range(j0, j1 + 1)], axis=-1)
-        live = tf.reshape(kernel[i0:i1 + 1, j0:j1 + 1], [-1, self.filters])
-        out = tf.matmul(tf.reshape(patches, [-1, patches.shape[-1]]), live)
+             for i in range(kh) for j in range(kw)], axis=-1)
+        out = tf.matmul(tf.reshape(patches, [-1, patches.shape[-1]]),
+                        tf.reshape(kernel, [-1, self.filters]))
         return tf.reshape(out, [-1, ho, wo, self.filters])
 
     def _taps(self, inputs, kernel):
@@ -218,19 +216,21 @@ class UpConv(keras.layers.Conv2DTranspose):
         # (kh, kw, Cout, Cin) reshaped to [kh*kw*Cout, Cin] and used transposed by the matmul
         # itself: no copy of the (up to 33 MB) kernel is made.
         kernel = tf.reshape(self.kernel, [kh * kw * cout, cin])
-        cols = tf.reshape(tf.matmul(tf.reshape(inputs, [-1, cin]), kernel, transpose_b=True),
-                          [n, h, w, kh, kw, cout])
+        cols = tf.matmul(tf.reshape(inputs, [-1, cin]), kernel, transpose_b=True)
         # Output row 2m + b receives tap ky = 2a + b from input row m - a (a, b in {0, 1}).
+        # Split ky into (a, b) and kx likewise, move the taps to the front in (by, bx, ay, ax)
+        # order and unstack them: the gradient is one stack, not 16 zero-filled slice gradients.
+        cols = tf.reshape(cols, [n, h, w, 2, 2, 2, 2, cout])
+        taps = tf.unstack(tf.reshape(tf.transpose(cols, [4, 6, 3, 5, 0, 1, 2, 7]),
+                                     [16, n, h, w, cout]))
         phases = []
         for by in range(2):
             row = []
             for bx in range(2):
-                total = 0.0
-                for ay in range(2):
-                    for ax in range(2):
-                        tap = cols[:, :, :, 2 * ay + by, 2 * ax + bx, :]
-                        total += tf.pad(tap, [[0, 0], [ay, 1 - ay], [ax, 1 - ax], [0, 0]])
-                row.append(total)
+                row.append(tf.add_n([
+                    tf.pad(taps[((by * 2 + bx) * 2 + ay) * 2 + ax],
+                           [[0, 0], [ay, 1 - ay], [ax, 1 - ax], [0, 0]])
+                    for ay in range(2) for ax in range(2)]))
             phases.append(tf.stack(row, axis=3))
         full = tf.reshape(tf.stack(phases, axis=2), [n, 2 * h + 2, 2 * w + 2, cout])
         # "same" padding of a 4x4 stride-2 transposed conv crops one pixel on each side.
