@@ -218,17 +218,15 @@ class UpConv(keras.layers.Conv2DTranspose):
         kernel = tf.reshape(self.kernel, [kh * kw * cout, cin])
         cols = tf.matmul(tf.reshape(inputs, [-1, cin]), kernel, transpose_b=True)
         # Output row 2m + b receives tap ky = 2a + b from input row m - a (a, b in {0, 1}).
-        # Split ky into (a, b) and kx likewise, move the taps to the front in (by, bx, ay, ax)
-        # order and unstack them: the gradient is one stack, not 16 zero-filled slice gradients.
-        cols = tf.reshape(cols, [n, h, w, 2, 2, 2, 2, cout])
-        taps = tf.unstack(tf.reshape(tf.transpose(cols, [4, 6, 3, 5, 0, 1, 2, 7]),
-                                     [16, n, h, w, cout]))
+        # Unstacking the 16 taps makes the gradient one stack, not 16 zero-filled slice
+        # gradients (an 8-D transpose to the same end is slow in bfloat16).
+        taps = tf.unstack(tf.reshape(cols, [n, h, w, kh * kw, cout]), axis=3)
         phases = []
         for by in range(2):
             row = []
             for bx in range(2):
                 row.append(tf.add_n([
-                    tf.pad(taps[((by * 2 + bx) * 2 + ay) * 2 + ax],
+                    tf.pad(taps[(2 * ay + by) * kw + 2 * ax + bx],
                            [[0, 0], [ay, 1 - ay], [ax, 1 - ax], [0, 0]])
                     for ay in range(2) for ax in range(2)]))
             phases.append(tf.stack(row, axis=3))
