@@ -13,7 +13,6 @@ import os
 import resource
 import subprocess
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -27,10 +26,10 @@ flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_f
 
 def main(argv):
     del argv
-    from benchmarks.common import facades_records, machine, report
+    from benchmarks.common import facades_records, machine, report, scratch_dir
 
     data_dir = facades_records()
-    model_dir = tempfile.mkdtemp(prefix="bench_memory_")
+    model_dir = scratch_dir("bench_memory_")
     repo = os.path.join(os.path.dirname(__file__), "..")
     cmd = [sys.executable, os.path.join(repo, "run_train.py"), "--data_dir", data_dir,
            "--direction=BtoA", "--model_dir", model_dir, f"--max_steps={FLAGS.steps}",

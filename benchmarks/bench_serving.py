@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -29,11 +28,12 @@ flags.DEFINE_enum("test_mode", "eval", ["eval", "paper"], "Mode of the export.")
 def _export_fresh_model() -> str:
     import tensorflow as tf
 
+    from benchmarks.common import scratch_dir
     from tf_pix2pix.config import ExperimentConfig, TrainConfig, save_config
     from tf_pix2pix.export_lib import ExportConfig, export
     from tf_pix2pix.networks import build_generator
 
-    model_dir = tempfile.mkdtemp(prefix="bench_serving_")
+    model_dir = scratch_dir("bench_serving_")
     config = ExperimentConfig(train=TrainConfig(model_dir=model_dir))
     save_config(config, model_dir)
     generator = build_generator(config.model, 3, 3)
@@ -60,7 +60,8 @@ def main(argv):
     throughput = 8 / batch["median_s"]
     result = {"benchmark": "serving_translate", "size": FLAGS.size, "test_mode": FLAGS.test_mode,
               "p50_s": latency["median_s"], "p95_s": latency["p95_s"],
-              "batch8_images_per_s": throughput, "saved_model": path, **machine()}
+              "batch8_images_per_s": throughput,
+              "saved_model": FLAGS.saved_model or "fresh export (removed at exit)", **machine()}
     report(result, [("batch-1 p50 / p95", f"{latency['median_s']:.3f} / "
                                           f"{latency['p95_s']:.3f} s"),
                     ("batch-8 throughput", f"{throughput:.1f} images/s")])

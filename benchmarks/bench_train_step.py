@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -85,7 +84,8 @@ def step_flops(model, batch_size: int, size: int) -> float:
 
 def main(argv):
     del argv
-    from benchmarks.common import facades_records, machine, report, summary, time_calls
+    from benchmarks.common import (facades_records, machine, report, scratch_dir, summary,
+                                   time_calls)
     from tf_pix2pix.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
     from tf_pix2pix.train_lib import build_trainer
 
@@ -95,7 +95,7 @@ def main(argv):
         data=DataConfig(data_dir=data_dir, direction="BtoA", batch_size=FLAGS.batch_size,
                         load_size=load, crop_size=FLAGS.crop_size),
         model=ModelConfig(netG=FLAGS.netG),
-        train=TrainConfig(model_dir=tempfile.mkdtemp(prefix="bench_step_"),
+        train=TrainConfig(model_dir=scratch_dir("bench_step_"),
                           precision=FLAGS.precision, val_max_examples=0))
     trainer = build_trainer(config, progress=False)
     model, iterator = trainer.model, trainer.iterator

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -31,6 +33,13 @@ def facades_records(cache_dir: str = "") -> str:
     build(BuildConfig(input_dir=source, output_dir=out, num_shards=4, overwrite=True,
                       progress=False))
     return out
+
+
+def scratch_dir(prefix: str) -> str:
+    """A new temporary folder for one benchmark run, removed when the process exits."""
+    path = tempfile.mkdtemp(prefix=prefix)
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 def time_calls(fn: Callable[[], object], warmup: int, repeats: int) -> list[float]:
