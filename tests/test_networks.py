@@ -217,6 +217,13 @@ def test_batch_norm_keeps_bfloat16_activations():
     assert y.dtype == tf.bfloat16 and bn.moving_variance.dtype == tf.float32
     expected = (x - tf.reduce_mean(x, [0, 1, 2])) / tf.math.reduce_std(x, [0, 1, 2])
     np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), expected.numpy(), atol=0.05)
+    # Inference with the running statistics also stays in bfloat16.
+    bn.moving_mean.assign(tf.fill([8], 1.0))
+    bn.moving_variance.assign(tf.fill([8], 4.0))
+    y = bn(tf.cast(x, tf.bfloat16), training=False)
+    assert y.dtype == tf.bfloat16
+    np.testing.assert_allclose(tf.cast(y, tf.float32).numpy(), ((x - 1.0) / 2.0).numpy(),
+                               atol=0.05)
 
 
 @pytest.mark.parametrize("size", [1, 2, 4, 5, 8])
