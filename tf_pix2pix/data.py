@@ -157,7 +157,10 @@ def preprocess_pair(a: tf.Tensor, b: tf.Tensor, config: DataConfig, training: bo
         raise ValueError("preprocess_pair(training=True) needs a stateless seed")
     a = _to_channels(a, config.input_nc)
     b = _to_channels(b, config.output_nc)
-    pair = tf.concat([tf.cast(a, tf.float32), tf.cast(b, tf.float32)], axis=-1)
+    if a.dtype == b.dtype:  # one cast of the stacked pair (decoded images: uint8)
+        pair = tf.cast(tf.concat([a, b], axis=-1), tf.float32)
+    else:
+        pair = tf.concat([tf.cast(a, tf.float32), tf.cast(b, tf.float32)], axis=-1)
     crop_seed = flip_seed = None
     if training:
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
@@ -189,7 +192,8 @@ def preprocess_pair(a: tf.Tensor, b: tf.Tensor, config: DataConfig, training: bo
     if training and not config.no_flip:
         pair = tf.image.stateless_random_flip_left_right(pair, seed=flip_seed)
 
-    pair = tf.clip_by_value(pair, 0.0, 255.0) / 127.5 - 1.0
+    # [0, 255] -> [-1, 1], clipped as PIL's uint8 output is (bicubic overshoots at edges).
+    pair = tf.clip_by_value(pair / 127.5 - 1.0, -1.0, 1.0)
     return pair[..., :config.input_nc], pair[..., config.input_nc:]
 
 
