@@ -111,6 +111,17 @@ def test_batch_norm_matches_pytorch_settings():
     assert bn.momentum == pytest.approx(0.9) and bn.epsilon == pytest.approx(1e-5)
 
 
+def _outputs_and_gradients(layer, x, power=2, **call_kwargs):
+    """The layer's output and the gradients of sum(output ** power) for x and its weights."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = layer(x, **call_kwargs)
+        loss = tf.reduce_sum(y ** power)
+    return [y] + tape.gradient(loss, [x] + layer.trainable_variables)
+
+
 @pytest.mark.parametrize("kernel, stride, padding, size, filters", [
     (4, 2, "same", 1, 8), (4, 2, "same", 2, 8), (4, 2, "same", 3, 8), (4, 2, "same", 4, 8),
     (3, 1, "same", 4, 8), (4, 1, "valid", 4, 8), (3, 1, "valid", 3, 8),  # im2col
@@ -132,14 +143,7 @@ def test_conv_fast_paths_match_conv2d_values_and_gradients(kernel, stride, paddi
     ours(x)
     ours.set_weights(ref.get_weights())
 
-    def run(layer):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x)
-            loss = tf.reduce_sum(y ** 2)
-        return [y] + tape.gradient(loss, [x] + layer.trainable_variables)
-
-    for a, b in zip(run(ref), run(ours)):
+    for a, b in zip(_outputs_and_gradients(ref, x), _outputs_and_gradients(ours, x)):
         assert a.shape == b.shape
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
 
@@ -192,17 +196,11 @@ def test_batch_norm_outputs_and_gradients_match_keras(synchronized):
 
     x = tf.constant(np.random.default_rng(1).normal(size=(2, 4, 5, 3)), tf.float32)
 
-    def run(layer, training):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x, training=training)
-            loss = tf.reduce_sum(y ** 3)
-        return [y] + tape.gradient(loss, [x] + layer.trainable_variables)
-
     for training in (True, False):
         # Fresh layers each time: a training call leaves different running variances.
         ref, ours = _bn_pair(synchronized)
-        for a, b in zip(run(ref, training), run(ours, training)):
+        for a, b in zip(_outputs_and_gradients(ref, x, 3, training=training),
+                        _outputs_and_gradients(ours, x, 3, training=training)):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
 
 
@@ -241,12 +239,5 @@ def test_upconv_matches_conv2d_transpose_values_and_gradients(size):
     fast(x)
     fast.set_weights(ref.get_weights())
 
-    def grads(layer):
-        with tf.GradientTape() as tape:
-            tape.watch(x)
-            y = layer(x)
-            loss = tf.reduce_sum(y * y)
-        return [y] + tape.gradient(loss, [x, layer.kernel, layer.bias])
-
-    for a, b in zip(grads(ref), grads(fast)):
+    for a, b in zip(_outputs_and_gradients(ref, x), _outputs_and_gradients(fast, x)):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
