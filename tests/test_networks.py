@@ -241,3 +241,163 @@ def test_upconv_matches_conv2d_transpose_values_and_gradients(size):
 
     for a, b in zip(_outputs_and_gradients(ref, x), _outputs_and_gradients(fast, x)):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+
+
+# --- The reference's ResNet generator, computed independently in numpy -----------------------
+# PyTorch semantics, written from the definitions of its layers (keras weight layouts):
+# Conv2d(k, stride, padding) cross-correlates a zero-padded input; ConvTranspose2d(k, stride,
+# padding, output_padding) scatters x[i] * w[t] to output row i * stride + t - padding, with an
+# output of (n - 1) * stride - 2 * padding + k + output_padding rows.
+
+def _np_conv(x, kernel, bias=None, stride=1, pad=0):
+    """x [H, W, Cin], kernel [kh, kw, Cin, Cout] -> [Ho, Wo, Cout]."""
+    x = np.pad(x, ((pad, pad), (pad, pad), (0, 0)))
+    kh, kw = kernel.shape[:2]
+    ho, wo = (x.shape[0] - kh) // stride + 1, (x.shape[1] - kw) // stride + 1
+    out = np.zeros((ho, wo, kernel.shape[3]))
+    for i in range(kh):
+        for j in range(kw):
+            out += x[i:i + (ho - 1) * stride + 1:stride, j:j + (wo - 1) * stride + 1:stride] @ \
+                kernel[i, j]
+    return out + (0 if bias is None else bias)
+
+
+def _np_conv_transpose(x, kernel, bias=None, stride=2, pad=1, output_padding=1):
+    """x [H, W, Cin], kernel [kh, kw, Cout, Cin] (keras layout) -> PyTorch's output."""
+    h, w, _ = x.shape
+    kh, kw = kernel.shape[:2]
+    full = np.zeros(((h - 1) * stride + kh + output_padding,
+                     (w - 1) * stride + kw + output_padding, kernel.shape[2]))
+    for i in range(h):
+        for j in range(w):
+            full[i * stride:i * stride + kh, j * stride:j * stride + kw] += np.einsum(
+                "c,yxoc->yxo", x[i, j], kernel)
+    ho = (h - 1) * stride - 2 * pad + kh + output_padding
+    wo = (w - 1) * stride - 2 * pad + kw + output_padding
+    return full[pad:pad + ho, pad:pad + wo] + (0 if bias is None else bias)
+
+
+def _np_instance_norm(x):
+    return (x - x.mean((0, 1))) / np.sqrt(x.var((0, 1)) + 1e-5)
+
+
+def _reflect(x, p):
+    return np.pad(x, ((p, p), (p, p), (0, 0)), mode="reflect")
+
+
+def _np_resnet_generator(g, x, n_blocks):
+    """The reference's ResnetGenerator (instance norm, no dropout) with the weights of ``g``."""
+    relu = lambda v: np.maximum(v, 0)  # noqa: E731
+    w = lambda name: [np.asarray(v, np.float64) for v in g.get_layer(name).get_weights()]  # noqa
+    x = relu(_np_instance_norm(_np_conv(_reflect(x, 3), *w("stem_conv"))))
+    for i in range(2):
+        x = relu(_np_instance_norm(_np_conv(x, *w(f"down{i}_conv"), stride=2, pad=1)))
+    for b in range(n_blocks):
+        y = relu(_np_instance_norm(_np_conv(_reflect(x, 1), *w(f"block{b}_conv1"))))
+        x = x + _np_instance_norm(_np_conv(_reflect(y, 1), *w(f"block{b}_conv2")))
+    for i in range(2):
+        x = relu(_np_instance_norm(_np_conv_transpose(x, *w(f"up{i}_deconv"))))
+    return np.tanh(_np_conv(_reflect(x, 3), *w("head_conv")))
+
+
+@pytest.mark.parametrize("size", [(16, 16), (12, 20)])
+def test_resnet_generator_computes_the_reference_function(size):
+    """Whole-network equality with an independent numpy computation of the reference's layers."""
+    import keras
+
+    g = resnet_generator(3, 3, n_blocks=2, ngf=4, norm="instance", use_dropout=False)
+    rng = np.random.default_rng(0)
+    # Random biases too, so every term of the function is exercised (they start at zero).
+    g.set_weights([rng.normal(0, 0.3, v.shape).astype(np.float32) for v in g.get_weights()])
+    x = rng.uniform(-1, 1, (1, *size, 3)).astype(np.float32)
+    expected = _np_resnet_generator(g, x[0].astype(np.float64), n_blocks=2)
+    actual = keras.ops.convert_to_numpy(g(x))[0]
+    assert np.abs(expected).max() > 0.1
+    np.testing.assert_allclose(actual, expected, atol=2e-5)
+
+
+def test_torch_upconv_impulse_lands_where_pytorch_puts_it():
+    """An impulse at input (i, j) spreads to output rows/cols 2i-1..2i+1 (PyTorch padding=1)."""
+    from tf_pix2pix.networks.common import TorchUpConv
+
+    layer = TorchUpConv(1, 3, use_bias=False)
+    x = np.zeros((1, 4, 4, 1), np.float32)
+    layer(x)
+    taps = np.arange(1, 10, dtype=np.float32).reshape(3, 3, 1, 1)
+    layer.set_weights([taps])
+    x[0, 2, 1, 0] = 1.0
+    y = np.asarray(layer(x))[0, ..., 0]
+    assert y.shape == (8, 8)
+    expected = np.zeros((8, 8), np.float32)
+    expected[3:6, 1:4] = taps[..., 0, 0]  # rows 2*2-1 .. 2*2+1, cols 2*1-1 .. 2*1+1
+    np.testing.assert_array_equal(y, expected)
+    # An impulse at (0, 0) loses the tap row and column that PyTorch's padding crops away.
+    x[:] = 0
+    x[0, 0, 0, 0] = 1.0
+    y = np.asarray(layer(x))[0, ..., 0]
+    np.testing.assert_array_equal(y[:2, :2], taps[1:, 1:, 0, 0])
+    assert not y[2:].any() and not y[:, 2:].any()
+
+
+def test_torch_upconv_equals_numpy_conv_transpose_on_random_data():
+    from tf_pix2pix.networks.common import TorchUpConv
+
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(1, 5, 7, 3)).astype(np.float32)
+    layer = TorchUpConv(4, 3, use_bias=True, bias_initializer="random_normal")
+    assert layer(x).shape == (1, 10, 14, 4)
+    kernel, bias = layer.get_weights()
+    np.testing.assert_allclose(np.asarray(layer(x))[0], _np_conv_transpose(x[0], kernel, bias),
+                               atol=1e-5)
+
+
+def test_norm_none_convs_have_no_bias_as_in_the_reference():
+    """The reference's use_bias is "norm is InstanceNorm2d": false under --norm none too."""
+    g = resnet_generator(3, 3, n_blocks=1, ngf=4, norm="none")
+    for name in ("stem_conv", "down0_conv", "block0_conv1", "up0_deconv"):
+        assert g.get_layer(name).bias is None, name
+    assert g.get_layer("head_conv").bias is not None  # built with bias=True in the reference
+    u = unet_generator(3, 3, num_downs=5, ngf=4, norm="none")
+    assert u.get_layer("down1_conv").bias is None and u.get_layer("up1_deconv").bias is None
+    assert u.get_layer("up0_deconv").bias is not None
+    d = nlayer_discriminator(3, 3, ndf=4, norm="none")
+    assert d.get_layer("conv1").bias is None
+    assert d.get_layer("conv0").bias is not None and d.get_layer("logits").bias is not None
+    p = pixel_discriminator(3, 3, ndf=4, norm="none")
+    assert p.get_layer("conv1").bias is None and p.get_layer("logits").bias is None
+
+
+def test_cycle_gan_networks_have_the_reference_parameter_counts():
+    cfg = ModelConfig(model="cycle_gan", netG="resnet_9blocks", norm="instance", no_dropout=True)
+    assert count_params(build_generator(cfg, 3, 3)) == 11_378_179
+    d = build_discriminator(cfg, 3, 3, conditional=False)
+    assert count_params(d) == 2_764_737
+    assert [tuple(t.shape) for t in d.inputs] == [(None, None, None, 3)]
+    assert d(np.zeros((1, 256, 256, 3), np.float32)).shape == (1, 30, 30, 1)
+
+
+@pytest.mark.parametrize("netG, size", [("resnet_6blocks", 24), ("unet_32", 64)])
+def test_resize_conv_upsampling_shapes(netG, size):
+    cfg = ModelConfig(netG=netG, ngf=4, upsample="resize_conv", norm="instance")
+    g = build_generator(cfg, 3, 1)
+    assert g(np.zeros((2, size, size, 3), np.float32)).shape == (2, size, size, 1)
+    assert g.get_layer("up0_deconv").kernel.shape[:2] == (3, 3)
+
+
+def test_resize_conv_has_no_stride_two_pattern_on_a_constant_input():
+    """Checkerboard check: a constant input stays constant through resize_conv; the transposed
+    conv (same weights' count) shows the stride-2 pattern."""
+    import keras
+
+    from tf_pix2pix.networks.common import TorchUpConv, upsample
+
+    x = keras.Input((None, None, 8))
+    models = {mode: keras.Model(x, upsample(x, 4, mode, TorchUpConv(4, 3), True, 0.02, "up"))
+              for mode in ("transpose", "resize_conv")}
+    constant = np.ones((1, 6, 6, 8), np.float32)
+    resized = np.asarray(models["resize_conv"](constant))
+    assert resized.shape == (1, 12, 12, 4)
+    np.testing.assert_allclose(resized, np.broadcast_to(resized[:, :1, :1], resized.shape),
+                               rtol=1e-6)
+    transposed = np.asarray(models["transpose"](constant))[0, 2:-2, 2:-2]  # interior
+    assert np.abs(transposed[0::2] - transposed[1::2]).max() > 1e-3

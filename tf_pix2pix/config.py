@@ -24,6 +24,8 @@ LR_POLICIES = ("linear", "constant")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 TEST_MODES = ("eval", "paper")
+MODELS = ("pix2pix", "cycle_gan")
+UPSAMPLE_MODES = ("transpose", "resize_conv")
 
 CONFIG_FILENAME = "config.json"
 
@@ -94,8 +96,14 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the generator and the discriminator (the reference's option names)."""
+    """Architecture of the generator and the discriminator (the reference's option names).
 
+    ``model`` is ``pix2pix`` (one generator, a conditional D) or ``cycle_gan`` (two generators
+    G_A: A->B and G_B: B->A, two unconditional Ds). ``upsample`` is ``transpose`` (the reference's
+    transposed convs) or ``resize_conv`` (nearest x2 + 3x3 conv, against checkerboard artifacts).
+    """
+
+    model: str = "pix2pix"
     netG: str = "unet_256"
     ngf: int = 64
     netD: str = "basic"
@@ -104,8 +112,11 @@ class ModelConfig:
     norm: str = "batch"
     no_dropout: bool = False
     init_gain: float = 0.02
+    upsample: str = "transpose"
 
     def __post_init__(self) -> None:
+        _check_choice("model", self.model, MODELS)
+        _check_choice("upsample", self.upsample, UPSAMPLE_MODES)
         _check_choice("netG", self.netG, GENERATORS)
         _check_choice("netD", self.netD, DISCRIMINATORS)
         _check_choice("norm", self.norm, NORMS)

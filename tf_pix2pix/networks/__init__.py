@@ -14,20 +14,26 @@ __all__ = ["build_generator", "build_discriminator", "count_params", "unet_gener
 
 
 def build_generator(config: ModelConfig, input_nc: int, output_nc: int,
-                    sync_bn: bool = False) -> keras.Model:
+                    sync_bn: bool = False, name: str = "generator") -> keras.Model:
     """Builds the generator named by ``config.netG``."""
     common = dict(input_nc=input_nc, output_nc=output_nc, ngf=config.ngf, norm=config.norm,
-                  use_dropout=not config.no_dropout, gain=config.init_gain, sync_bn=sync_bn)
+                  use_dropout=not config.no_dropout, gain=config.init_gain, sync_bn=sync_bn,
+                  upsample_mode=config.upsample, name=name)
     if config.netG.startswith("unet"):
         return unet_generator(num_downs=config.num_downs, **common)
     return resnet_generator(n_blocks=9 if config.netG == "resnet_9blocks" else 6, **common)
 
 
 def build_discriminator(config: ModelConfig, input_nc: int, output_nc: int,
-                        sync_bn: bool = False) -> keras.Model:
-    """Builds the discriminator named by ``config.netD`` (``basic`` = 3-layer PatchGAN)."""
+                        sync_bn: bool = False, conditional: bool = True,
+                        name: str = "discriminator") -> keras.Model:
+    """Builds the discriminator named by ``config.netD`` (``basic`` = 3-layer PatchGAN).
+
+    Conditional (pix2pix): judges ``[input, output]`` pairs of ``input_nc + output_nc`` channels.
+    Unconditional (CycleGAN): judges single images of ``output_nc`` channels.
+    """
     common = dict(input_nc=input_nc, output_nc=output_nc, ndf=config.ndf, norm=config.norm,
-                  gain=config.init_gain, sync_bn=sync_bn)
+                  gain=config.init_gain, sync_bn=sync_bn, conditional=conditional, name=name)
     if config.netD == "pixel":
         return pixel_discriminator(**common)
     n_layers = 3 if config.netD == "basic" else config.n_layers_D

@@ -5,6 +5,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tf_pix2pix.config import UPSAMPLE_MODES
+
 
 def conv_init(gain: float = 0.02) -> keras.initializers.Initializer:
     """The reference's ``normal`` init: conv weights drawn from N(0, gain)."""
@@ -12,8 +14,14 @@ def conv_init(gain: float = 0.02) -> keras.initializers.Initializer:
 
 
 def use_bias(norm: str) -> bool:
-    """Convs feeding batch norm have no bias (its beta shifts); instance norm has no affine."""
-    return norm != "batch"
+    """The reference's rule: convs followed by a norm layer have a bias only under instance norm.
+
+    The reference computes ``use_bias`` as "the norm layer is InstanceNorm2d", so under ``--norm
+    none`` these convs have no bias either (README, faithfulness notes: we keep its function).
+    Convs the reference builds with an explicit bias (the first and last discriminator convs, the
+    outermost generator layers) pass ``True`` themselves.
+    """
+    return norm == "instance"
 
 
 def norm_layer(norm: str, gain: float = 0.02, synchronized: bool = False,
@@ -234,3 +242,59 @@ class UpConv(keras.layers.Conv2DTranspose):
         full = tf.reshape(tf.stack(phases, axis=2), [n, 2 * h + 2, 2 * w + 2, cout])
         # "same" padding of a 4x4 stride-2 transposed conv crops one pixel on each side.
         return full[:, 1:2 * h + 1, 1:2 * w + 1, :]
+
+
+@keras.saving.register_keras_serializable(package="tf_pix2pix")
+class TorchUpConv(keras.layers.Conv2DTranspose):
+    """A stride-2 ``Conv2DTranspose`` equal to PyTorch's ``ConvTranspose2d(padding=p,
+    output_padding=1)`` with ``kernel_size = 2p + 1`` (the ResNet generator's 3x3, p = 1).
+
+    PyTorch's output rows are rows ``[p, p + 2n)`` of the full (``valid``) transposed convolution
+    of an ``n``-row input; Keras's ``same`` padding keeps rows ``[0, 2n)`` instead, which shifts the
+    image by one pixel per layer. Here the full result is computed and the reference's rows kept.
+    """
+
+    def __init__(self, filters, kernel_size=3, **kwargs):
+        kwargs.update(strides=2, padding="valid")
+        super().__init__(filters, kernel_size, **kwargs)
+
+    def call(self, inputs):
+        p = (self.kernel_size[0] - 1) // 2
+        shape = tf.shape(inputs)
+        return super().call(inputs)[:, p:p + 2 * shape[1], p:p + 2 * shape[2], :]
+
+    def compute_output_shape(self, shape):
+        double = lambda d: None if d is None else 2 * d  # noqa: E731
+        return (shape[0], double(shape[1]), double(shape[2]), self.filters)
+
+    def get_config(self):
+        config = super().get_config()
+        for key in ("strides", "padding"):
+            config.pop(key, None)
+        return config
+
+
+def upsample(x, filters: int, mode: str, transpose: keras.layers.Layer, bias: bool, gain: float,
+             name: str):
+    """Upsamples the tensor ``x`` by 2: ``transpose`` (the reference's) or ``resize_conv``.
+
+    ``resize_conv`` is nearest-neighbour x2 then a reflection-padded 3x3 conv (Odena et al., 2016),
+    the fix proposed for the checkerboard artifacts of stride-2 transposed convolutions (reference
+    issues #190, #518): every output pixel of a constant input then sees the same weights.
+
+    Args:
+      x: the input tensor.
+      filters: output channels.
+      mode: ``transpose`` applies ``transpose``; ``resize_conv`` builds the alternative.
+      transpose: the reference's transposed-conv layer for this position.
+      bias: whether the resize-conv's conv has a bias.
+      gain: std of the N(0, gain) init.
+      name: name of the conv (the resize and padding layers get ``name`` + a suffix).
+    """
+    if mode == "transpose":
+        return transpose(x)
+    if mode != "resize_conv":
+        raise ValueError(f"unknown upsample mode {mode!r}; use one of {', '.join(UPSAMPLE_MODES)}")
+    x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
+    x = ReflectionPad2D(1, name=f"{name}_pad")(x)
+    return conv(filters, 3, 1, bias, gain, name)(x)

@@ -1,4 +1,8 @@
-"""The conditional PatchGAN discriminators (``basic``/``n_layers`` and ``pixel``)."""
+"""The PatchGAN discriminators (``basic``/``n_layers`` and ``pixel``), conditional or not.
+
+pix2pix's discriminators are conditional: they judge the (input, output) pair stacked on channels
+and take two inputs. CycleGAN's are unconditional: they judge one image of ``output_nc`` channels.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ import keras
 from tf_pix2pix.networks.common import conv, norm_layer, use_bias
 
 
-def _inputs(input_nc: int, output_nc: int):
-    cond = keras.Input(shape=(None, None, input_nc), name="condition")
+def _inputs(input_nc: int, output_nc: int, conditional: bool):
     image = keras.Input(shape=(None, None, output_nc), name="image")
+    if not conditional:
+        return image, image
+    cond = keras.Input(shape=(None, None, input_nc), name="condition")
     # Conditional GAN: D judges the (input, output) pair stacked on channels.
     x = keras.layers.Concatenate(name="pair")([cond, image])
     return [cond, image], x
@@ -17,14 +23,15 @@ def _inputs(input_nc: int, output_nc: int):
 
 def nlayer_discriminator(input_nc: int = 3, output_nc: int = 3, ndf: int = 64, n_layers: int = 3,
                          norm: str = "batch", gain: float = 0.02, sync_bn: bool = False,
-                         name: str = "discriminator") -> keras.Model:
+                         conditional: bool = True, name: str = "discriminator") -> keras.Model:
     """PatchGAN with ``n_layers`` stride-2 4x4 convs; ``n_layers=3`` is the 70x70 ``basic`` D.
 
     All convs use 4x4 kernels with 1 pixel of zero padding (as the reference), so a 256x256 input
-    gives 30x30 logits for ``n_layers=3``. The output is logits (no sigmoid), float32.
+    gives 30x30 logits for ``n_layers=3``. The output is logits (no sigmoid), float32. A
+    conditional D is called as ``D([condition, image])``, an unconditional one as ``D(image)``.
     """
     bias = use_bias(norm)
-    inputs, x = _inputs(input_nc, output_nc)
+    inputs, x = _inputs(input_nc, output_nc, conditional)
     x = keras.layers.ZeroPadding2D(1, name="conv0_pad")(x)
     x = conv(ndf, 4, 2, True, gain, "conv0")(x)
     x = keras.layers.LeakyReLU(0.2, name="conv0_lrelu")(x)
@@ -42,9 +49,9 @@ def nlayer_discriminator(input_nc: int = 3, output_nc: int = 3, ndf: int = 64, n
 
 def pixel_discriminator(input_nc: int = 3, output_nc: int = 3, ndf: int = 64,
                         norm: str = "batch", gain: float = 0.02, sync_bn: bool = False,
-                        name: str = "discriminator") -> keras.Model:
+                        conditional: bool = True, name: str = "discriminator") -> keras.Model:
     """1x1 PixelGAN: classifies every pixel; output has the input's height and width."""
-    inputs, x = _inputs(input_nc, output_nc)
+    inputs, x = _inputs(input_nc, output_nc, conditional)
     x = conv(ndf, 1, 1, True, gain, "conv0")(x)
     x = keras.layers.LeakyReLU(0.2, name="conv0_lrelu")(x)
     x = conv(ndf * 2, 1, 1, use_bias(norm), gain, "conv1")(x)

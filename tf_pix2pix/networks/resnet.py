@@ -4,14 +4,20 @@ from __future__ import annotations
 
 import keras
 
-from tf_pix2pix.networks.common import ReflectionPad2D, conv, conv_init, norm_layer, use_bias
+from tf_pix2pix.networks.common import (ReflectionPad2D, TorchUpConv, conv, conv_init, norm_layer,
+                                        upsample, use_bias)
 
 
 def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, ngf: int = 64,
                      norm: str = "batch", use_dropout: bool = True, gain: float = 0.02,
-                     sync_bn: bool = False, name: str = "generator") -> keras.Model:
+                     sync_bn: bool = False, upsample_mode: str = "transpose",
+                     name: str = "generator") -> keras.Model:
     """ResNet generator: 7x7 stem, two stride-2 downsamplings, ``n_blocks`` residual blocks with
     reflection padding, two stride-2 transposed convs and a 7x7 tanh head.
+
+    The transposed convs are PyTorch's ``ConvTranspose2d(3, stride=2, padding=1,
+    output_padding=1)`` (:class:`TorchUpConv`), so the function is the reference's, pixel for
+    pixel; ``upsample_mode="resize_conv"`` replaces them (see ``common.upsample``).
 
     Returns:
       A functional ``keras.Model``; H and W must be multiples of 4.
@@ -41,9 +47,10 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
         y = norm_layer(norm, gain, sync_bn, name=f"block{b}_norm2")(y)
         x = keras.layers.Add(name=f"block{b}_add")([x, y])
     for i in range(2):
-        x = keras.layers.Conv2DTranspose(ngf * 2 ** (1 - i), 3, strides=2, padding="same",
-                                         use_bias=bias, kernel_initializer=conv_init(gain),
-                                         name=f"up{i}_deconv")(x)
+        filters = ngf * 2 ** (1 - i)
+        deconv = TorchUpConv(filters, 3, use_bias=bias, kernel_initializer=conv_init(gain),
+                             name=f"up{i}_deconv")
+        x = upsample(x, filters, upsample_mode, deconv, bias, gain, f"up{i}_deconv")
         x = norm_layer(norm, gain, sync_bn, name=f"up{i}_norm")(x)
         x = keras.layers.ReLU(name=f"up{i}_relu")(x)
     x = ReflectionPad2D(3, name="head_pad")(x)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import keras
 
-from tf_pix2pix.networks.common import UpConv, conv, conv_init, norm_layer, use_bias
+from tf_pix2pix.networks.common import UpConv, conv, conv_init, norm_layer, upsample, use_bias
 
 
 def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 64,
                    norm: str = "batch", use_dropout: bool = True, gain: float = 0.02,
-                   sync_bn: bool = False, name: str = "generator") -> keras.Model:
+                   sync_bn: bool = False, upsample_mode: str = "transpose",
+                   name: str = "generator") -> keras.Model:
     """U-Net with ``num_downs`` 4x4 stride-2 downsamplings and mirrored skip connections.
 
     Encoder: conv (no norm) then ``LeakyReLU(0.2) -> conv -> norm`` blocks with ngf, 2ngf, 4ngf and
@@ -27,6 +28,8 @@ def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ng
       use_dropout: dropout 0.5 in the decoder (the pix2pix default).
       gain: standard deviation of the N(0, gain) weight init.
       sync_bn: synchronise batch statistics across replicas.
+      upsample_mode: ``transpose`` (the reference's 4x4 transposed convs) or ``resize_conv``
+        (nearest x2 + reflection-padded 3x3 conv, against checkerboard artifacts).
       name: model name.
 
     Returns:
@@ -53,9 +56,9 @@ def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ng
 
     for i in range(num_downs - 1, 0, -1):
         x = keras.layers.ReLU(name=f"up{i}_relu")(x)
-        x = UpConv(
-            filters[i - 1], 4, strides=2, padding="same", use_bias=bias,
-            kernel_initializer=conv_init(gain), name=f"up{i}_deconv")(x)
+        deconv = UpConv(filters[i - 1], 4, strides=2, padding="same", use_bias=bias,
+                        kernel_initializer=conv_init(gain), name=f"up{i}_deconv")
+        x = upsample(x, filters[i - 1], upsample_mode, deconv, bias, gain, f"up{i}_deconv")
         x = norm_layer(norm, gain, sync_bn, name=f"up{i}_norm")(x)
         # Dropout sits on the num_downs - 5 blocks between the 8ngf level and the innermost one.
         if use_dropout and 4 <= i <= num_downs - 2:
@@ -63,7 +66,8 @@ def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ng
         x = keras.layers.Concatenate(name=f"up{i}_skip")([skips[i - 1], x])
 
     x = keras.layers.ReLU(name="up0_relu")(x)
-    x = keras.layers.Conv2DTranspose(output_nc, 4, strides=2, padding="same", use_bias=True,
-                                     kernel_initializer=conv_init(gain), name="up0_deconv")(x)
+    deconv = keras.layers.Conv2DTranspose(output_nc, 4, strides=2, padding="same", use_bias=True,
+                                          kernel_initializer=conv_init(gain), name="up0_deconv")
+    x = upsample(x, output_nc, upsample_mode, deconv, True, gain, "up0_deconv")
     outputs = keras.layers.Activation("tanh", name="tanh", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
