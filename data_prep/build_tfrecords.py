@@ -8,6 +8,12 @@ Layouts of IN:
     ``IN/train``, ``IN/val``, ``IN/test`` or directly in IN (then all of them are ``train``).
   paired_folders: ``IN/A/...`` and ``IN/B/...`` holding same-named images of equal size, with or
     without split subfolders (``IN/A/train``, ``IN/B/train``, ...).
+  unaligned (CycleGAN, the reference's layout): ``IN/trainA``, ``IN/trainB``, ``IN/testA``,
+    ``IN/testB`` (and ``valA``/``valB``) of unrelated images, counts and sizes; written as
+    per-domain shards ``trainA-*``, ``trainB-*``.
+
+Images that are not RGB (grayscale, gray+alpha, RGBA, palette, CMYK) are kept as they are and
+converted when read (gray replicated, alpha dropped); the manifest counts them per split.
 
 The original encoded bytes are stored (no re-encoding); every image is decoded once here so a bad
 file is caught now rather than in the middle of training. Output is written to a temporary folder
@@ -31,6 +37,8 @@ from tf_pix2pix.image_io import (BadImageError, ImageFile, list_files, read_alig
                                  read_image)
 
 ON_BAD_IMAGE = ("fail", "skip")
+LAYOUTS = ("aligned", "paired_folders", "unaligned")
+DOMAINS = ("A", "B")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +55,8 @@ class BuildConfig:
     progress: bool = True
 
     def __post_init__(self) -> None:
-        if self.layout not in ("aligned", "paired_folders"):
-            raise UserError(f"--layout={self.layout!r}: use aligned or paired_folders")
+        if self.layout not in LAYOUTS:
+            raise UserError(f"--layout={self.layout!r}: use one of {', '.join(LAYOUTS)}")
         if self.on_bad_image not in ON_BAD_IMAGE:
             raise UserError(f"--on_bad_image={self.on_bad_image!r}: use fail or skip")
         if self.num_shards < 0 or self.shard_size_mb <= 0:
@@ -77,8 +85,29 @@ def _collect_items(config: BuildConfig) -> tuple[dict[str, list[Item]], list[dic
     if config.layout == "aligned":
         return {split: [Item(n, (os.path.join(folder, n),)) for n in list_files(folder)]
                 for split, folder in _split_folders(root).items()}, []
-
+    if config.layout == "unaligned":
+        return _domain_folders(root), []
     return pair_folders(os.path.join(root, "A"), os.path.join(root, "B"))
+
+
+def _domain_folders(root: str) -> dict[str, dict[str, list[Item]]]:
+    """The reference's unaligned layout: ``{split: {"A": items, "B": items}}``."""
+    found: dict[str, dict[str, list[Item]]] = {}
+    for split in SPLITS:
+        folders = {d: os.path.join(root, f"{split}{d}") for d in DOMAINS}
+        present = [d for d, f in folders.items() if os.path.isdir(f)]
+        if not present:
+            continue
+        if len(present) == 1:
+            missing = folders["B" if present == ["A"] else "A"]
+            raise UserError(f"{folders[present[0]]} exists but {missing} does not; a split needs "
+                            "both domains")
+        found[split] = {d: [Item(n, (os.path.join(f, n),)) for n in list_files(f)]
+                        for d, f in folders.items()}
+    if not found:
+        raise UserError(f"--input_dir {root} has no trainA/trainB (or testA/testB) folders; "
+                        "--layout=unaligned reads the reference's CycleGAN layout")
+    return found
 
 
 def pair_folders(dir_a: str, dir_b: str) -> tuple[dict[str, list[Item]], list[dict[str, str]]]:
@@ -118,16 +147,25 @@ def read_pair(item: Item) -> tuple[ImageFile, ImageFile]:
     return a, b
 
 
-def _serialize(item: Item) -> tuple[bytes, str]:
-    """Reads, checks and serialises one item; returns the record and the ``WxH`` of a half."""
+def _serialize(item: Item, layout: str) -> tuple[bytes, str, list[str]]:
+    """Reads, checks and serialises one item.
+
+    Returns:
+      The record, the ``WxH`` of an image (of a half, for A|B pairs) and the colour modes of the
+      files read (``ImageFile.mode``).
+    """
+    if layout == "unaligned":
+        image = read_image(item.paths[0])
+        record = make_example(item.name, image.height, image.width, encoded=image.encoded)
+        return record, f"{image.width}x{image.height}", [image.mode]
     if len(item.paths) == 1:
         image = read_aligned_pair(item.paths[0])
         half = image.width // 2
         record = make_example(item.name, image.height, half, encoded=image.encoded)
-        return record, f"{half}x{image.height}"
+        return record, f"{half}x{image.height}", [image.mode]
     a, b = read_pair(item)
     record = make_example(item.name, a.height, a.width, encoded_a=a.encoded, encoded_b=b.encoded)
-    return record, f"{a.width}x{a.height}"
+    return record, f"{a.width}x{a.height}", [a.mode, b.mode]
 
 
 def _shard_count(config: BuildConfig, items: list[Item]) -> int:
@@ -150,19 +188,24 @@ def progress(total: int, enabled: bool) -> Iterator[None]:
 
 def _write_split(config: BuildConfig, split: str, items: list[Item], workdir: str,
                  skipped: list[dict[str, str]]) -> dict[str, Any]:
+    """Writes the shards ``<split>-NNNNN-of-NNNNN.tfrecord``; returns the split's manifest entry.
+
+    ``split`` is a split name, or split + domain (``trainA``) for the unaligned layout.
+    """
     import tensorflow as tf
 
     shards = _shard_count(config, items)
     names = [f"{split}-{i:05d}-of-{shards:05d}.tfrecord" for i in range(shards)]
     writers = [tf.io.TFRecordWriter(os.path.join(workdir, n)) for n in names]
     sizes: collections.Counter[str] = collections.Counter()
+    converted: collections.Counter[str] = collections.Counter()
     written = 0
     if config.progress:
         print(f"{split}: {len(items)} files -> {shards} shard(s)")
     try:
         for item, _ in zip(items, progress(len(items), config.progress)):
             try:
-                record, size = _serialize(item)
+                record, size, modes = _serialize(item, config.layout)
             except BadImageError as e:
                 if config.on_bad_image == "fail":
                     raise
@@ -170,11 +213,13 @@ def _write_split(config: BuildConfig, split: str, items: list[Item], workdir: st
                 continue
             writers[written % shards].write(record)
             sizes[size] += 1
+            converted.update(m for m in modes if m != "rgb")
             written += 1
     finally:
         for w in writers:
             w.close()
-    return {"num_examples": written, "shards": names, "image_sizes": dict(sorted(sizes.items()))}
+    return {"num_examples": written, "shards": names, "image_sizes": dict(sorted(sizes.items())),
+            "converted_to_rgb": dict(sorted(converted.items()))}
 
 
 def build(config: BuildConfig) -> dict[str, Any]:
@@ -195,11 +240,20 @@ def build(config: BuildConfig) -> dict[str, Any]:
 
     skipped = list(unmatched)
     with atomic_output_dir(out) as workdir:
-        splits = {split: _write_split(config, split, split_items, workdir, skipped)
-                  for split, split_items in items.items()}
+        splits = {}
+        for split, split_items in items.items():
+            if config.layout != "unaligned":
+                splits[split] = _write_split(config, split, split_items, workdir, skipped)
+                continue
+            info = {d: _write_split(config, f"{split}{d}", split_items[d], workdir, skipped)
+                    for d in DOMAINS}
+            # The reference's epoch length for unpaired data.
+            splits[split] = {"num_examples": max(i["num_examples"] for i in info.values()),
+                             **info}
         manifest = {
             "schema_version": SCHEMA_VERSION,
-            "layout": "aligned" if config.layout == "aligned" else "paired",
+            "layout": {"aligned": "aligned", "paired_folders": "paired",
+                       "unaligned": "unaligned"}[config.layout],
             "source_dir": os.path.abspath(config.input_dir),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "image_sizes_are": "width x height of each of A and B",
@@ -214,8 +268,18 @@ def build(config: BuildConfig) -> dict[str, Any]:
 
 def summary(manifest: dict[str, Any], output_dir: str) -> str:
     """One line per split plus the skipped files, for the command line."""
-    lines = [f"{split}: {info['num_examples']} examples in {len(info['shards'])} shard(s), "
-             f"sizes {info['image_sizes']}" for split, info in manifest["splits"].items()]
+    def line(name: str, info: dict[str, Any]) -> str:
+        converted = info.get("converted_to_rgb")
+        return (f"{name}: {info['num_examples']} examples in {len(info['shards'])} shard(s), "
+                f"sizes {info['image_sizes']}" + (f", converted to RGB {converted}"
+                                                  if converted else ""))
+
+    lines = []
+    for split, info in manifest["splits"].items():
+        if "shards" in info:
+            lines.append(line(split, info))
+        else:
+            lines += [line(f"{split}{d}", info[d]) for d in DOMAINS]
     lines.append(f"skipped: {manifest['num_skipped']}")
     lines += [f"  skipped {s['file']}: {s['reason']}" for s in manifest["skipped"]]
     lines.append(f"wrote {os.path.join(output_dir, MANIFEST)}")
@@ -240,8 +304,9 @@ def define_flags() -> None:
 
     flags.DEFINE_string("input_dir", None, "Folder of A|B images (or A/ and B/ folders).")
     flags.DEFINE_string("output_dir", None, "Folder to write shards and manifest.json into.")
-    flags.DEFINE_enum("layout", "aligned", ["aligned", "paired_folders"],
-                      "aligned: A|B images; paired_folders: IN/A and IN/B with same names.")
+    flags.DEFINE_enum("layout", "aligned", list(LAYOUTS),
+                      "aligned: A|B images; paired_folders: IN/A and IN/B with same names; "
+                      "unaligned: CycleGAN's IN/trainA, IN/trainB, IN/testA, IN/testB.")
     flags.DEFINE_integer("num_shards", 0, "Shards per split; 0 = from --shard_size_mb.")
     flags.DEFINE_float("shard_size_mb", 64.0, "Target shard size when --num_shards is 0.")
     flags.DEFINE_enum("on_bad_image", "fail", list(ON_BAD_IMAGE),

@@ -2,6 +2,7 @@
 
 Usage:
   python -m data_prep.make_synthetic --output_dir D [--num_train 400 --size 128 --seed 0]
+  python -m data_prep.make_synthetic --output_dir D --unpaired   # CycleGAN's trainA/trainB/...
 
 Each example is one A|B JPEG: A (left) is a flat-colour label map of overlapping rectangles,
 discs and triangles on a background; B (right) renders the same scene with per-class materials
@@ -9,6 +10,11 @@ discs and triangles on a background; B (right) renders the same scene with per-c
 sensor noise. The mapping is learnable (materials and shading follow from the labels and the
 geometry) but not trivial (shading, texture and shadows are not in the labels). Every image depends
 only on ``(seed, split, index)``, so the set is identical on every machine for a given seed.
+
+``--unpaired`` writes the same two domains without pairs, in the reference's CycleGAN layout:
+``{split}A/`` holds label maps (PNG) of the even-numbered scenes and ``{split}B/`` renderings
+(JPEG) of the odd-numbered ones, so no image of one domain is the counterpart of an image of the
+other.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ class SyntheticConfig:
     num_test: int = 50
     size: int = 128
     seed: int = 0
+    unpaired: bool = False
 
     def __post_init__(self) -> None:
         if self.size < 16:
@@ -102,19 +109,35 @@ def render_pair(seed: int, split: str, index: int, size: int) -> tuple[np.ndarra
             np.clip(photo, 0, 255).round().astype(np.uint8))
 
 
+def _write(path: str, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+
+
 def make_synthetic(config: SyntheticConfig) -> dict[str, int]:
-    """Writes ``{split}/{index:05d}.jpg`` A|B images; returns the count of each split."""
+    """Writes ``{split}/{index:05d}.jpg`` A|B images (or, ``unpaired``, ``{split}A/`` and
+    ``{split}B/`` folders of unrelated scenes); returns the count of each split."""
     import tensorflow as tf
 
     counts = {"train": config.num_train, "val": config.num_val, "test": config.num_test}
     for split, count in counts.items():
+        if config.unpaired:
+            for domain in ("A", "B"):
+                os.makedirs(os.path.join(config.output_dir, f"{split}{domain}"), exist_ok=True)
+            for i in range(count):
+                labels, _ = render_pair(config.seed, split, 2 * i, config.size)
+                _, photo = render_pair(config.seed, split, 2 * i + 1, config.size)
+                _write(os.path.join(config.output_dir, f"{split}A", f"{i:05d}.png"),
+                       tf.io.encode_png(labels).numpy())
+                _write(os.path.join(config.output_dir, f"{split}B", f"{i:05d}.jpg"),
+                       tf.io.encode_jpeg(photo, quality=95).numpy())
+            continue
         folder = os.path.join(config.output_dir, split)
         os.makedirs(folder, exist_ok=True)
         for i in range(count):
             a, b = render_pair(config.seed, split, i, config.size)
-            data = tf.io.encode_jpeg(np.concatenate([a, b], axis=1), quality=95).numpy()
-            with open(os.path.join(folder, f"{i:05d}.jpg"), "wb") as f:
-                f.write(data)
+            _write(os.path.join(folder, f"{i:05d}.jpg"),
+                   tf.io.encode_jpeg(np.concatenate([a, b], axis=1), quality=95).numpy())
     return counts
 
 
@@ -125,10 +148,10 @@ def main(argv: list[str]) -> None:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     f = flags.FLAGS
     config = SyntheticConfig(output_dir=f.output_dir, num_train=f.num_train, num_val=f.num_val,
-                             num_test=f.num_test, size=f.size, seed=f.seed)
+                             num_test=f.num_test, size=f.size, seed=f.seed, unpaired=f.unpaired)
     counts = make_synthetic(config)
-    print(f"wrote {counts} A|B images of {config.size}x{config.size} per side to "
-          f"{config.output_dir}")
+    what = "unpaired images per domain" if config.unpaired else "A|B images"
+    print(f"wrote {counts} {what} of {config.size}x{config.size} to {config.output_dir}")
 
 
 def define_flags() -> None:
@@ -140,6 +163,8 @@ def define_flags() -> None:
     flags.DEFINE_integer("num_test", 50, "Test pairs.")
     flags.DEFINE_integer("size", 128, "Height and width of each of A and B.")
     flags.DEFINE_integer("seed", 0, "Seed; the same seed gives the same images.")
+    flags.DEFINE_bool("unpaired", False, "Write CycleGAN's {split}A/ and {split}B/ folders of "
+                      "unrelated label maps and renderings instead of A|B pairs.")
     flags.mark_flag_as_required("output_dir")
 
 

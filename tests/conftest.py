@@ -34,6 +34,28 @@ def records_dir(synthetic_dir, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def unpaired_images_dir(tmp_path_factory):
+    """CycleGAN layout of the demo generator: trainA/B 6 images, valA/B 2, testA/B 2, 32 px."""
+    from data_prep.make_synthetic import SyntheticConfig, make_synthetic
+
+    out = str(tmp_path_factory.mktemp("unpaired"))
+    make_synthetic(SyntheticConfig(output_dir=out, num_train=6, num_val=2, num_test=2, size=32,
+                                   unpaired=True))
+    return out
+
+
+@pytest.fixture(scope="session")
+def unpaired_records_dir(unpaired_images_dir, tmp_path_factory):
+    """Unaligned TFRecords built from ``unpaired_images_dir``."""
+    from data_prep.build_tfrecords import BuildConfig, build
+
+    out = str(tmp_path_factory.mktemp("unpaired_records") / "tfr")
+    build(BuildConfig(input_dir=unpaired_images_dir, output_dir=out, layout="unaligned",
+                      progress=False))
+    return out
+
+
 def write_image(path, pixels, fmt=None):
     """Encodes ``pixels`` (uint8 or uint16 HWC numpy) as PNG or JPEG by extension."""
     fmt = fmt or os.path.splitext(path)[1].lstrip(".").lower()

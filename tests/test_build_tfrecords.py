@@ -186,3 +186,51 @@ def test_cli_bad_file_is_one_line_and_exit_1(tmp_path):
               "--noprogress")
     assert ok.returncode == 0, ok.stderr
     assert "train: 3 examples in 1 shard(s)" in ok.stdout and "skipped: 1" in ok.stdout
+
+
+def test_unaligned_layout_writes_per_domain_shards(unpaired_images_dir, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(unpaired_images_dir, src)
+    # Unequal counts, and a grayscale and an RGBA image inside the colour domain B.
+    write_image(str(src / "trainB" / "gray.png"), random_image(20, 30, 1))
+    write_image(str(src / "trainB" / "rgba.png"), random_image(20, 30, 4))
+    manifest = build(BuildConfig(input_dir=str(src), output_dir=str(tmp_path / "out"),
+                                 layout="unaligned", progress=False))
+    assert manifest["layout"] == "unaligned"
+    train = manifest["splits"]["train"]
+    assert train["A"]["num_examples"] == 6 and train["B"]["num_examples"] == 8
+    assert train["num_examples"] == 8  # the reference's epoch: max(|A|, |B|)
+    assert train["A"]["shards"] == ["trainA-00000-of-00001.tfrecord"]
+    assert train["B"]["converted_to_rgb"] == {"grayscale": 1, "rgba": 1}
+    assert train["B"]["image_sizes"]["30x20"] == 2
+    assert set(manifest["splits"]) == {"train", "val", "test"}
+    for name in train["B"]["shards"]:
+        assert (tmp_path / "out" / name).is_file()
+
+
+def test_unaligned_layout_needs_both_domains(tmp_path):
+    (tmp_path / "trainA").mkdir()
+    write_image(str(tmp_path / "trainA" / "x.png"), random_image(8, 8))
+    with pytest.raises(UserError, match="trainB does not"):
+        build(BuildConfig(input_dir=str(tmp_path), output_dir=str(tmp_path / "o"),
+                          layout="unaligned", progress=False))
+    with pytest.raises(UserError, match="no trainA/trainB"):
+        build(BuildConfig(input_dir=str(tmp_path / "trainA"), output_dir=str(tmp_path / "o"),
+                          layout="unaligned", progress=False))
+
+
+def test_unaligned_bad_file_fails_or_is_skipped(unpaired_images_dir, tmp_path):
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(unpaired_images_dir, src)
+    (src / "trainA" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    with pytest.raises(BadImageError, match="broken.png"):
+        build(BuildConfig(input_dir=str(src), output_dir=str(tmp_path / "o"),
+                          layout="unaligned", progress=False))
+    assert not (tmp_path / "o").exists()
+    manifest = build(BuildConfig(input_dir=str(src), output_dir=str(tmp_path / "o"),
+                                 layout="unaligned", on_bad_image="skip", progress=False))
+    assert manifest["num_skipped"] == 1 and manifest["splits"]["train"]["A"]["num_examples"] == 6

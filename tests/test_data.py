@@ -1,3 +1,5 @@
+import os
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -191,3 +193,99 @@ def test_skip_examples_resumes_the_stream_exactly(records_dir):
     later = iter(build_dataset(cfg, "train", training=True, skip_examples=14))  # 7 batches in
     for expected in batches[7:]:
         np.testing.assert_array_equal(next(later)[0].numpy(), expected)
+
+
+# --- CycleGAN's unpaired pipeline ---------------------------------------------------------------
+
+def _unpaired_config(data_dir, **kw):
+    return DataConfig(data_dir=data_dir, load_size=36, crop_size=32, seed=5, **kw)
+
+
+def _take(ds, n):
+    return [tuple(t.numpy() for t in batch) for batch in ds.take(n)]
+
+
+def test_unpaired_dataset_yields_both_domains(unpaired_records_dir):
+    from tf_pix2pix.data import build_unpaired_dataset
+
+    cfg = _unpaired_config(unpaired_records_dir, batch_size=2, output_nc=1)
+    a, b = _take(build_unpaired_dataset(cfg, "train", training=True), 1)[0]
+    assert a.shape == (2, 32, 32, 3) and b.shape == (2, 32, 32, 1)
+    assert a.min() >= -1 and a.max() <= 1 and b.min() >= -1 and b.max() <= 1
+    # Domain A holds flat label colours: few distinct values (resizing blends some edges).
+    assert len(np.unique(a[0].reshape(-1, 3), axis=0)) < len(np.unique(b[0]).ravel()) * 50
+
+
+def test_unpaired_direction_swaps_the_domains(unpaired_records_dir):
+    from tf_pix2pix.data import build_unpaired_dataset
+
+    cfg = _unpaired_config(unpaired_records_dir)
+    ab = _take(build_unpaired_dataset(cfg, "test", training=False), 2)
+    ba = _take(build_unpaired_dataset(
+        _unpaired_config(unpaired_records_dir, direction="BtoA"), "test", training=False), 2)
+    for (a1, b1), (b2, a2) in zip(ab, ba):
+        np.testing.assert_array_equal(a1, a2)
+        np.testing.assert_array_equal(b1, b2)
+
+
+def test_unpaired_jitter_is_independent_per_domain(unpaired_images_dir, tmp_path):
+    """With the same images in both domains, pix2pix-style shared draws would give equal pairs;
+    CycleGAN's independent draws (and independent shuffles) do not."""
+    import shutil
+
+    from data_prep.build_tfrecords import BuildConfig, build
+    from tf_pix2pix.data import build_unpaired_dataset
+
+    src = tmp_path / "src"
+    shutil.copytree(os.path.join(unpaired_images_dir, "trainB"), src / "trainA")
+    shutil.copytree(os.path.join(unpaired_images_dir, "trainB"), src / "trainB")
+    build(BuildConfig(input_dir=str(src), output_dir=str(tmp_path / "r"), layout="unaligned",
+                      progress=False))
+    batches = _take(build_unpaired_dataset(_unpaired_config(str(tmp_path / "r")), "train",
+                                           training=True), 12)
+    assert sum(np.array_equal(a, b) for a, b in batches) <= 2
+
+
+def test_unpaired_dataset_is_deterministic_and_skip_repositions_it(unpaired_records_dir):
+    from tf_pix2pix.data import build_unpaired_dataset
+
+    cfg = _unpaired_config(unpaired_records_dir)
+    first = _take(build_unpaired_dataset(cfg, "train", training=True), 9)
+    again = _take(build_unpaired_dataset(cfg, "train", training=True), 9)
+    skipped = _take(build_unpaired_dataset(cfg, "train", training=True, skip_examples=4), 5)
+    for x, y in zip(first, again):
+        np.testing.assert_array_equal(x[0], y[0])
+        np.testing.assert_array_equal(x[1], y[1])
+    for x, y in zip(first[4:], skipped):
+        np.testing.assert_array_equal(x[0], y[0])
+        np.testing.assert_array_equal(x[1], y[1])
+
+
+def test_models_refuse_the_other_layout(unpaired_records_dir, records_dir):
+    from tf_pix2pix.data import build_unpaired_dataset
+
+    with pytest.raises(DataError, match="unaligned"):
+        build_dataset(_unpaired_config(unpaired_records_dir), "train", training=True)
+    with pytest.raises(DataError, match="--layout=unaligned"):
+        build_unpaired_dataset(_unpaired_config(records_dir), "train", training=True)
+    assert num_examples(unpaired_records_dir, "train") == 6
+
+
+def test_tfds_cycle_gan_source_with_mock_data():
+    """TFDS as a source (tfds.testing.mock_data: nothing is downloaded)."""
+    import tensorflow_datasets as tfds
+
+    from tf_pix2pix.data import build_unpaired_dataset, domain_sizes
+
+    cfg = DataConfig(tfds_name="cycle_gan/horse2zebra", load_size=36, crop_size=32,
+                     batch_size=2, tfds_data_dir="/nonexistent/tfds")
+    with tfds.testing.mock_data(num_examples=5):
+        assert domain_sizes(cfg, "train") == {"A": 5, "B": 5}
+        assert domain_sizes(cfg, "val") == {"A": 0, "B": 0}
+        ds = build_unpaired_dataset(cfg, "train", training=True)
+        batches = _take(ds, 3)  # mock images have random sizes: resized, cropped, batched
+        ev = _take(build_unpaired_dataset(cfg, "test", training=False), 10)
+    assert all(a.shape == (2, 32, 32, 3) and b.shape == (2, 32, 32, 3) for a, b in batches)
+    assert len(ev) == 3  # 5 test images per domain, batches of 2 (last one partial)
+    with pytest.raises(DataError, match="tfds_name=no_such_dataset"):
+        build_unpaired_dataset(DataConfig(tfds_name="no_such_dataset"), "train", training=True)

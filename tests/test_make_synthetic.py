@@ -67,3 +67,19 @@ def test_cli(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "wrote {'train': 2, 'val': 1, 'test': 1}" in result.stdout
     assert len(os.listdir(tmp_path / "train")) == 2
+
+
+def test_unpaired_layout_has_two_domains_and_no_pairs(tmp_path):
+    make_synthetic(SyntheticConfig(output_dir=str(tmp_path), num_train=4, num_val=0, num_test=2,
+                                   size=32, unpaired=True))
+    assert sorted(os.listdir(tmp_path)) == ["testA", "testB", "trainA", "trainB", "valA", "valB"]
+    a = [read_image(str(tmp_path / "trainA" / n)) for n in sorted(os.listdir(tmp_path / "trainA"))]
+    b = [read_image(str(tmp_path / "trainB" / n)) for n in sorted(os.listdir(tmp_path / "trainB"))]
+    assert len(a) == len(b) == 4 and a[0].format == "png" and b[0].format == "jpeg"
+    # Domain A is flat label colours only; B is rendered (many colours).
+    assert {tuple(p) for p in a[0].pixels.reshape(-1, 3)} <= {tuple(c) for c in PALETTE.astype(int)}
+    assert len({tuple(p) for p in b[0].pixels.reshape(-1, 3)}) > 50
+    # No B image is the rendering of an A image's scene: the scenes differ.
+    for i in range(4):
+        labels_of_b_scene, _ = render_pair(0, "train", 2 * i + 1, 32)
+        assert not np.array_equal(labels_of_b_scene, a[i].pixels)

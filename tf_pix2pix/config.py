@@ -61,6 +61,9 @@ class DataConfig:
       batch_size: global batch size (split across replicas under a distribution strategy).
       shuffle_buffer: examples in the shuffle buffer; 0 means the whole split (capped at 10,000).
       seed: seed of every random draw of the pipeline.
+      tfds_name: read CycleGAN data from TensorFlow Datasets instead of ``data_dir`` (e.g.
+        ``cycle_gan/horse2zebra``).
+      tfds_data_dir: TFDS's data folder (default: TFDS's own).
     """
 
     data_dir: str = ""
@@ -74,6 +77,8 @@ class DataConfig:
     batch_size: int = 1
     shuffle_buffer: int = 0
     seed: int = 0
+    tfds_name: str = ""
+    tfds_data_dir: str = ""
 
     def __post_init__(self) -> None:
         _check_choice("direction", self.direction, DIRECTIONS)

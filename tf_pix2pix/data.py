@@ -3,12 +3,19 @@
 Records hold the original encoded bytes (no lossy re-encoding). Two layouts exist:
 
 * ``aligned``: one image per example, A on the left half and B on the right (``image/encoded``);
-* ``paired``: A and B as separate images of equal size (``image_a/encoded``, ``image_b/encoded``).
+* ``paired``: A and B as separate images of equal size (``image_a/encoded``, ``image_b/encoded``);
+* ``unaligned`` (CycleGAN): one image per record (``image/encoded``) in per-domain shards
+  (``trainA-*``, ``trainB-*``), the two domains of a split of unrelated sizes and counts.
+
+CycleGAN data can also come from TensorFlow Datasets (``DataConfig.tfds_name``, e.g.
+``cycle_gan/horse2zebra``, splits ``trainA``/``trainB``/``testA``/``testB``), read as encoded bytes
+so that both sources go through the same decoding and jitter.
 
 Decoding always yields RGB uint8: grayscale is replicated to three channels, an alpha channel is
 dropped (not composited) and 16-bit PNGs are scaled to 8 bits; a network side with 1 channel is
 then converted to luminance. A and B are stacked on the channel axis before any random op, so the
-resize, crop and mirror are one draw shared by both halves.
+resize, crop and mirror are one draw shared by both halves. CycleGAN's two domains get
+independent draws.
 """
 
 from __future__ import annotations
@@ -23,7 +30,9 @@ from tf_pix2pix.config import DataConfig
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
-LAYOUTS = ("aligned", "paired")
+LAYOUTS = ("aligned", "paired", "unaligned")
+DOMAINS = ("A", "B")
+TFDS_SPLITS = ("train", "test")  # TFDS's cycle_gan/* configs: trainA, trainB, testA, testB
 SPLITS = ("train", "val", "test")
 _MAX_SHUFFLE_BUFFER = 10_000
 
@@ -139,6 +148,47 @@ def resize_and_random_crop(image: tf.Tensor, load_size: int, crop_size: int,
         kernel_type="keyscubic", antialias=True)[0]
 
 
+def _jitter(x: tf.Tensor, config: DataConfig, training: bool,
+            seed: tf.Tensor | None) -> tf.Tensor:
+    """The reference's resize/crop/mirror of one float ``[H, W, C]`` tensor in [0, 255], then
+    scaling to [-1, 1]. Channels stacked into ``x`` share one random draw."""
+    if training and seed is None:
+        raise ValueError("training-time preprocessing needs a stateless seed")
+    crop_seed = flip_seed = None
+    if training:
+        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
+        crop_seed, flip_seed = seeds[0], seeds[1]
+
+    mode = config.preprocess
+    if mode == "resize_and_crop" and training:
+        # One fused op computes only the cropped window of the resized image.
+        x = resize_and_random_crop(x, config.load_size, config.crop_size, crop_seed)
+    elif mode == "resize_and_crop":
+        x = _crop(_resize(x, tf.constant(config.load_size), tf.constant(config.load_size)),
+                  config.crop_size, None)
+    elif mode in ("scale_width", "scale_width_and_crop"):
+        shape = tf.shape(x)
+        new_h, new_w = _scale_width_size(shape, config.load_size, config.crop_size)
+        unchanged = tf.logical_and(tf.equal(shape[1], config.load_size),
+                                   shape[0] >= config.crop_size)
+        x = tf.cond(unchanged, lambda: x, lambda: _resize(x, new_h, new_w))
+    elif mode == "none":
+        # The reference rounds each side to the nearest multiple of 4.
+        shape = tf.shape(x)
+        new_h = tf.maximum(tf.cast(tf.round(shape[0] / 4), tf.int32) * 4, 4)
+        new_w = tf.maximum(tf.cast(tf.round(shape[1] / 4), tf.int32) * 4, 4)
+        same = tf.logical_and(tf.equal(new_h, shape[0]), tf.equal(new_w, shape[1]))
+        x = tf.cond(same, lambda: x, lambda: _resize(x, new_h, new_w))
+
+    if mode in ("crop", "scale_width_and_crop"):
+        x = _crop(x, config.crop_size, crop_seed)
+    if training and not config.no_flip:
+        x = tf.image.stateless_random_flip_left_right(x, seed=flip_seed)
+
+    # [0, 255] -> [-1, 1], clipped as PIL's uint8 output is (bicubic overshoots at edges).
+    return tf.clip_by_value(x / 127.5 - 1.0, -1.0, 1.0)
+
+
 def preprocess_pair(a: tf.Tensor, b: tf.Tensor, config: DataConfig, training: bool,
                     seed: tf.Tensor | None = None) -> tuple[tf.Tensor, tf.Tensor]:
     """Applies the reference's transform to a pair with one shared random draw.
@@ -153,48 +203,24 @@ def preprocess_pair(a: tf.Tensor, b: tf.Tensor, config: DataConfig, training: bo
     Returns:
       ``(a, b)`` float32 tensors in [-1, 1] with ``input_nc`` and ``output_nc`` channels.
     """
-    if training and seed is None:
-        raise ValueError("preprocess_pair(training=True) needs a stateless seed")
     a = _to_channels(a, config.input_nc)
     b = _to_channels(b, config.output_nc)
     if a.dtype == b.dtype:  # one cast of the stacked pair (decoded images: uint8)
         pair = tf.cast(tf.concat([a, b], axis=-1), tf.float32)
     else:
         pair = tf.concat([tf.cast(a, tf.float32), tf.cast(b, tf.float32)], axis=-1)
-    crop_seed = flip_seed = None
-    if training:
-        seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
-        crop_seed, flip_seed = seeds[0], seeds[1]
-
-    mode = config.preprocess
-    if mode == "resize_and_crop" and training:
-        # One fused op computes only the cropped window of the resized image.
-        pair = resize_and_random_crop(pair, config.load_size, config.crop_size, crop_seed)
-    elif mode == "resize_and_crop":
-        pair = _crop(_resize(pair, tf.constant(config.load_size), tf.constant(config.load_size)),
-                     config.crop_size, None)
-    elif mode in ("scale_width", "scale_width_and_crop"):
-        shape = tf.shape(pair)
-        new_h, new_w = _scale_width_size(shape, config.load_size, config.crop_size)
-        unchanged = tf.logical_and(tf.equal(shape[1], config.load_size),
-                                   shape[0] >= config.crop_size)
-        pair = tf.cond(unchanged, lambda: pair, lambda: _resize(pair, new_h, new_w))
-    elif mode == "none":
-        # The reference rounds each side to the nearest multiple of 4.
-        shape = tf.shape(pair)
-        new_h = tf.maximum(tf.cast(tf.round(shape[0] / 4), tf.int32) * 4, 4)
-        new_w = tf.maximum(tf.cast(tf.round(shape[1] / 4), tf.int32) * 4, 4)
-        same = tf.logical_and(tf.equal(new_h, shape[0]), tf.equal(new_w, shape[1]))
-        pair = tf.cond(same, lambda: pair, lambda: _resize(pair, new_h, new_w))
-
-    if mode in ("crop", "scale_width_and_crop"):
-        pair = _crop(pair, config.crop_size, crop_seed)
-    if training and not config.no_flip:
-        pair = tf.image.stateless_random_flip_left_right(pair, seed=flip_seed)
-
-    # [0, 255] -> [-1, 1], clipped as PIL's uint8 output is (bicubic overshoots at edges).
-    pair = tf.clip_by_value(pair / 127.5 - 1.0, -1.0, 1.0)
+    pair = _jitter(pair, config, training, seed)
     return pair[..., :config.input_nc], pair[..., config.input_nc:]
+
+
+def preprocess_image(image: tf.Tensor, channels: int, config: DataConfig, training: bool,
+                     seed: tf.Tensor | None = None) -> tf.Tensor:
+    """The same transform as :func:`preprocess_pair` for one image (CycleGAN's domains).
+
+    Returns:
+      A float32 ``[H, W, channels]`` tensor in [-1, 1].
+    """
+    return _jitter(tf.cast(_to_channels(image, channels), tf.float32), config, training, seed)
 
 
 def read_manifest(data_dir: str) -> dict[str, Any]:
@@ -213,20 +239,159 @@ def read_manifest(data_dir: str) -> dict[str, Any]:
 
 
 def num_examples(data_dir: str, split: str) -> int:
-    """Number of examples of ``split`` according to the manifest (0 when the split is absent)."""
+    """Number of examples of ``split`` according to the manifest (0 when the split is absent).
+
+    For the ``unaligned`` layout this is ``max(|A|, |B|)``, the reference's epoch length.
+    """
     return read_manifest(data_dir)["splits"].get(split, {}).get("num_examples", 0)
 
 
-def shard_paths(data_dir: str, manifest: dict[str, Any], split: str) -> list[str]:
+def shard_paths(data_dir: str, manifest: dict[str, Any], split: str,
+                domain: str | None = None) -> list[str]:
+    """The shard files of ``split`` (of one ``domain``, ``A`` or ``B``, for ``unaligned`` data)."""
     info = manifest["splits"].get(split)
+    if info and domain is not None:
+        info = info.get(domain)
     if not info or not info.get("num_examples"):
         present = ", ".join(s for s, v in manifest["splits"].items() if v.get("num_examples"))
-        raise DataError(f"split {split!r} has no examples in {data_dir}; present: {present}")
+        what = f"split {split!r}" + (f" domain {domain}" if domain else "")
+        raise DataError(f"{what} has no examples in {data_dir}; present splits: {present}")
     paths = [os.path.join(data_dir, name) for name in info["shards"]]
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise DataError(f"shard {missing[0]} listed in the manifest is missing; rebuild the data")
     return paths
+
+
+def _read_shards(paths: list[str], seed: int, training: bool) -> tf.data.Dataset:
+    """The serialized records of ``paths``, the shard order shuffled when training."""
+    files = tf.data.Dataset.from_tensor_slices(paths)
+    if training:
+        files = files.shuffle(len(paths), seed=seed, reshuffle_each_iteration=True)
+    return files.interleave(
+        tf.data.TFRecordDataset, cycle_length=min(len(paths), 8),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+
+def _stream(records: tf.data.Dataset, count: int, config: DataConfig, training: bool,
+            repeat: bool, skip_examples: int, shuffle_seed: int) -> tf.data.Dataset:
+    """Shuffles (training), repeats and enumerates ``records``; then skips ``skip_examples``.
+
+    The running index makes every element's stateless seed unique and reproducible, and the
+    skip happens before any decoding, so repositioning a resumed pipeline is cheap.
+    """
+    if training:
+        buffer = config.shuffle_buffer or min(count, _MAX_SHUFFLE_BUFFER)
+        records = records.shuffle(buffer, seed=shuffle_seed, reshuffle_each_iteration=True)
+    if repeat:
+        records = records.repeat()
+    records = records.enumerate()
+    return records.skip(skip_examples) if skip_examples else records
+
+
+def tfds_split(split: str, domain: str) -> str:
+    """The TFDS ``cycle_gan`` split holding ``domain`` of ``split`` (``trainA``, ``testB``, ...)."""
+    return f"{split}{domain}"
+
+
+def _tfds_domain(config: DataConfig, split: str, domain: str) -> tuple[tf.data.Dataset, int]:
+    """Encoded images of one domain from TensorFlow Datasets, and their count."""
+    import tensorflow_datasets as tfds
+
+    name = tfds_split(split, domain)
+    try:
+        ds = tfds.load(config.tfds_name, split=name, data_dir=config.tfds_data_dir or None,
+                       shuffle_files=False, decoders={"image": tfds.decode.SkipDecoding()})
+    except (tfds.core.registered.DatasetNotFoundError, ValueError, KeyError) as e:
+        raise DataError(f"--tfds_name={config.tfds_name} split {name}: "
+                        f"{str(e).splitlines()[0]}") from e
+    count = int(ds.cardinality())
+    if count <= 0:
+        raise DataError(f"--tfds_name={config.tfds_name} split {name} has no examples")
+    return ds.map(lambda ex: ex["image"]), count
+
+
+def _records_domain(config: DataConfig, manifest: dict[str, Any], split: str, domain: str,
+                    training: bool) -> tuple[tf.data.Dataset, int]:
+    """Encoded images of one domain of ``unaligned`` TFRecords, and their count."""
+    paths = shard_paths(config.data_dir, manifest, split, domain)
+    spec = _feature_spec("aligned")  # one image per record, as the aligned layout
+    seed = config.seed + 2 * DOMAINS.index(domain)
+    records = _read_shards(paths, seed, training)
+    encoded = records.map(lambda r: tf.io.parse_single_example(r, spec)["image/encoded"])
+    return encoded, manifest["splits"][split][domain]["num_examples"]
+
+
+def domain_sizes(config: DataConfig, split: str) -> dict[str, int]:
+    """Examples of each domain of an unpaired ``split`` (0 for a missing split)."""
+    if config.tfds_name:
+        if split not in TFDS_SPLITS:
+            return {d: 0 for d in DOMAINS}
+        sizes = {}
+        for domain in DOMAINS:
+            try:
+                sizes[domain] = _tfds_domain(config, split, domain)[1]
+            except DataError:
+                sizes[domain] = 0
+        return sizes
+    info = read_manifest(config.data_dir)["splits"].get(split, {})
+    return {d: info.get(d, {}).get("num_examples", 0) for d in DOMAINS}
+
+
+def build_unpaired_dataset(config: DataConfig, split: str, training: bool,
+                           repeat: bool | None = None, batch_size: int | None = None,
+                           skip_examples: int = 0) -> tf.data.Dataset:
+    """CycleGAN's input pipeline: ``(real_A, real_B)`` batches from two unrelated domains.
+
+    The reference's epoch is ``max(|A|, |B|)`` steps and draws a random B image for each A. Here
+    each domain is an independently shuffled, repeated stream (a new permutation every pass), so
+    each A is met by a random B, and every B image is seen once per pass through B; the two
+    images get independent jitter (crop, mirror). ``direction=BtoA`` swaps the domains, as the
+    reference does. Sources: ``unaligned`` TFRecords (``data_dir``) or TFDS (``tfds_name``).
+
+    Args:
+      config: data configuration.
+      split: ``train``, ``val`` or ``test``.
+      training: shuffle and jitter; evaluation applies neither and ends with the shorter domain.
+      repeat: repeat forever; defaults to ``training``.
+      batch_size: defaults to ``config.batch_size``.
+      skip_examples: start this many elements into both streams (exact repositioning).
+
+    Returns:
+      A dataset of ``(real_A, real_B)`` float32 batches in [-1, 1] with ``input_nc`` and
+      ``output_nc`` channels. Deterministic for a given ``config.seed``.
+    """
+    repeat = training if repeat is None else repeat
+    batch_size = batch_size or config.batch_size
+    manifest = None
+    if not config.tfds_name:
+        manifest = read_manifest(config.data_dir)
+        if manifest.get("layout") != "unaligned":
+            raise DataError(
+                f"{config.data_dir} holds {manifest.get('layout', 'aligned')} pairs; CycleGAN "
+                "reads unaligned data: build it with `python -m data_prep.build_tfrecords "
+                "--layout=unaligned` from trainA/ trainB/ folders, or use --tfds_name")
+    domains = DOMAINS if config.direction == "AtoB" else DOMAINS[::-1]
+    streams = []
+    for i, (domain, channels) in enumerate(zip(domains, (config.input_nc, config.output_nc))):
+        if config.tfds_name:
+            encoded, count = _tfds_domain(config, split, domain)
+        else:
+            encoded, count = _records_domain(config, manifest, split, domain, training)
+        stream = _stream(encoded, count, config, training, repeat, skip_examples,
+                         shuffle_seed=config.seed + 1 + 2 * i)
+
+        def prepare(index, data, i=i, channels=channels):
+            seed = None
+            if training:
+                seed = tf.random.experimental.stateless_fold_in(
+                    tf.stack([tf.constant(config.seed, tf.int64), index]), i)
+            return preprocess_image(decode_rgb(data), channels, config, training, seed)
+
+        streams.append(stream.map(prepare, num_parallel_calls=tf.data.AUTOTUNE,
+                                  deterministic=True))
+    ds = tf.data.Dataset.zip(tuple(streams)).batch(batch_size, drop_remainder=repeat)
+    return ds.prefetch(tf.data.AUTOTUNE)
 
 
 def build_dataset(config: DataConfig, split: str, training: bool, repeat: bool | None = None,
@@ -250,26 +415,15 @@ def build_dataset(config: DataConfig, split: str, training: bool, repeat: bool |
     """
     manifest = read_manifest(config.data_dir)
     layout = manifest.get("layout", "aligned")
+    if layout == "unaligned":
+        raise DataError(f"{config.data_dir} holds unaligned (unpaired) data; pix2pix needs pairs "
+                        "(use --model=cycle_gan, or build A|B pairs with --layout=aligned)")
     paths = shard_paths(config.data_dir, manifest, split)
     repeat = training if repeat is None else repeat
     batch_size = batch_size or config.batch_size
-
-    files = tf.data.Dataset.from_tensor_slices(paths)
-    if training:
-        files = files.shuffle(len(paths), seed=config.seed, reshuffle_each_iteration=True)
-    records = files.interleave(
-        tf.data.TFRecordDataset, cycle_length=min(len(paths), 8),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    if training:
-        count = manifest["splits"][split]["num_examples"]
-        buffer = config.shuffle_buffer or min(count, _MAX_SHUFFLE_BUFFER)
-        records = records.shuffle(buffer, seed=config.seed + 1, reshuffle_each_iteration=True)
-    if repeat:
-        records = records.repeat()
-    # The running index makes every element's stateless seed unique and reproducible.
-    records = records.enumerate()
-    if skip_examples:
-        records = records.skip(skip_examples)
+    count = manifest["splits"][split]["num_examples"]
+    records = _stream(_read_shards(paths, config.seed, training), count, config, training,
+                      repeat, skip_examples, shuffle_seed=config.seed + 1)
 
     def _prepare(index, serialized):
         ex = decode_record(serialized, layout)

@@ -33,6 +33,7 @@ class ImageFile:
     encoded: bytes
     format: str
     pixels: np.ndarray  # [H, W, 3] uint8 RGB
+    mode: str = "rgb"  # colour mode of the file (see source_mode); pixels are always RGB
 
     @property
     def height(self) -> int:
@@ -60,6 +61,27 @@ def sniff_format(data: bytes) -> str | None:
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
     return None
+
+
+def source_mode(data: bytes, fmt: str) -> str:
+    """The colour mode stored in the file's header, before conversion to RGB.
+
+    One of ``rgb``, ``grayscale``, ``grayscale_alpha``, ``rgba``, ``palette``, ``cmyk`` (the
+    pipeline replicates gray to RGB and drops alpha; the build tools count these conversions).
+    """
+    if fmt == "png" and len(data) > 25:
+        return {0: "grayscale", 2: "rgb", 3: "palette", 4: "grayscale_alpha",
+                6: "rgba"}.get(data[25], "rgb")
+    if fmt == "jpeg":
+        try:
+            channels = int(tf.io.extract_jpeg_shape(data)[2])
+        except tf.errors.InvalidArgumentError:
+            return "rgb"
+        return {1: "grayscale", 4: "cmyk"}.get(channels, "rgb")
+    if fmt == "bmp" and len(data) > 29:
+        bits = int.from_bytes(data[28:30], "little")
+        return "rgba" if bits == 32 else "palette" if bits <= 8 else "rgb"
+    return "rgb"
 
 
 def _decode(encoded: bytes) -> np.ndarray:
@@ -90,7 +112,8 @@ def read_image(path: str) -> ImageFile:
     except tf.errors.InvalidArgumentError as e:
         detail = e.message.strip().splitlines()[-1] if e.message else "decode failed"
         raise BadImageError(path, f"corrupt or truncated {fmt} data ({detail})") from e
-    return ImageFile(path=path, encoded=data, format=fmt, pixels=pixels)
+    return ImageFile(path=path, encoded=data, format=fmt, pixels=pixels,
+                     mode=source_mode(data, fmt))
 
 
 def read_aligned_pair(path: str) -> ImageFile:
