@@ -131,6 +131,11 @@ class ModelConfig:
         _check_positive("init_gain", self.init_gain)
 
     @property
+    def has_test_time_noise(self) -> bool:
+        """Whether ``paper`` test mode differs from ``eval``: dropout or batch statistics."""
+        return not self.no_dropout or self.norm == "batch"
+
+    @property
     def num_downs(self) -> int:
         """Number of stride-2 downsamplings of the generator (sizes must divide 2**num_downs)."""
         return {"unet_256": 8, "unet_128": 7, "unet_64": 6, "unet_32": 5, "resnet_9blocks": 2,
@@ -139,11 +144,20 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation, schedule, checkpointing and logging of a training run."""
+    """Optimisation, schedule, checkpointing and logging of a training run.
+
+    ``lambda_l1`` weighs pix2pix's L1 term; ``lambda_A``/``lambda_B`` (cycle losses),
+    ``lambda_identity`` (identity loss, relative to them) and ``pool_size`` (image pool of each
+    discriminator, 0 = none) are CycleGAN's.
+    """
 
     model_dir: str = ""
     gan_mode: str = "vanilla"
     lambda_l1: float = 100.0
+    lambda_A: float = 10.0
+    lambda_B: float = 10.0
+    lambda_identity: float = 0.5
+    pool_size: int = 50
     lr: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
@@ -168,7 +182,8 @@ class TrainConfig:
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_positive("lr", self.lr)
-        _check_positive("lambda_l1", self.lambda_l1, allow_zero=True)
+        for name in ("lambda_l1", "lambda_A", "lambda_B", "lambda_identity", "pool_size"):
+            _check_positive(name, getattr(self, name), allow_zero=True)
         _check_positive("n_epochs", self.n_epochs, allow_zero=True)
         _check_positive("n_epochs_decay", self.n_epochs_decay, allow_zero=True)
         if self.n_epochs + self.n_epochs_decay == 0 and self.max_steps == 0:
@@ -189,6 +204,23 @@ class ExperimentConfig:
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.train.test_mode == "paper" and not self.model.has_test_time_noise:
+            raise ConfigError(
+                "test_mode=paper: this generator has no dropout and no batch norm, so paper and "
+                "eval modes compute the same function; use test_mode=eval")
+        if self.model.model == "cycle_gan":
+            fixed = ("resize_and_crop", "crop", "scale_width_and_crop")
+            if self.train.pool_size and self.data.preprocess not in fixed:
+                raise ConfigError(
+                    f"preprocess={self.data.preprocess} gives images of varying sizes, which "
+                    "CycleGAN's image pool cannot store; use one of "
+                    f"{', '.join(fixed)} (train on crops, translate full images later) or "
+                    "pool_size=0")
+        elif self.data.tfds_name:
+            raise ConfigError("tfds_name is a CycleGAN source (cycle_gan/*); pix2pix reads "
+                              "TFRecords of pairs from data_dir")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -218,6 +250,9 @@ class ExperimentConfig:
                 if k != "init_gain"}
         arch["data.input_nc"] = self.data.input_nc
         arch["data.output_nc"] = self.data.output_nc
+        if self.model.model == "cycle_gan":  # the image pools are saved variables too
+            arch["train.pool_size"] = self.train.pool_size
+            arch["data.crop_size"] = self.data.crop_size
         return arch
 
     def input_pipeline(self) -> dict[str, Any]:

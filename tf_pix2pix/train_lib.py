@@ -26,8 +26,9 @@ from tf_pix2pix import data as data_lib
 from tf_pix2pix import visualize
 from tf_pix2pix.config import (ConfigError, ExperimentConfig, architecture_differences,
                                input_pipeline_differences, load_config, save_config)
-from tf_pix2pix.evaluate import evaluate
-from tf_pix2pix.pix2pix import LOSS_NAMES, Pix2Pix
+from tf_pix2pix.cycle_gan import CycleGAN
+from tf_pix2pix.model_base import TranslationModel
+from tf_pix2pix.pix2pix import Pix2Pix
 
 CHECKPOINT_SUBDIR = "checkpoints"
 SAMPLES_SUBDIR = "samples"
@@ -58,6 +59,30 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(f"strategy={name!r}: use default, mirrored or multi_worker")
+
+
+def build_model(config: ExperimentConfig, strategy: tf.distribute.Strategy,
+                steps_per_epoch: int) -> TranslationModel:
+    """The model ``config.model.model`` names (build inside ``strategy.scope()``)."""
+    kind = CycleGAN if config.model.model == "cycle_gan" else Pix2Pix
+    return kind(config, strategy, steps_per_epoch)
+
+
+def build_input(config: ExperimentConfig, split: str, training: bool,
+                skip_examples: int = 0) -> tf.data.Dataset:
+    """The model's input pipeline: ``(input, target)`` pairs or CycleGAN's ``(real_A, real_B)``."""
+    if config.model.model == "cycle_gan":
+        return data_lib.build_unpaired_dataset(config.data, split, training,
+                                               skip_examples=skip_examples)
+    return data_lib.build_dataset(config.data, split, training, skip_examples=skip_examples)
+
+
+def _split_size(config: ExperimentConfig, split: str) -> int:
+    """Examples of ``split`` (an unpaired epoch is ``max(|A|, |B|)``; val needs both domains)."""
+    if config.model.model == "cycle_gan":
+        sizes = data_lib.domain_sizes(config.data, split)
+        return max(sizes.values()) if min(sizes.values()) else 0
+    return data_lib.num_examples(config.data.data_dir, split)
 
 
 def checkpoint_dir(model_dir: str) -> str:
@@ -132,9 +157,10 @@ class _Trainer:
         if config.data.batch_size % replicas:
             raise ConfigError(f"batch_size={config.data.batch_size} is not divisible by the "
                               f"{replicas} replicas of --strategy={t.strategy}")
-        n_train = data_lib.num_examples(config.data.data_dir, "train")
+        n_train = _split_size(config, "train")
         if not n_train:
-            raise data_lib.DataError(f"{config.data.data_dir} has no training examples")
+            source = config.data.tfds_name or config.data.data_dir
+            raise data_lib.DataError(f"{source} has no training examples")
         self.steps_per_epoch = math.ceil(n_train / config.data.batch_size)
         self.total_steps = t.max_steps or (t.n_epochs + t.n_epochs_decay) * self.steps_per_epoch
 
@@ -144,30 +170,36 @@ class _Trainer:
         # (0.576 vs 0.585 s float32, 0.368 vs 0.371 s bfloat16, BENCHMARKS.md machine).
         tf.config.optimizer.set_experimental_options({"remapping": False})
         with self.strategy.scope():
-            self.model = Pix2Pix(config, self.strategy, self.steps_per_epoch)
-        if replicas == 1:
+            self.model = build_model(config, self.strategy, self.steps_per_epoch)
+        if replicas == 1 and not config.data.tfds_name:
             # The iterator itself is checkpointed (exact position, shuffle buffer included).
-            self.iterator = iter(data_lib.build_dataset(config.data, "train", training=True))
+            self.iterator = iter(build_input(config, "train", training=True))
             checkpointed_iterator = {"iterator": self.iterator}
         else:
-            # Distributed iterators cannot be checkpointed; the pipeline is deterministic, so it is
-            # repositioned by skipping the examples already trained on (exact for one worker).
+            # Distributed iterators (and TFDS's, in general) cannot be checkpointed; the pipeline
+            # is deterministic, so it is repositioned by skipping the examples already trained
+            # on (exact for one worker).
             done = _saved_step(checkpoint_dir(self.model_dir)) * config.data.batch_size
-            dataset = data_lib.build_dataset(config.data, "train", training=True,
-                                             skip_examples=done)
-            self.iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+            dataset = build_input(config, "train", training=True, skip_examples=done)
+            self.iterator = iter(self.strategy.experimental_distribute_dataset(dataset)
+                                 if replicas > 1 else dataset)
             checkpointed_iterator = {}
-        has_val = data_lib.num_examples(config.data.data_dir, "val") > 0
-        self.val_dataset = (data_lib.build_dataset(config.data, "val", training=False)
+        # CycleGAN's held-out images: val, or the reference's test split when there is no val.
+        val_split = "val"
+        if config.model.model == "cycle_gan" and not _split_size(config, "val"):
+            val_split = "test"
+        has_val = _split_size(config, val_split) > 0
+        self.val_dataset = (build_input(config, val_split, training=False)
                             if has_val and t.val_max_examples else None)
+        # Samples and validation use the configured test-time mode where it means anything.
+        self.test_mode = t.test_mode if config.model.has_test_time_noise else "eval"
 
-        m = self.model
-        self.checkpoint = tf.train.Checkpoint(
-            generator=m.generator, discriminator=m.discriminator, g_optimizer=m.g_optimizer,
-            d_optimizer=m.d_optimizer, step=m.step, rng=m.rng_state, **checkpointed_iterator)
+        self.checkpoint = tf.train.Checkpoint(step=self.model.step,
+                                              **self.model.checkpoint_objects(),
+                                              **checkpointed_iterator)
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, checkpoint_dir(self.model_dir), max_to_keep=t.keep_checkpoints,
-            step_counter=m.step)
+            step_counter=self.model.step)
         self.train_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
         self.val_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "val"))
         os.makedirs(os.path.join(self.model_dir, SAMPLES_SUBDIR), exist_ok=True)
@@ -190,8 +222,7 @@ class _Trainer:
 
     def save(self) -> str:
         m = self.model
-        variables = m.generator.trainable_variables + m.discriminator.trainable_variables
-        if not _all_finite(variables):
+        if not _all_finite(m.trainable_variables()):
             raise TrainingDivergedError(
                 f"weights are not finite at step {int(m.step.numpy())}; not saving. Last good "
                 f"checkpoint: {self.manager.latest_checkpoint}")
@@ -199,16 +230,15 @@ class _Trainer:
 
     # -- summaries ---------------------------------------------------------------------------
 
-    def _generate(self, inputs: tf.Tensor) -> tf.Tensor:
-        return self.model.generate(inputs, self.config.train.test_mode)
-
-    def write_images(self, step: int, inputs, targets, writer, name: str) -> None:
-        inputs, targets = inputs[:4], targets[:4]
-        outputs = self._generate(inputs)
+    def write_images(self, step: int, batch, writer, name: str) -> None:
+        grids = self.model.sample_grids(tuple(t[:4] for t in batch), self.test_mode)
+        rows = []
         with writer.as_default(step=step):
-            tf.summary.image(f"{name}/input_output_target",
-                             visualize.comparison_grid(inputs, outputs, targets), max_outputs=4)
-        png = visualize.grid_png(inputs, outputs, targets)
+            for tag, columns in grids.items():
+                grid = visualize.comparison_grid(*columns)
+                tf.summary.image(f"{name}/{tag}", grid, max_outputs=4)
+                rows.append(grid)
+        png = visualize.rows_png(tf.concat(rows, axis=0))
         samples = os.path.join(self.model_dir, SAMPLES_SUBDIR)
         visualize.save_png(os.path.join(samples, f"{name}_step{step:07d}.png"), png)
         visualize.save_png(os.path.join(samples, f"{name}_latest.png"), png)
@@ -216,12 +246,13 @@ class _Trainer:
     def validate(self, step: int) -> dict[str, float]:
         if self.val_dataset is None:
             return {}
-        metrics = evaluate(self._generate, self.val_dataset, self.config.train.val_max_examples)
+        metrics = self.model.validate(self.val_dataset, self.config.train.val_max_examples,
+                                      self.test_mode)
         with self.val_writer.as_default(step=step):
-            for key in ("l1", "psnr", "ssim"):
-                tf.summary.scalar(f"metrics/{key}", metrics[key])
-        first = next(iter(self.val_dataset))
-        self.write_images(step, first[0], first[1], self.val_writer, "val")
+            for key, value in metrics.items():
+                if key != "count":
+                    tf.summary.scalar(f"metrics/{key}", value)
+        self.write_images(step, next(iter(self.val_dataset)), self.val_writer, "val")
         return metrics
 
     # -- the loop ----------------------------------------------------------------------------
@@ -238,7 +269,8 @@ class _Trainer:
         if step >= self.total_steps:
             print(f"Already trained {step} of {self.total_steps} steps; nothing to do")
             return TrainResult(step, self.total_steps, {}, self.manager.latest_checkpoint, {})
-        bar = keras.utils.Progbar(self.total_steps, stateful_metrics=list(LOSS_NAMES) + ["lr"],
+        bar = keras.utils.Progbar(self.total_steps,
+                                  stateful_metrics=list(self.model.loss_names) + ["lr"],
                                   verbose=1 if self.progress else 0, unit_name="step")
         bar.update(step)
         values: dict[str, float] = {}
@@ -268,8 +300,7 @@ class _Trainer:
                         tf.summary.scalar("steps_per_sec", rate)
                         tf.summary.scalar("images_per_sec", rate * self.config.data.batch_size)
                 if step % t.image_every_steps == 0:
-                    inputs, targets = self.local_batch(batch)
-                    self.write_images(step, inputs, targets, self.train_writer, "train")
+                    self.write_images(step, self.local_batch(batch), self.train_writer, "train")
                 epoch_end = step % self.steps_per_epoch == 0
                 if epoch_end:
                     val_metrics = self.validate(step) or val_metrics
@@ -306,7 +337,7 @@ def build_trainer(config: ExperimentConfig, progress: bool = True) -> _Trainer:
 
 
 def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
-    """Trains (or resumes training of) a pix2pix model as ``config`` says.
+    """Trains (or resumes training of) a pix2pix or CycleGAN model as ``config`` says.
 
     Restarting with the same ``model_dir`` resumes from the latest checkpoint: step, weights,
     optimizer moments, dropout RNG state and input position, so an interrupted run continues as

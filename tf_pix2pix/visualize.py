@@ -14,21 +14,24 @@ def _rgb(images: tf.Tensor) -> tf.Tensor:
     return tf.image.grayscale_to_rgb(images) if images.shape[-1] == 1 else images
 
 
-def comparison_grid(inputs: tf.Tensor, outputs: tf.Tensor,
-                    targets: tf.Tensor | None = None) -> tf.Tensor:
-    """Rows of ``input | output | target`` as one ``[N, H, 3W, 3]`` float image in [0, 1].
+def comparison_grid(*columns: tf.Tensor | None) -> tf.Tensor:
+    """Rows of ``column_1 | column_2 | ...`` (e.g. input | output | target) as one
+    ``[N, H, kW, 3]`` float image in [0, 1]; ``None`` columns are left out.
 
-    Inputs and outputs may differ in channel count (1 or 3); they are shown as RGB.
+    Columns may differ in channel count (1 or 3); they are shown as RGB.
     """
-    parts = [_rgb(inputs), _rgb(outputs)] + ([_rgb(targets)] if targets is not None else [])
-    return tf.concat(parts, axis=2)
+    return tf.concat([_rgb(c) for c in columns if c is not None], axis=2)
 
 
-def grid_png(inputs: tf.Tensor, outputs: tf.Tensor, targets: tf.Tensor | None = None) -> bytes:
-    """PNG bytes of the comparison rows of a batch stacked vertically."""
-    rows = comparison_grid(inputs, outputs, targets)
+def rows_png(rows: tf.Tensor) -> bytes:
+    """PNG bytes of ``[N, H, W, 3]`` rows in [0, 1] stacked vertically."""
     stacked = tf.reshape(rows, [-1, rows.shape[2], 3])
     return tf.io.encode_png(tf.cast(tf.round(stacked * 255.0), tf.uint8)).numpy()
+
+
+def grid_png(*columns: tf.Tensor | None) -> bytes:
+    """PNG bytes of the comparison rows of a batch stacked vertically."""
+    return rows_png(comparison_grid(*columns))
 
 
 def save_png(path: str, data: bytes) -> None:

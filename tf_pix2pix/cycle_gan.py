@@ -1,0 +1,239 @@
+"""CycleGAN (Zhu et al., ICCV 2017): two generators, two discriminators, two image pools.
+
+The sibling of ``pix2pix.py`` behind the same interface (``model_base.TranslationModel``), so one
+training loop, checkpoint/resume path and summary writer serve both. The reference is
+``cycle_gan_model.py`` of junyanz/pytorch-CycleGAN-and-pix2pix:
+
+* G_A: A -> B and G_B: B -> A; D_A judges domain B (real_B vs G_A's fakes), D_B judges domain A.
+  The discriminators are unconditional: they see one image.
+* One iteration: both generators step first, under one Adam over their joint parameters, on
+  ``G_A + G_B + cycle_A + cycle_B + idt_A + idt_B`` (the discriminators are not updated); then
+  D_A and D_B step under one Adam, each on ``(GAN(D(real), 1) + GAN(D(pool fake), 0)) * 0.5``,
+  with the fakes made by the generators before their update.
+* Cycle losses ``L1(G_B(G_A(A)), A) * lambda_A`` and ``L1(G_A(G_B(B)), B) * lambda_B``; identity
+  losses ``L1(G_A(B), B) * lambda_B * lambda_identity`` and ``L1(G_B(A), A) * lambda_A *
+  lambda_identity`` (skipped, with their two generator passes, when ``lambda_identity`` is 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tensorflow as tf
+
+from tf_pix2pix import losses
+from tf_pix2pix.config import ConfigError, ExperimentConfig
+from tf_pix2pix.evaluate import evaluate
+from tf_pix2pix.model_base import (current_lr, distributed_step, dtype_policy, generate_fn,
+                                   generator_slots, make_optimizer, scaled, seed_states)
+from tf_pix2pix.networks import build_discriminator, build_generator
+
+LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
+
+
+class ImagePool(tf.Module):
+    """The reference's history of generated images (Shrivastava et al., 2017), in variables.
+
+    ``query`` takes a batch of fakes and returns a batch for the discriminator, image by image:
+    while the pool holds fewer than ``size`` images, the new image is stored and returned; once
+    full, with probability 1/2 a random stored image is returned and replaced by the new one,
+    otherwise the new image is returned. The images, the fill count and the random generator's
+    state are variables, so a checkpoint holds the whole pool and a resumed run draws the same
+    numbers as an uninterrupted one. ``size`` 0 returns the input unchanged.
+    """
+
+    def __init__(self, size: int, image_shape: tuple[int, int, int], seed: int,
+                 name: str | None = None):
+        super().__init__(name=name)
+        self.size = size
+        self.count = tf.Variable(0, dtype=tf.int32, trainable=False, name="count")
+        self.images = tf.Variable(tf.zeros([max(size, 1), *image_shape], tf.float32),
+                                  trainable=False, name="images")
+        self.rng = tf.random.Generator.from_seed(seed)
+
+    def _query_one(self, image: tf.Tensor) -> tf.Tensor:
+        def store():
+            self.images.scatter_nd_update([[self.count]], image[tf.newaxis])
+            self.count.assign_add(1)
+            return image
+
+        def draw():
+            p = self.rng.uniform([])
+            index = self.rng.uniform([], 0, self.size, dtype=tf.int32)
+
+            def swap():
+                old = tf.identity(self.images[index])
+                with tf.control_dependencies([old]):
+                    self.images.scatter_nd_update([[index]], image[tf.newaxis])
+                return old
+
+            return tf.cond(p > 0.5, swap, lambda: image)
+
+        return tf.cond(self.count < self.size, store, draw)
+
+    def query(self, images: tf.Tensor) -> tf.Tensor:
+        """Returns the batch the discriminator sees for the fakes ``images`` (static batch)."""
+        if self.size == 0:
+            return images
+        images = tf.cast(images, tf.float32)
+        return tf.stack([self._query_one(images[i]) for i in range(images.shape[0])])
+
+
+def cycle_gan_losses(real_A, real_B, fake_A, fake_B, rec_A, rec_B, idt_A, idt_B,
+                     d_fake_B, d_fake_A, lambda_A: float, lambda_B: float,
+                     lambda_identity: float, gan_mode: str) -> dict[str, tf.Tensor]:
+    """The generators' per-example losses, named as the reference logs them.
+
+    Args:
+      real_A, real_B: the real images.
+      fake_A, fake_B: ``G_B(real_B)``, ``G_A(real_A)``.
+      rec_A, rec_B: ``G_B(fake_B)``, ``G_A(fake_A)``.
+      idt_A, idt_B: ``G_A(real_B)``, ``G_B(real_A)``; ``None`` when ``lambda_identity`` is 0.
+      d_fake_B, d_fake_A: ``D_A(fake_B)``, ``D_B(fake_A)`` logits.
+      lambda_A, lambda_B, lambda_identity, gan_mode: the objective's weights and GAN loss.
+
+    Returns:
+      ``{"G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B"}``, each ``[batch]``; the generators
+      minimise their sum.
+    """
+    del fake_A, fake_B  # named for the reader; the losses see them through D and the cycles
+    zero = tf.zeros([tf.shape(real_A)[0]], tf.float32)
+    use_idt = lambda_identity > 0
+    return {
+        "G_A": losses.gan_loss(d_fake_B, True, gan_mode),
+        "G_B": losses.gan_loss(d_fake_A, True, gan_mode),
+        "cycle_A": losses.l1_loss(rec_A, real_A) * lambda_A,
+        "cycle_B": losses.l1_loss(rec_B, real_B) * lambda_B,
+        # idt_A = G_A(B) should be B itself: weighted by lambda_B, as in the reference.
+        "idt_A": losses.l1_loss(idt_A, real_B) * lambda_B * lambda_identity if use_idt else zero,
+        "idt_B": losses.l1_loss(idt_B, real_A) * lambda_A * lambda_identity if use_idt else zero,
+    }
+
+
+class CycleGAN:
+    """G_A, G_B, D_A, D_B, the two image pools, two Adam optimizers and the train step.
+
+    Build it inside ``strategy.scope()``. See the module doc for the iteration.
+    """
+
+    loss_names = LOSS_NAMES
+
+    def __init__(self, config: ExperimentConfig, strategy: tf.distribute.Strategy,
+                 steps_per_epoch: int):
+        self.config = config
+        self.strategy = strategy
+        t, model = config.train, config.model
+        replicas = strategy.num_replicas_in_sync
+        if replicas > 1 and t.pool_size:
+            raise ConfigError(f"CycleGAN's image pools run on one replica; with {replicas} "
+                              "replicas use --pool_size=0 or --strategy=default")
+        sync_bn = replicas > 1
+        slots = generator_slots(config)
+        nc_a, nc_b = slots["AtoB"][1], slots["AtoB"][2]
+        with dtype_policy(t.precision):
+            self.G_A = build_generator(model, nc_a, nc_b, sync_bn, name="G_A")
+            self.G_B = build_generator(model, nc_b, nc_a, sync_bn, name="G_B")
+            # D_A judges domain B (G_A's outputs), D_B judges domain A.
+            self.D_A = build_discriminator(model, nc_a, nc_b, sync_bn, conditional=False,
+                                           name="D_A")
+            self.D_B = build_discriminator(model, nc_b, nc_a, sync_bn, conditional=False,
+                                           name="D_B")
+        size = config.data.crop_size
+        # Seeds of their own, derived from the run's seed: the pools draw independently.
+        self.fake_A_pool = ImagePool(t.pool_size, (size, size, nc_a), seed=2 * t.seed + 1,
+                                     name="fake_A_pool")
+        self.fake_B_pool = ImagePool(t.pool_size, (size, size, nc_b), seed=2 * t.seed + 2,
+                                     name="fake_B_pool")
+        self.g_variables = self.G_A.trainable_variables + self.G_B.trainable_variables
+        self.d_variables = self.D_A.trainable_variables + self.D_B.trainable_variables
+        self.g_optimizer = make_optimizer(config, steps_per_epoch)
+        self.d_optimizer = make_optimizer(config, steps_per_epoch)
+        self.g_optimizer.build(self.g_variables)
+        self.d_optimizer.build(self.d_variables)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self._step_fn = None
+        self._generate_fns: dict[tuple[str, str], Any] = {}
+
+    def checkpoint_objects(self) -> dict[str, Any]:
+        return {"G_A": self.G_A, "G_B": self.G_B, "D_A": self.D_A, "D_B": self.D_B,
+                "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer,
+                "fake_A_pool": self.fake_A_pool, "fake_B_pool": self.fake_B_pool,
+                "rng": seed_states(self.G_A, self.G_B)}
+
+    def trainable_variables(self) -> list[tf.Variable]:
+        return self.g_variables + self.d_variables
+
+    def current_lr(self) -> float:
+        return current_lr(self.g_optimizer)
+
+    def _replica_step(self, real_A: tf.Tensor, real_B: tf.Tensor) -> dict[str, tf.Tensor]:
+        t = self.config.train
+        batch = self.config.data.batch_size
+        avg = lambda x: tf.nn.compute_average_loss(x, global_batch_size=batch)  # noqa: E731
+        G_A, G_B, D_A, D_B = self.G_A, self.G_B, self.D_A, self.D_B
+        # 1. Generators, through the discriminators as they are before this step.
+        with tf.GradientTape() as tape:
+            fake_B = G_A(real_A, training=True)
+            rec_A = G_B(fake_B, training=True)
+            fake_A = G_B(real_B, training=True)
+            rec_B = G_A(fake_A, training=True)
+            idt_A = idt_B = None
+            if t.lambda_identity > 0:
+                idt_A = G_A(real_B, training=True)
+                idt_B = G_B(real_A, training=True)
+            g = cycle_gan_losses(real_A, real_B, fake_A, fake_B, rec_A, rec_B, idt_A, idt_B,
+                                 D_A(fake_B, training=True), D_B(fake_A, training=True),
+                                 t.lambda_A, t.lambda_B, t.lambda_identity, t.gan_mode)
+            g_loss = scaled(self.g_optimizer, avg(tf.add_n(list(g.values()))))
+        g_grads = tape.gradient(g_loss, self.g_variables)
+        self.g_optimizer.apply_gradients(zip(g_grads, self.g_variables))
+        # 2. Discriminators, on the fakes of the generators before their update, via the pools.
+        pooled_fake_B = self.fake_B_pool.query(tf.stop_gradient(fake_B))
+        pooled_fake_A = self.fake_A_pool.query(tf.stop_gradient(fake_A))
+        with tf.GradientTape() as tape:
+            a_real, a_fake = losses.discriminator_loss(
+                D_A(real_B, training=True), D_A(pooled_fake_B, training=True), t.gan_mode)
+            b_real, b_fake = losses.discriminator_loss(
+                D_B(real_A, training=True), D_B(pooled_fake_A, training=True), t.gan_mode)
+            d = {"D_A": 0.5 * (a_real + a_fake), "D_B": 0.5 * (b_real + b_fake)}
+            d_loss = scaled(self.d_optimizer, avg(d["D_A"] + d["D_B"]))
+        d_grads = tape.gradient(d_loss, self.d_variables)
+        self.d_optimizer.apply_gradients(zip(d_grads, self.d_variables))
+        values = {**g, **d}
+        return {name: avg(values[name]) for name in LOSS_NAMES}
+
+    def train_step(self, batch) -> dict[str, tf.Tensor]:
+        """One training step on a (distributed) ``(real_A, real_B)`` batch."""
+        if self._step_fn is None:
+            self._step_fn = distributed_step(self.strategy, self._replica_step, self.step)
+        return self._step_fn(batch)
+
+    def generate(self, images: tf.Tensor, mode: str = "eval",
+                 direction: str = "AtoB") -> tf.Tensor:
+        """Runs G_A (``AtoB``) or G_B (``BtoA``) in a test-time mode (``model_base``)."""
+        key = (mode, direction)
+        if key not in self._generate_fns:
+            self._generate_fns[key] = generate_fn(
+                self.G_A if direction == "AtoB" else self.G_B, mode)
+        return self._generate_fns[key](images)
+
+    def sample_grids(self, batch, mode: str) -> dict[str, list[tf.Tensor]]:
+        real_A, real_B = batch[0], batch[1]
+        fake_B = self.generate(real_A, mode, "AtoB")
+        fake_A = self.generate(real_B, mode, "BtoA")
+        return {"real_A_fake_B_rec_A": [real_A, fake_B, self.generate(fake_B, mode, "BtoA")],
+                "real_B_fake_A_rec_B": [real_B, fake_A, self.generate(fake_A, mode, "AtoB")]}
+
+    def validate(self, dataset: tf.data.Dataset, max_examples: int,
+                 mode: str) -> dict[str, float]:
+        """Cycle reconstruction quality on held-out images (unpaired data has no targets):
+        ``rec_A_{l1,psnr,ssim}`` of ``G_B(G_A(A))`` against ``A``, and ``rec_B_*`` likewise."""
+        metrics: dict[str, float] = {}
+        for name, index, first, second in (("rec_A", 0, "AtoB", "BtoA"),
+                                           ("rec_B", 1, "BtoA", "AtoB")):
+            result = evaluate(
+                lambda x, f=first, s=second: self.generate(self.generate(x, mode, f), mode, s),
+                ((batch[index], batch[index]) for batch in dataset), max_examples)
+            metrics["count"] = result.pop("count")
+            metrics.update({f"{name}_{k}": v for k, v in result.items()})
+        return metrics
