@@ -206,6 +206,17 @@ class ExperimentConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
+        if self.data.preprocess != "scale_width" and self.model.netD != "pixel":
+            # Smallest training image the PatchGAN still gives logits for (4x4 convs, pad 1).
+            size = self.data.crop_size
+            n_layers = 3 if self.model.netD == "basic" else self.model.n_layers_D
+            for _ in range(n_layers):
+                size = (size - 2) // 2 + 1
+            if size - 2 < 1:
+                raise ConfigError(
+                    f"crop_size={self.data.crop_size} is too small for netD={self.model.netD}: "
+                    "its output would be empty; raise crop_size or use fewer discriminator "
+                    "layers")
         if self.train.test_mode == "paper" and not self.model.has_test_time_noise:
             raise ConfigError(
                 "test_mode=paper: this generator has no dropout and no batch norm, so paper and "

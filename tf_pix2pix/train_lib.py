@@ -327,9 +327,12 @@ def build_trainer(config: ExperimentConfig, progress: bool = True) -> _Trainer:
     """Checks the model directory against ``config`` and builds everything for training."""
     if not config.train.model_dir:
         raise ConfigError("model_dir is empty; pass --model_dir")
-    if not config.data.data_dir:
+    if not config.data.data_dir and not config.data.tfds_name:
         raise ConfigError("data_dir is empty; pass --data_dir (a folder made by "
-                          "data_prep.build_tfrecords)")
+                          "data_prep.build_tfrecords)" + (
+                              " or --tfds_name" if config.model.model == "cycle_gan" else ""))
+    if config.data.data_dir and config.data.tfds_name:
+        raise ConfigError("pass one of --data_dir and --tfds_name, not both")
     _check_resume_config(config)
     trainer = _Trainer(config, progress)
     save_config(config, config.train.model_dir)
