@@ -3,6 +3,7 @@
 Examples:
   python run_export.py --model_dir runs/demo --export_dir exported/demo
   python run_export.py --model_dir runs/facades --export_dir /models/facades --test_mode=paper
+  python run_export.py --model_dir runs/h2z --export_dir /models/zebra2horse --direction=BtoA
   saved_model_cli show --all --dir exported/demo/1
 """
 
@@ -18,7 +19,10 @@ flags.DEFINE_string("export_dir", None, "Base directory; the model goes to <expo
 flags.DEFINE_string("checkpoint", "", "Checkpoint prefix to export; default: the latest.")
 flags.DEFINE_integer("version", 0, "Version number; 0 = the next free one.")
 flags.DEFINE_enum("test_mode", "eval", ["eval", "paper"],
-                  "eval: dropout off, running BN statistics; paper: dropout on, batch statistics.")
+                  "eval: dropout off, running BN statistics; paper: dropout on, batch statistics "
+                  "(refused for generators without dropout and batch norm, e.g. CycleGAN's).")
+flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"],
+                  "CycleGAN: export G_A (AtoB) or G_B (BtoA). pix2pix has only AtoB.")
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
@@ -29,9 +33,9 @@ def main(argv: list[str]) -> None:
 
     path = export(ExportConfig(model_dir=FLAGS.model_dir, export_dir=FLAGS.export_dir,
                                checkpoint=FLAGS.checkpoint, version=FLAGS.version,
-                               test_mode=FLAGS.test_mode))
+                               test_mode=FLAGS.test_mode, direction=FLAGS.direction))
     print(f"exported {path} (signatures: serving_default, translate; test_mode="
-          f"{FLAGS.test_mode})")
+          f"{FLAGS.test_mode}; direction={FLAGS.direction})")
 
 
 def run() -> None:

@@ -9,6 +9,9 @@ Examples:
   # A TFRecord split built by data_prep.build_tfrecords
   python run_predict.py --model_dir runs/demo --tfrecord_dir data/demo/tfrecords --split=test \
       --output_dir results/test
+  # CycleGAN: G_B (B -> A) on the testB domain of unaligned TFRecords
+  python run_predict.py --model_dir runs/h2z --tfrecord_dir data/h2z --split=test \
+      --direction=BtoA --output_dir results/zebra2horse
   # Loss curves of a training run as a PNG
   python run_predict.py --model_dir runs/demo --plot_losses --output_dir results/demo
 """
@@ -35,6 +38,9 @@ flags.DEFINE_string("output_dir", None, "Where images, index.html and metrics go
 flags.DEFINE_enum("test_mode", "eval", ["eval", "paper"],
                   "With --model_dir: eval (dropout off, running BN statistics) or paper (dropout "
                   "on, batch statistics). A SavedModel keeps the mode it was exported with.")
+flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"],
+                  "With --model_dir of a CycleGAN: translate with G_A (AtoB) or G_B (BtoA); a "
+                  "TFRecord split of unaligned data then reads domain A or B.")
 flags.DEFINE_enum("on_bad_image", "fail", ["fail", "skip"],
                   "fail: stop at the first unreadable image; skip: skip, count and list it.")
 flags.DEFINE_bool("plot_losses", False, "Write <output_dir>/losses.png from --model_dir's "
@@ -60,12 +66,13 @@ def main(argv: list[str]) -> None:
         raise UserError("pass exactly one of --model_dir and --saved_model")
     if bool(f.input_dir) == bool(f.tfrecord_dir):
         raise UserError("pass exactly one of --input_dir and --tfrecord_dir")
-    translator = (predict_lib.translator_from_model_dir(f.model_dir, f.test_mode, f.checkpoint)
+    translator = (predict_lib.translator_from_model_dir(f.model_dir, f.test_mode, f.checkpoint,
+                                                        f.direction)
                   if f.model_dir else predict_lib.translator_from_saved_model(f.saved_model))
     skipped: list[dict[str, str]] = []
     source, path = (("tfrecord", f.tfrecord_dir) if f.tfrecord_dir else (f.source, f.input_dir))
     examples = predict_lib.iterate_examples(source, path, translator.config, f.split,
-                                            f.on_bad_image, skipped)
+                                            f.on_bad_image, skipped, translator.direction)
     summary = predict_lib.predict(translator, examples, f.output_dir, f.progress, skipped)
     line = f"translated {summary['count']} image(s) into {f.output_dir} (index.html)"
     if "l1" in summary:

@@ -193,6 +193,8 @@ def test_configurations_that_cannot_work_are_refused():
     with pytest.raises(ConfigError, match="crop_size=16 is too small for netD=basic"):
         ExperimentConfig(data=DataConfig(load_size=16, crop_size=16))
     ExperimentConfig(data=DataConfig(load_size=24, crop_size=24))  # 1x1 logits
+    with pytest.raises(ConfigError, match="needs input_nc == output_nc"):
+        ExperimentConfig(data=DataConfig(output_nc=1), model=ModelConfig(model="cycle_gan"))
     with pytest.raises(ConfigError, match="paper and eval modes compute the same"):
         tiny_config(test_mode="paper")
     with pytest.raises(ConfigError, match="image pool"):
@@ -227,7 +229,8 @@ def test_training_writes_the_cycle_gan_summaries_and_samples(unpaired_records_di
     assert _event_tags(tmp_path / "m" / "val") >= {
         "metrics/rec_A_l1", "metrics/rec_B_ssim", "val/real_A_fake_B_rec_A"}
     png = tf.io.decode_png(open(tmp_path / "m" / "samples" / "val_latest.png", "rb").read())
-    assert png.shape == (2 * 32, 3 * 32, 3)  # a val batch of 1 x two grids, three columns
+    # Validation batches hold up to 4 images in eval mode: 2 val images x two grids, 3 columns.
+    assert png.shape == (2 * 2 * 32, 3 * 32, 3)
     assert result.val_metrics["count"] == 2
 
 

@@ -167,7 +167,7 @@ def test_mismatched_checkpoint_is_refused(model_dir, tmp_path):
     config["model"]["ngf"] = 16
     (copy / "config.json").write_text(json.dumps(config))
     with pytest.raises(ConfigError, match=r"does not match the architecture in config.json "
-                                          r"\(netG=unet_32 ngf=16"):
+                                          r"\(model=pix2pix netG=unet_32 ngf=16"):
         export(ExportConfig(model_dir=str(copy), export_dir=str(tmp_path / "e")))
     assert not (tmp_path / "e").exists() or not os.listdir(tmp_path / "e")
 
@@ -188,3 +188,55 @@ def test_cli_exports_and_reports(model_dir, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("error: ")
+
+
+@pytest.fixture(scope="module")
+def cycle_gan_dir(unpaired_records_dir, tmp_path_factory):
+    """A CycleGAN trained 2 steps; B is grayscale, so G_A maps 3 -> 1 and G_B 1 -> 3 channels."""
+    out = str(tmp_path_factory.mktemp("export_cg") / "model")
+    cfg = ExperimentConfig(
+        data=DataConfig(data_dir=unpaired_records_dir, load_size=36, crop_size=32, output_nc=1),
+        model=ModelConfig(model="cycle_gan", netG="resnet_6blocks", ngf=4, ndf=4,
+                          norm="instance", no_dropout=True),
+        train=TrainConfig(model_dir=out, max_steps=2, val_max_examples=0, gan_mode="lsgan",
+                          lambda_identity=0.0))
+    train(cfg, progress=False)
+    return out
+
+
+@pytest.mark.parametrize("direction, channels", [("AtoB", (3, 1)), ("BtoA", (1, 3))])
+def test_cycle_gan_exports_either_generator(cycle_gan_dir, tmp_path, direction, channels):
+    path = export(ExportConfig(model_dir=cycle_gan_dir, export_dir=str(tmp_path),
+                               direction=direction))
+    info = read_export_info(path)
+    assert info["direction"] == direction
+    assert info["generator"] == {"AtoB": "G_A", "BtoA": "G_B"}[direction]
+    loaded = tf.saved_model.load(path)
+    generator, _, _ = restore_generator(cycle_gan_dir, direction=direction)
+    x = tf.constant(np.random.default_rng(0).uniform(-1, 1, (1, 20, 28, channels[0])),
+                    tf.float32)  # not a multiple of 4: padded and cropped back
+    out = loaded.signatures["translate"](images=x)["images"]
+    assert out.shape == (1, 20, 28, channels[1])
+    np.testing.assert_allclose(out.numpy(), padded_translate(generator, x, 4, False).numpy(),
+                               atol=1e-5)
+    png = tf.io.encode_png(random_image(12, 16, 3 if direction == "AtoB" else 1))
+    reply = loaded.signatures["serving_default"](image_bytes=tf.stack([png]))["image_bytes"]
+    assert tf.io.decode_png(reply[0]).shape == (12, 16, channels[1])
+
+
+def test_cycle_gan_export_refusals_are_one_line_errors(cycle_gan_dir, model_dir, tmp_path):
+    def run(*args):
+        return subprocess.run([sys.executable, os.path.join(REPO, "run_export.py"), *args],
+                              capture_output=True, text=True, timeout=300, cwd=REPO)
+
+    result = run("--model_dir", cycle_gan_dir, "--export_dir", str(tmp_path / "e"),
+                 "--test_mode=paper")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "paper and eval modes compute the same function" in result.stderr
+    result = run("--model_dir", model_dir, "--export_dir", str(tmp_path / "e"),
+                 "--direction=BtoA")
+    assert result.returncode == 1 and "pix2pix model" in result.stderr.splitlines()[-1]
+    result = run("--model_dir", cycle_gan_dir, "--export_dir", str(tmp_path / "e"),
+                 "--direction=BtoA")
+    assert result.returncode == 0, result.stderr
+    assert "direction=BtoA" in result.stdout

@@ -148,3 +148,34 @@ def test_cli_from_model_dir_and_saved_model(records_dir, tmp_path):
               str(tmp_path / "pc"))
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert "is not a directory" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_cycle_gan_translates_an_unaligned_split_with_either_generator(unpaired_records_dir,
+                                                                        tmp_path):
+    from tf_pix2pix.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+    from tf_pix2pix.train_lib import train
+
+    model_dir = str(tmp_path / "m")
+    train(ExperimentConfig(
+        data=DataConfig(data_dir=unpaired_records_dir, load_size=36, crop_size=32),
+        model=ModelConfig(model="cycle_gan", netG="resnet_6blocks", ngf=4, ndf=4,
+                          norm="instance", no_dropout=True),
+        train=TrainConfig(model_dir=model_dir, max_steps=1, val_max_examples=0,
+                          gan_mode="lsgan")), progress=False)
+    for direction, domain in (("AtoB", "A"), ("BtoA", "B")):
+        out = tmp_path / direction
+        result = subprocess.run(
+            [sys.executable, os.path.join(REPO, "run_predict.py"), "--model_dir", model_dir,
+             "--tfrecord_dir", unpaired_records_dir, "--split=test", f"--direction={direction}",
+             "--output_dir", str(out), "--noprogress"],
+            capture_output=True, text=True, timeout=300, cwd=REPO)
+        assert result.returncode == 0, result.stderr
+        assert "translated 2 image(s)" in result.stdout and "L1=" not in result.stdout
+        page = (out / "index.html").read_text()
+        assert ("G_A" if direction == "AtoB" else "G_B") in page and "<th>target</th>" not in page
+        # The inputs are the test images of the generator's own input domain.
+        manifest = json.load(open(os.path.join(unpaired_records_dir, "manifest.json")))
+        assert manifest["splits"]["test"][domain]["num_examples"] == 2
+        first = tf.io.decode_png((out / "images" / "00000_input.png").read_bytes()).numpy()
+        colours = len(np.unique(first.reshape(-1, 3), axis=0))
+        assert (colours <= 4) == (domain == "A")  # A: flat label colours; B: renderings

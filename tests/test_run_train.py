@@ -1,3 +1,4 @@
+import json
 import os
 import subprocess
 import sys
@@ -54,4 +55,31 @@ def test_demo_preset_generates_its_data_and_trains(tmp_path):
                   "--noprogress")
     assert result.returncode == 0, result.stderr
     assert os.path.exists(tmp_path / "demo" / "tfrecords" / "manifest.json")
+    assert os.path.exists(tmp_path / "run" / "samples" / "val_latest.png")
+
+
+def test_cycle_gan_dry_run_prints_the_four_reference_counts():
+    result = _run("--model=cycle_gan", "--dry_run")
+    assert result.returncode == 0, result.stderr
+    assert ("G_A_params=11378179 G_B_params=11378179 D_A_params=2764737 D_B_params=2764737"
+            in result.stdout)
+    result = _run("--model=cycle_gan", "--test_mode=paper", "--dry_run")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "paper and eval modes compute the same function" in result.stderr
+
+
+def test_cycle_gan_demo_preset_generates_unpaired_data_and_trains(tmp_path):
+    result = _run("--model=cycle_gan", "--preset=demo", "--max_steps=2", "--val_max_examples=2",
+                  f"--demo_data_dir={tmp_path / 'demo'}", f"--model_dir={tmp_path / 'run'}",
+                  "--noprogress")
+    assert result.returncode == 0, result.stderr
+    manifest = json.load(open(tmp_path / "demo" / "tfrecords" / "manifest.json"))
+    assert manifest["layout"] == "unaligned"
+    assert manifest["splits"]["train"]["A"]["num_examples"] == 400
+    saved = json.load(open(tmp_path / "run" / "config.json"))
+    # The model's defaults (the reference's) under the demo's smaller sizes.
+    assert saved["model"]["model"] == "cycle_gan" and saved["model"]["norm"] == "instance"
+    assert saved["model"]["no_dropout"] and saved["train"]["gan_mode"] == "lsgan"
+    assert saved["model"]["netG"] == "resnet_6blocks" and saved["data"]["crop_size"] == 64
+    assert "real_A | fake_B | rec_A" in result.stdout and "val_rec_A_l1=" in result.stdout
     assert os.path.exists(tmp_path / "run" / "samples" / "val_latest.png")

@@ -222,6 +222,12 @@ class ExperimentConfig:
                 "test_mode=paper: this generator has no dropout and no batch norm, so paper and "
                 "eval modes compute the same function; use test_mode=eval")
         if self.model.model == "cycle_gan":
+            if self.train.lambda_identity and self.data.input_nc != self.data.output_nc:
+                # G_A(real_B) needs B images to fit G_A's input, as the reference asserts.
+                raise ConfigError(
+                    f"lambda_identity={self.train.lambda_identity} needs input_nc == output_nc "
+                    f"(got {self.data.input_nc} and {self.data.output_nc}); set "
+                    "lambda_identity=0 or equal channel counts")
             fixed = ("resize_and_crop", "crop", "scale_width_and_crop")
             if self.train.pool_size and self.data.preprocess not in fixed:
                 raise ConfigError(

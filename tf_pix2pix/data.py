@@ -101,6 +101,12 @@ def decode_record(serialized: tf.Tensor, layout: str) -> dict[str, tf.Tensor]:
     return {"A": a, "B": b, "filename": parsed["image/filename"]}
 
 
+def decode_image_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parses a record of the ``unaligned`` layout into ``{"image", "filename"}`` (uint8 RGB)."""
+    parsed = tf.io.parse_single_example(serialized, _feature_spec("aligned"))
+    return {"image": decode_rgb(parsed["image/encoded"]), "filename": parsed["image/filename"]}
+
+
 def _to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
     return tf.image.rgb_to_grayscale(image) if channels == 1 else image
 

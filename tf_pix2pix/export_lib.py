@@ -11,7 +11,8 @@ The SavedModel at ``export_dir/<version>/`` has two signatures:
 
 Sizes the generator cannot take directly (not multiples of ``2**num_downs``) are reflect-padded at
 the bottom and right and cropped back. The test-time mode (``eval`` or ``paper``) is fixed at export
-and recorded in ``assets/export_info.json`` with the configuration and checkpoint.
+and recorded in ``assets/export_info.json`` with the configuration and checkpoint. A CycleGAN model
+exports one of its generators: ``direction`` ``AtoB`` (G_A) or ``BtoA`` (G_B).
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ import tempfile
 import keras
 import tensorflow as tf
 
-from tf_pix2pix.config import TEST_MODES, ConfigError, ExperimentConfig, load_config
+from tf_pix2pix.config import DIRECTIONS, TEST_MODES, ConfigError, ExperimentConfig, load_config
+from tf_pix2pix.model_base import generator_slots
 from tf_pix2pix.networks import build_generator
 from tf_pix2pix.train_lib import checkpoint_dir
 from tf_pix2pix.visualize import to_uint8
@@ -42,7 +44,9 @@ class ExportConfig:
       export_dir: base directory; the model goes to ``export_dir/<version>``.
       checkpoint: a specific checkpoint prefix; empty means the latest.
       version: integer version; 0 means the next free number.
-      test_mode: ``eval`` or ``paper`` (see ``Pix2Pix.generate``).
+      test_mode: ``eval`` or ``paper`` (see ``model_base.generate_fn``).
+      direction: the generator to export: ``AtoB`` (pix2pix's only one, CycleGAN's G_A) or
+        ``BtoA`` (CycleGAN's G_B).
     """
 
     model_dir: str
@@ -50,10 +54,13 @@ class ExportConfig:
     checkpoint: str = ""
     version: int = 0
     test_mode: str = "eval"
+    direction: str = "AtoB"
 
     def __post_init__(self) -> None:
         if self.test_mode not in TEST_MODES:
             raise ConfigError(f"test_mode={self.test_mode!r}: use eval or paper")
+        if self.direction not in DIRECTIONS:
+            raise ConfigError(f"direction={self.direction!r}: use AtoB or BtoA")
         if self.version < 0:
             raise ConfigError(f"version={self.version}: use a positive integer or 0 for the next")
 
@@ -63,15 +70,31 @@ def pad_multiple(config: ExperimentConfig) -> int:
     return 2 ** config.model.num_downs
 
 
-def restore_generator(model_dir: str, checkpoint: str = "") -> tuple[keras.Model,
-                                                                     ExperimentConfig, str]:
-    """Builds the generator from ``model_dir/config.json`` and restores its weights.
+def check_test_mode(config: ExperimentConfig, test_mode: str) -> None:
+    """Refuses ``paper`` mode for generators in which it would change nothing."""
+    if test_mode not in TEST_MODES:
+        raise ConfigError(f"test_mode={test_mode!r}: use eval or paper")
+    if test_mode == "paper" and not config.model.has_test_time_noise:
+        raise ConfigError(
+            f"--test_mode=paper: this {config.model.model} generator has no dropout and no batch "
+            "norm, so paper and eval modes compute the same function; use --test_mode=eval")
+
+
+def restore_generator(model_dir: str, checkpoint: str = "",
+                      direction: str = "AtoB") -> tuple[keras.Model, ExperimentConfig, str]:
+    """Builds a generator from ``model_dir/config.json`` and restores its weights.
+
+    Args:
+      model_dir: training directory.
+      checkpoint: checkpoint prefix; empty for the latest.
+      direction: ``AtoB`` (pix2pix's generator, CycleGAN's G_A) or ``BtoA`` (CycleGAN's G_B).
 
     Returns:
       ``(generator, config, checkpoint_path)``.
 
     Raises:
-      ConfigError: no config or checkpoint, or a checkpoint of another architecture.
+      ConfigError: no config or checkpoint, a checkpoint of another architecture, or a
+        direction the model does not have.
     """
     config = load_config(model_dir)
     if config is None:
@@ -82,9 +105,16 @@ def restore_generator(model_dir: str, checkpoint: str = "") -> tuple[keras.Model
         raise ConfigError(f"no checkpoint in {checkpoint_dir(model_dir)}; train first")
     if not tf.io.gfile.exists(path + ".index"):
         raise ConfigError(f"checkpoint {path} not found (no {path}.index)")
-    generator = build_generator(config.model, config.data.input_nc, config.data.output_nc)
-    _check_shapes(generator, path, config)
-    status = tf.train.Checkpoint(generator=generator).restore(path)
+    slots = generator_slots(config)
+    if direction not in slots:
+        raise ConfigError(
+            f"--direction={direction}: the pix2pix model in {model_dir} has one generator "
+            f"(trained {config.data.direction} on its data); --direction=BtoA selects "
+            "CycleGAN's G_B")
+    root, input_nc, output_nc = slots[direction]
+    generator = build_generator(config.model, input_nc, output_nc, name=root)
+    _check_shapes(generator, path, config, root)
+    status = tf.train.Checkpoint(**{root: generator}).restore(path)
     status.expect_partial().assert_existing_objects_matched()
     return generator, config, path
 
@@ -115,16 +145,18 @@ def checkpoint_variable_shapes(path: str, root: str) -> list[tuple[int, ...]]:
     return sorted(found)
 
 
-def _check_shapes(generator: keras.Model, path: str, config: ExperimentConfig) -> None:
+def _check_shapes(generator: keras.Model, path: str, config: ExperimentConfig,
+                  root: str) -> None:
     """Compares the checkpoint's generator variables with the model the config describes."""
-    found = checkpoint_variable_shapes(path, "generator")
+    found = checkpoint_variable_shapes(path, root)
     expected = sorted(tuple(v.shape) for v in generator.variables
                       if "seed_generator" not in v.path)
     if expected != found:
         missing = [s for s in expected if s not in found][:3]
         extra = [s for s in found if s not in expected][:3]
-        arch = (f"netG={config.model.netG} ngf={config.model.ngf} norm={config.model.norm} "
-                f"input_nc={config.data.input_nc} output_nc={config.data.output_nc}")
+        arch = (f"model={config.model.model} netG={config.model.netG} ngf={config.model.ngf} "
+                f"norm={config.model.norm} input_nc={config.data.input_nc} "
+                f"output_nc={config.data.output_nc}")
         raise ConfigError(
             f"checkpoint {path} does not match the architecture in config.json ({arch}): "
             f"{len(found)} generator variables saved, {len(expected)} expected; shapes only in "
@@ -191,7 +223,7 @@ class Pix2PixServable(tf.Module):
         self.info = tf.saved_model.Asset(info_path)
         self._multiple = pad_multiple(config)
         self._training = test_mode == "paper"
-        self._input_nc = config.data.input_nc
+        self._input_nc = generator.inputs[0].shape[-1]
         servable_generator(generator, test_mode)
         self.translate = tf.function(
             self._translate,
@@ -231,7 +263,9 @@ def export(config: ExportConfig) -> str:
     The SavedModel is written to a temporary folder and renamed into place, so TF Serving, which
     watches ``export_dir``, never loads a half-written version.
     """
-    generator, exp_config, ckpt = restore_generator(config.model_dir, config.checkpoint)
+    generator, exp_config, ckpt = restore_generator(config.model_dir, config.checkpoint,
+                                                    config.direction)
+    check_test_mode(exp_config, config.test_mode)
     version = config.version or next_version(config.export_dir)
     final = os.path.join(config.export_dir, str(version))
     if os.path.exists(final):
@@ -243,6 +277,8 @@ def export(config: ExportConfig) -> str:
         info_path = os.path.join(info_dir, EXPORT_INFO)
         with open(info_path, "w") as f:
             json.dump({"test_mode": config.test_mode, "checkpoint": os.path.abspath(ckpt),
+                       "direction": config.direction,
+                       "generator": generator_slots(exp_config)[config.direction][0],
                        "version": version, "pad_multiple": pad_multiple(exp_config),
                        "config": exp_config.to_dict()}, f, indent=2)
         module = Pix2PixServable(generator, exp_config, config.test_mode, info_path)

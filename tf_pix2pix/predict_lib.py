@@ -20,8 +20,9 @@ import tensorflow as tf
 from tf_pix2pix import data as data_lib
 from tf_pix2pix.config import TEST_MODES, ConfigError, ExperimentConfig
 from tf_pix2pix.evaluate import PSNR_CAP, image_metrics
-from tf_pix2pix.export_lib import (pad_multiple, padded_translate, read_export_info,
-                                   restore_generator, servable_generator)
+from tf_pix2pix.export_lib import (check_test_mode, pad_multiple, padded_translate,
+                                   read_export_info, restore_generator, servable_generator)
+from tf_pix2pix.model_base import generator_slots
 from tf_pix2pix.image_io import BadImageError, list_files, read_aligned_pair, read_image
 from tf_pix2pix.visualize import save_png, to_uint8
 
@@ -45,21 +46,25 @@ class Translator:
     config: ExperimentConfig
     test_mode: str
     origin: str
+    direction: str = "AtoB"  # which generator: CycleGAN's G_A (AtoB) or G_B (BtoA)
 
     def __call__(self, images: tf.Tensor) -> tf.Tensor:
         return self.fn(images)
 
 
-def translator_from_model_dir(model_dir: str, test_mode: str, checkpoint: str = "") -> Translator:
-    """Restores the generator of a training directory (latest checkpoint unless given)."""
+def translator_from_model_dir(model_dir: str, test_mode: str, checkpoint: str = "",
+                              direction: str = "AtoB") -> Translator:
+    """Restores a generator of a training directory (latest checkpoint unless given);
+    ``direction`` picks CycleGAN's G_A (``AtoB``) or G_B (``BtoA``)."""
     if test_mode not in TEST_MODES:
         raise ConfigError(f"test_mode={test_mode!r}: use eval or paper")
-    generator, config, path = restore_generator(model_dir, checkpoint)
+    generator, config, path = restore_generator(model_dir, checkpoint, direction)
+    check_test_mode(config, test_mode)
     servable_generator(generator, test_mode)
     multiple, training = pad_multiple(config), test_mode == "paper"
     fn = tf.function(lambda x: padded_translate(generator, x, multiple, training),
                      reduce_retracing=True)
-    return Translator(fn, config, test_mode, path)
+    return Translator(fn, config, test_mode, path, direction)
 
 
 def translator_from_saved_model(saved_model_dir: str) -> Translator:
@@ -68,7 +73,7 @@ def translator_from_saved_model(saved_model_dir: str) -> Translator:
     translate = tf.saved_model.load(saved_model_dir).signatures["translate"]
     return Translator(lambda x: translate(images=x)["images"],
                       ExperimentConfig.from_dict(info["config"]), info["test_mode"],
-                      saved_model_dir)
+                      saved_model_dir, info.get("direction", "AtoB"))
 
 
 def _normalise(pixels: np.ndarray | tf.Tensor, channels: int) -> np.ndarray:
@@ -78,24 +83,37 @@ def _normalise(pixels: np.ndarray | tf.Tensor, channels: int) -> np.ndarray:
     return (x / 127.5 - 1.0).numpy()
 
 
+def _stem(filename: tf.Tensor) -> str:
+    """The output name of a record: its file name without the extension, as for folders."""
+    return os.path.splitext(filename.numpy().decode())[0]
+
+
 def iterate_examples(source: str, path: str, config: ExperimentConfig, split: str = "test",
-                     on_bad_image: str = "fail",
-                     skipped: list[dict[str, str]] | None = None) -> Iterator[Example]:
+                     on_bad_image: str = "fail", skipped: list[dict[str, str]] | None = None,
+                     direction: str = "AtoB") -> Iterator[Example]:
     """Yields the examples of a folder of images, a folder of A|B images, or a TFRecord split.
 
-    ``direction`` and the channel counts come from the model's configuration. Bad files raise
-    :class:`BadImageError` or, with ``on_bad_image="skip"``, are appended to ``skipped``.
+    The data's ``direction`` and the channel counts come from the model's configuration;
+    ``direction`` names the generator (CycleGAN's ``BtoA`` is G_B, which reads the other side).
+    Unaligned TFRecords yield the input domain of that generator, without targets. Bad files
+    raise :class:`BadImageError` or, with ``on_bad_image="skip"``, are appended to ``skipped``.
     """
-    in_nc, out_nc = config.data.input_nc, config.data.output_nc
-    swap = config.data.direction == "BtoA"
+    _, in_nc, out_nc = generator_slots(config)[direction]
+    swap = (config.data.direction == "BtoA") != (direction == "BtoA")
     if source == "tfrecord":
         manifest = data_lib.read_manifest(path)
         layout = manifest.get("layout", "aligned")
+        if layout == "unaligned":
+            domain = "B" if swap else "A"
+            for serialized in tf.data.TFRecordDataset(
+                    data_lib.shard_paths(path, manifest, split, domain)):
+                ex = data_lib.decode_image_record(serialized)
+                yield Example(_stem(ex["filename"]), _normalise(ex["image"], in_nc), None)
+            return
         for serialized in tf.data.TFRecordDataset(data_lib.shard_paths(path, manifest, split)):
             ex = data_lib.decode_record(serialized, layout)
             a, b = (ex["B"], ex["A"]) if swap else (ex["A"], ex["B"])
-            yield Example(ex["filename"].numpy().decode(), _normalise(a, in_nc),
-                          _normalise(b, out_nc))
+            yield Example(_stem(ex["filename"]), _normalise(a, in_nc), _normalise(b, out_nc))
         return
     if source not in ("images", "aligned"):
         raise ConfigError(f"source={source!r}: use one of {', '.join(SOURCES)}")
@@ -180,7 +198,10 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
             bar.update(i + 1)
     if not rows:
         raise ConfigError("nothing to translate: every input was skipped or the source is empty")
-    write_gallery(output_dir, rows, f"pix2pix ({translator.test_mode} mode) — "
+    model = translator.config.model.model
+    if model == "cycle_gan":
+        model += f" {generator_slots(translator.config)[translator.direction][0]}"
+    write_gallery(output_dir, rows, f"{model} ({translator.test_mode} mode) — "
                                     f"{translator.origin}")
     summary = {"count": len(rows), "test_mode": translator.test_mode,
                "model": translator.origin, "skipped": skipped or [],
@@ -229,9 +250,10 @@ def plot_losses(model_dir: str, output_path: str) -> str:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for tag, points in sorted(series.items()):
         steps, values = zip(*points)
-        ax = axes[0] if tag == "loss/G_L1" else axes[1]
+        name = tag.split("/", 1)[1]
+        ax = axes[0] if name == "G_L1" or name.startswith(("cycle_", "idt_")) else axes[1]
         ax.plot(steps, values, label=tag.split("/", 1)[1])
-    axes[0].set_title("G_L1 (lambda x L1)")
+    axes[0].set_title("reconstruction terms (weighted: G_L1, cycle_*, idt_*)")
     axes[1].set_title("GAN losses")
     for ax in axes:
         ax.set_xlabel("step")

@@ -69,12 +69,13 @@ def build_model(config: ExperimentConfig, strategy: tf.distribute.Strategy,
 
 
 def build_input(config: ExperimentConfig, split: str, training: bool,
-                skip_examples: int = 0) -> tf.data.Dataset:
+                skip_examples: int = 0, batch_size: int | None = None) -> tf.data.Dataset:
     """The model's input pipeline: ``(input, target)`` pairs or CycleGAN's ``(real_A, real_B)``."""
     if config.model.model == "cycle_gan":
         return data_lib.build_unpaired_dataset(config.data, split, training,
-                                               skip_examples=skip_examples)
-    return data_lib.build_dataset(config.data, split, training, skip_examples=skip_examples)
+                                               skip_examples=skip_examples, batch_size=batch_size)
+    return data_lib.build_dataset(config.data, split, training, skip_examples=skip_examples,
+                                  batch_size=batch_size)
 
 
 def _split_size(config: ExperimentConfig, split: str) -> int:
@@ -189,10 +190,13 @@ class _Trainer:
         if config.model.model == "cycle_gan" and not _split_size(config, "val"):
             val_split = "test"
         has_val = _split_size(config, val_split) > 0
-        self.val_dataset = (build_input(config, val_split, training=False)
-                            if has_val and t.val_max_examples else None)
         # Samples and validation use the configured test-time mode where it means anything.
         self.test_mode = t.test_mode if config.model.has_test_time_noise else "eval"
+        # Eval mode treats every image alone, so validation batches can be larger than training
+        # ones (4 rows in the sample grids); paper mode's batch statistics keep the batch size.
+        val_batch = max(config.data.batch_size, 4) if self.test_mode == "eval" else None
+        self.val_dataset = (build_input(config, val_split, training=False, batch_size=val_batch)
+                            if has_val and t.val_max_examples else None)
 
         self.checkpoint = tf.train.Checkpoint(step=self.model.step,
                                               **self.model.checkpoint_objects(),
