@@ -3,12 +3,15 @@
 Usage:
   python benchmarks/bench_train_step.py --precision=float32
   python benchmarks/bench_train_step.py --precision=mixed_bfloat16 --steps=30
+  python benchmarks/bench_train_step.py --model=cycle_gan --steps=8 --warmup=2
 
 It builds the trainer exactly as ``run_train.py`` does (``train_lib.build_trainer``) on facades
-TFRecords (or a synthetic 256x256 set when ../shared/data is absent) and times
+TFRecords (or a synthetic 256x256 set when ../shared/data is absent; CycleGAN: a synthetic
+unpaired 256x256 set, in the reference's configuration) and times
 ``model.train_step(next(iterator))`` including the host sync for the losses, as the loop does.
 It also measures this machine's float32 and bfloat16 matmul rates and the step's FLOPs (from the
 TensorFlow profiler on the traced step) to report the step's fraction of the float32 floor.
+For CycleGAN it also times one generator's inference on a 256x256 image (what CPU serving costs).
 """
 
 from __future__ import annotations
@@ -27,7 +30,8 @@ flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")
 flags.DEFINE_integer("warmup", 5, "Untimed steps first (tracing, allocation).")
 flags.DEFINE_integer("batch_size", 1, "Batch size.")
 flags.DEFINE_integer("crop_size", 256, "Crop size (load_size = crop * 286 / 256).")
-flags.DEFINE_string("netG", "unet_256", "Generator.")
+flags.DEFINE_enum("model", "pix2pix", ["pix2pix", "cycle_gan"], "Model.")
+flags.DEFINE_string("netG", "", "Generator; default: the model's (unet_256, resnet_9blocks).")
 flags.DEFINE_string("data_dir", "", "TFRecords; default: facades from ../shared/data.")
 
 
@@ -68,6 +72,19 @@ def conv_macs(model, input_shapes) -> float:
     return total
 
 
+def cycle_gan_step_flops(model, batch_size: int, size: int, identity: bool) -> float:
+    """Convolution FLOPs of one CycleGAN step (2 FLOPs per multiply-accumulate).
+
+    Generators: 4 passes (6 with the identity terms), each forward + backward (3x forward). The
+    G update runs D_A and D_B forward with input gradients (2x forward each); the D update runs
+    each D on a real and a pooled fake batch with both gradients (3x forward each): 16 D forwards.
+    """
+    shape = (batch_size, size, size, 3)
+    g = conv_macs(model.G_A, [shape])
+    d = conv_macs(model.D_A, [shape])
+    return 2.0 * (3 * (6 if identity else 4) * g + 16 * d)
+
+
 def step_flops(model, batch_size: int, size: int) -> float:
     """Convolution FLOPs of one training step (2 FLOPs per multiply-accumulate).
 
@@ -85,18 +102,22 @@ def step_flops(model, batch_size: int, size: int) -> float:
 def main(argv):
     del argv
     from benchmarks.common import (facades_records, machine, report, scratch_dir, summary,
-                                   time_calls)
+                                   time_calls, unpaired_records)
     from tf_pix2pix.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
     from tf_pix2pix.train_lib import build_trainer
 
-    data_dir = FLAGS.data_dir or facades_records()
+    cycle_gan = FLAGS.model == "cycle_gan"
+    data_dir = FLAGS.data_dir or (unpaired_records() if cycle_gan else facades_records())
     load = FLAGS.crop_size * 286 // 256
+    netG = FLAGS.netG or ("resnet_9blocks" if cycle_gan else "unet_256")
+    # CycleGAN: the reference's defaults (instance norm, no dropout, LSGAN, pool of 50).
+    model_kw = dict(norm="instance", no_dropout=True) if cycle_gan else {}
     config = ExperimentConfig(
-        data=DataConfig(data_dir=data_dir, direction="BtoA", batch_size=FLAGS.batch_size,
-                        load_size=load, crop_size=FLAGS.crop_size),
-        model=ModelConfig(netG=FLAGS.netG),
-        train=TrainConfig(model_dir=scratch_dir("bench_step_"),
-                          precision=FLAGS.precision, val_max_examples=0))
+        data=DataConfig(data_dir=data_dir, direction="AtoB" if cycle_gan else "BtoA",
+                        batch_size=FLAGS.batch_size, load_size=load, crop_size=FLAGS.crop_size),
+        model=ModelConfig(model=FLAGS.model, netG=netG, **model_kw),
+        train=TrainConfig(model_dir=scratch_dir("bench_step_"), precision=FLAGS.precision,
+                          val_max_examples=0, gan_mode="lsgan" if cycle_gan else "vanilla"))
     trainer = build_trainer(config, progress=False)
     model, iterator = trainer.model, trainer.iterator
 
@@ -106,10 +127,22 @@ def main(argv):
 
     times = time_calls(one_step, warmup=FLAGS.warmup, repeats=FLAGS.steps)
     stats = summary(times)
-    flops = step_flops(model, FLAGS.batch_size, FLAGS.crop_size)
+    extra, rows = {}, []
+    if cycle_gan:
+        import tensorflow as tf
+
+        flops = cycle_gan_step_flops(model, FLAGS.batch_size, FLAGS.crop_size,
+                                     config.train.lambda_identity > 0)
+        image = tf.random.uniform([1, FLAGS.crop_size, FLAGS.crop_size, 3], -1, 1)
+        infer = summary(time_calls(lambda: model.generate(image).numpy(), warmup=3, repeats=10))
+        extra["generator_inference_s"] = infer["median_s"]
+        rows.append(("G_A inference, 1 image", f"{infer['median_s']:.3f} s median of 10"))
+    else:
+        flops = step_flops(model, FLAGS.batch_size, FLAGS.crop_size)
     f32, bf16 = matmul_rate("float32"), matmul_rate("bfloat16")
     floor = flops / (f32 * 1e9)
-    result = {"benchmark": "train_step", "precision": FLAGS.precision, "netG": FLAGS.netG,
+    result = {"benchmark": "train_step", "model": FLAGS.model, "precision": FLAGS.precision,
+              "netG": netG, **extra,
               "batch_size": FLAGS.batch_size, "crop_size": FLAGS.crop_size, **stats,
               "step_gflop": flops / 1e9, "matmul_f32_gflops": f32, "matmul_bf16_gflops": bf16,
               "f32_floor_s": floor, "floor_fraction": floor / stats["median_s"],
@@ -121,6 +154,7 @@ def main(argv):
         ("step FLOPs", f"{flops / 1e9:.1f} GFLOP"),
         ("matmul f32 / bf16", f"{f32:.0f} / {bf16:.0f} GFLOP/s"),
         ("f32 floor", f"{floor:.3f} s ({100 * floor / stats['median_s']:.0f}% of the step)"),
+        *rows,
     ])
 
 

@@ -35,6 +35,23 @@ def facades_records(cache_dir: str = "") -> str:
     return out
 
 
+def unpaired_records(cache_dir: str = "", size: int = 256) -> str:
+    """Unaligned TFRecords of a synthetic unpaired set (64 images per domain), built once."""
+    from data_prep.build_tfrecords import BuildConfig, build
+    from data_prep.make_synthetic import SyntheticConfig, make_synthetic
+
+    cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "tf_pix2pix_bench")
+    out = os.path.join(cache_dir, f"unpaired{size}_tfr")
+    if os.path.isfile(os.path.join(out, "manifest.json")):
+        return out
+    source = os.path.join(cache_dir, f"unpaired{size}")
+    make_synthetic(SyntheticConfig(output_dir=source, num_train=64, num_val=0, num_test=0,
+                                   size=size, unpaired=True))
+    build(BuildConfig(input_dir=source, output_dir=out, layout="unaligned", num_shards=2,
+                      overwrite=True, progress=False))
+    return out
+
+
 def scratch_dir(prefix: str) -> str:
     """A new temporary folder for one benchmark run, removed when the process exits."""
     path = tempfile.mkdtemp(prefix=prefix)
@@ -63,18 +80,23 @@ def summary(times: list[float]) -> dict[str, float]:
 
 def machine() -> dict[str, object]:
     cpu = platform.processor() or platform.machine()
+    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
                     cpu = line.split(":", 1)[1].strip()
+                elif line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
                     break
     except OSError:
         pass
     import tensorflow as tf
 
+    cpu_class = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "other"
     return {"cpu": cpu, "cores": os.cpu_count(), "tensorflow": tf.__version__,
-            "python": platform.python_version()}
+            "python": platform.python_version(), "cpu_class": cpu_class,
+            "cpu_bf16": sorted(flags & {"avx512_bf16", "amx_bf16"})}
 
 
 def report(result: dict[str, object], table: list[tuple[str, str]]) -> None:
