@@ -401,3 +401,27 @@ def test_resize_conv_has_no_stride_two_pattern_on_a_constant_input():
                                rtol=1e-6)
     transposed = np.asarray(models["transpose"](constant))[0, 2:-2, 2:-2]  # interior
     assert np.abs(transposed[0::2] - transposed[1::2]).max() > 1e-3
+
+
+@pytest.mark.parametrize("shape", [(1, 9, 7, 5), (3, 6, 8, 4)])
+def test_instance_norm_equals_keras_group_norm_values_and_gradients(shape):
+    import keras
+    import tensorflow as tf
+
+    from tf_pix2pix.networks.common import InstanceNorm
+
+    x = tf.constant(np.random.default_rng(2).normal(2.0, 3.0, shape), tf.float32)
+    ref = keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, center=False, scale=False)
+    fast = InstanceNorm(epsilon=1e-5)
+    for a, b in zip(_outputs_and_gradients(ref, x, power=3),
+                    _outputs_and_gradients(fast, x, power=3)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
+    # Each (image, channel) plane is standardised on its own.
+    y = fast(x).numpy()
+    np.testing.assert_allclose(y.mean(axis=(1, 2)), 0, atol=1e-5)
+    np.testing.assert_allclose(y.var(axis=(1, 2)), 1, rtol=1e-3)
+    # Unknown batch (serving) works too, and bfloat16 stays bfloat16.
+    fn = tf.function(fast, input_signature=[tf.TensorSpec([None, None, None, shape[3]])])
+    np.testing.assert_allclose(fn(x).numpy(), y, atol=1e-6)
+    with_bf16 = InstanceNorm(dtype="mixed_bfloat16")
+    assert with_bf16(tf.cast(x, tf.bfloat16)).dtype == tf.bfloat16

@@ -41,8 +41,7 @@ def norm_layer(norm: str, gain: float = 0.02, synchronized: bool = False,
             beta_initializer="zeros", name=name)
     if norm == "instance":
         # PyTorch's InstanceNorm2d default: no affine parameters, no running statistics.
-        return keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, center=False,
-                                               scale=False, name=name)
+        return InstanceNorm(epsilon=1e-5, name=name)
     if norm == "none":
         return keras.layers.Identity(name=name)
     raise ValueError(f"unknown norm {norm!r}")
@@ -93,6 +92,44 @@ class BatchNorm(keras.layers.BatchNormalization):
         self.moving_variance.assign(
             self.moving_variance * m + tf.stop_gradient(unbiased) * (1.0 - m))
         return tf.cast(outputs, self.compute_dtype)
+
+
+@keras.saving.register_keras_serializable(package="tf_pix2pix")
+class InstanceNorm(keras.layers.Layer):
+    """Affine-free instance normalisation (PyTorch's ``InstanceNorm2d`` default) on NHWC inputs.
+
+    Each (image, channel) plane is normalised by its own mean and biased variance, in training
+    and inference alike. It computes ``GroupNormalization(groups=-1, center=False, scale=False)``
+    (tested) through TensorFlow's fused batch-norm kernel: the images of a batch are laid side by
+    side as channels of one image, so the kernel's per-channel batch statistics are per-instance
+    statistics. About twice as fast on CPU, forward and backward, as the Keras composite
+    (BENCHMARKS.md), and it stays in the activation's dtype under mixed precision.
+    """
+
+    def __init__(self, epsilon: float = 1e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.epsilon = epsilon
+
+    def call(self, inputs):
+        single = inputs.shape[0] == 1  # training's usual batch of 1: no transpose needed
+        if single:
+            x = inputs
+        else:
+            shape = tf.shape(inputs)
+            n, h, w, c = shape[0], shape[1], shape[2], shape[3]
+            x = tf.reshape(tf.transpose(inputs, [1, 2, 0, 3]), [1, h, w, n * c])
+        ones = tf.ones([tf.shape(x)[3]], tf.float32)
+        out, _, _ = tf.compat.v1.nn.fused_batch_norm(x, ones, tf.zeros_like(ones),
+                                                     epsilon=self.epsilon, is_training=True)
+        if not single:
+            out = tf.transpose(tf.reshape(out, [h, w, n, c]), [2, 0, 1, 3])
+        return tf.cast(out, self.compute_dtype)
+
+    def compute_output_shape(self, shape):
+        return shape
+
+    def get_config(self):
+        return {**super().get_config(), "epsilon": self.epsilon}
 
 
 @keras.saving.register_keras_serializable(package="tf_pix2pix")
