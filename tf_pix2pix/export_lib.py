@@ -47,6 +47,10 @@ class ExportConfig:
       test_mode: ``eval`` or ``paper`` (see ``model_base.generate_fn``).
       direction: the generator to export: ``AtoB`` (pix2pix's only one, CycleGAN's G_A) or
         ``BtoA`` (CycleGAN's G_B).
+      formats: ``saved_model`` (always written) plus any of ``tflite``, ``onnx``
+        (``convert_lib``), written into the same version folder.
+      tflite_size: TFLite input height and width; 0 means the training crop size.
+      tflite_variants: ``float32``, ``float16``, ``dynamic`` (int8 weights).
     """
 
     model_dir: str
@@ -55,8 +59,24 @@ class ExportConfig:
     version: int = 0
     test_mode: str = "eval"
     direction: str = "AtoB"
+    formats: tuple[str, ...] = ("saved_model",)
+    tflite_size: int = 0
+    tflite_variants: tuple[str, ...] = ("float32",)
 
     def __post_init__(self) -> None:
+        from tf_pix2pix.convert_lib import FORMATS, TFLITE_VARIANTS
+
+        for name, values, allowed in (("format", self.formats, FORMATS),
+                                      ("quantize", self.tflite_variants, TFLITE_VARIANTS)):
+            bad = [v for v in values if v not in allowed]
+            if bad or not values:
+                raise ConfigError(f"--{name}={','.join(values)}: use one or more of "
+                                  f"{', '.join(allowed)}")
+        if self.test_mode == "paper" and set(self.formats) - {"saved_model"}:
+            raise ConfigError("--test_mode=paper exports only as a SavedModel: TFLite and ONNX "
+                              "files run the generator in eval mode")
+        if self.tflite_size < 0:
+            raise ConfigError(f"--tflite_size={self.tflite_size}: use a positive size or 0")
         if self.test_mode not in TEST_MODES:
             raise ConfigError(f"test_mode={self.test_mode!r}: use eval or paper")
         if self.direction not in DIRECTIONS:
@@ -273,6 +293,13 @@ def export(config: ExportConfig) -> str:
     os.makedirs(config.export_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix=f".{version}.partial-", dir=config.export_dir)
     try:
+        converted = []
+        if set(config.formats) - {"saved_model"}:
+            from tf_pix2pix.convert_lib import convert
+
+            converted = convert(generator, staging, config.formats,
+                                config.tflite_size or exp_config.data.crop_size,
+                                config.tflite_variants, pad_multiple(exp_config))
         info_dir = tempfile.mkdtemp()
         info_path = os.path.join(info_dir, EXPORT_INFO)
         with open(info_path, "w") as f:
@@ -280,6 +307,7 @@ def export(config: ExportConfig) -> str:
                        "direction": config.direction,
                        "generator": generator_slots(exp_config)[config.direction][0],
                        "version": version, "pad_multiple": pad_multiple(exp_config),
+                       "files": [c.to_dict() for c in converted],
                        "config": exp_config.to_dict()}, f, indent=2)
         module = Pix2PixServable(generator, exp_config, config.test_mode, info_path)
         tf.saved_model.save(module, staging, signatures={

@@ -109,8 +109,14 @@ class InstanceNorm(keras.layers.Layer):
     def __init__(self, epsilon: float = 1e-5, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = epsilon
+        self.portable = False  # set by make_portable(): plain ops for TFLite/ONNX converters
 
     def call(self, inputs):
+        if self.portable:
+            x = tf.cast(inputs, tf.float32)
+            mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
+            out = (x - mean) * tf.math.rsqrt(variance + self.epsilon)
+            return tf.cast(out, self.compute_dtype)
         single = inputs.shape[0] == 1  # training's usual batch of 1: no transpose needed
         if single:
             x = inputs
@@ -172,11 +178,13 @@ class Conv(keras.layers.Conv2D):
     IM2COL_MAX_PIXELS = 16
     TAPS_MAX_COLUMNS = 64
 
+    portable = False  # set by make_portable(): the plain convolution for TFLite/ONNX
+
     def convolution_op(self, inputs, kernel):
         h, w = inputs.shape[1], inputs.shape[2]
         kh, kw = self.kernel_size
         plain = (self.data_format != "channels_last" or self.dilation_rate != (1, 1)
-                 or self.groups != 1 or h is None or w is None)
+                 or self.groups != 1 or h is None or w is None or self.portable)
         if not plain and h * w <= self.IM2COL_MAX_PIXELS:
             return self._im2col(inputs, kernel)
         if (not plain and self.strides == (1, 1) and self.padding == "valid"
@@ -218,6 +226,22 @@ class Conv(keras.layers.Conv2D):
                          for i in range(kh) for j in range(kw)])
 
 
+def make_portable(model: keras.Model, portable: bool = True) -> keras.Model:
+    """Switches the model's fast layers to plain TensorFlow ops (in place) and returns it;
+    ``portable=False`` switches them back.
+
+    The matmul paths of ``Conv``/``UpConv`` (and ``UpConv``'s size branch) and ``InstanceNorm``'s
+    fused kernel compute the same function with ops that converters handle badly: TFLite has no
+    training-mode ``FusedBatchNormV3`` and tf2onnx cannot convert a transposed conv inside a
+    ``tf.cond``. Exports to TFLite and ONNX use this; training and the SavedModel keep the fast
+    paths.
+    """
+    for layer in model._flatten_layers(include_self=False, recursive=True):
+        if isinstance(layer, (Conv, UpConv, InstanceNorm)):
+            layer.portable = portable
+    return model
+
+
 def conv(filters: int, kernel: int, stride: int, bias: bool, gain: float, name: str,
          padding: str = "valid") -> keras.layers.Conv2D:
     return Conv(filters, kernel, strides=stride, padding=padding, use_bias=bias,
@@ -236,10 +260,13 @@ class UpConv(keras.layers.Conv2DTranspose):
     """
 
     MATMUL_MAX_PIXELS = 64
+    portable = False  # set by make_portable(): the plain transposed conv, no branch
 
     def call(self, inputs):
         h, w = inputs.shape[1], inputs.shape[2]
-        if h is not None and w is not None:  # static sizes (training): no branch in the graph
+        if self.portable:
+            out = self._conv_path(inputs)
+        elif h is not None and w is not None:  # static sizes (training): no branch in the graph
             out = self._matmul_path(inputs) if h * w <= self.MATMUL_MAX_PIXELS else (
                 self._conv_path(inputs))
         else:
