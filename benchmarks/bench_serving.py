@@ -1,7 +1,9 @@
-"""Latency and throughput of an exported SavedModel's ``translate`` signature.
+"""Latency and throughput of an exported SavedModel's ``translate`` signature, and the batch-1
+latency of the TFLite (LiteRT interpreter) and ONNX (ONNX Runtime) files of the same export.
 
 Usage:
   python benchmarks/bench_serving.py                       # exports a paper-size model first
+  python benchmarks/bench_serving.py --model=cycle_gan     # the reference's CycleGAN generator
   python benchmarks/bench_serving.py --saved_model exported/demo/1 --size=128
 
 Without --saved_model it trains nothing: it saves a freshly initialised paper-configuration
@@ -23,24 +25,32 @@ flags.DEFINE_integer("size", 256, "Image height and width.")
 flags.DEFINE_integer("repeats", 30, "Timed calls for the batch-1 latency.")
 flags.DEFINE_integer("batch_repeats", 5, "Timed calls for the batch-8 throughput.")
 flags.DEFINE_enum("test_mode", "eval", ["eval", "paper"], "Mode of the export.")
+flags.DEFINE_enum("model", "pix2pix", ["pix2pix", "cycle_gan"], "Generator of the fresh export.")
 
 
 def _export_fresh_model() -> str:
     import tensorflow as tf
 
     from benchmarks.common import scratch_dir
-    from tf_pix2pix.config import ExperimentConfig, TrainConfig, save_config
+    from tf_pix2pix.config import ExperimentConfig, ModelConfig, TrainConfig, save_config
     from tf_pix2pix.export_lib import ExportConfig, export
     from tf_pix2pix.networks import build_generator
 
     model_dir = scratch_dir("bench_serving_")
-    config = ExperimentConfig(train=TrainConfig(model_dir=model_dir))
+    model = (ModelConfig(model="cycle_gan", netG="resnet_9blocks", norm="instance",
+                         no_dropout=True) if FLAGS.model == "cycle_gan" else ModelConfig())
+    config = ExperimentConfig(model=model, train=TrainConfig(model_dir=model_dir))
     save_config(config, model_dir)
+    root = "G_A" if FLAGS.model == "cycle_gan" else "generator"
     generator = build_generator(config.model, 3, 3)
-    path = tf.train.Checkpoint(generator=generator).save(
+    path = tf.train.Checkpoint(**{root: generator}).save(
         os.path.join(model_dir, "checkpoints", "ckpt"))
+    formats = ("saved_model",) if FLAGS.test_mode == "paper" else ("saved_model", "tflite",
+                                                                     "onnx")
     return export(ExportConfig(model_dir=model_dir, export_dir=os.path.join(model_dir, "export"),
-                               checkpoint=path, test_mode=FLAGS.test_mode))
+                               checkpoint=path, test_mode=FLAGS.test_mode, formats=formats,
+                               tflite_size=FLAGS.size,
+                               tflite_variants=("float32", "float16", "dynamic")))
 
 
 def main(argv):
@@ -48,6 +58,7 @@ def main(argv):
     import tensorflow as tf
 
     from benchmarks.common import machine, report, summary, time_calls
+    from tf_pix2pix.export_lib import read_export_info
 
     path = FLAGS.saved_model or _export_fresh_model()
     translate = tf.saved_model.load(path).signatures["translate"]
@@ -58,13 +69,56 @@ def main(argv):
     batch = summary(time_calls(lambda: translate(images=eight)["images"].numpy(), warmup=2,
                                repeats=FLAGS.batch_repeats))
     throughput = 8 / batch["median_s"]
+    rows = [("SavedModel batch-1 p50 / p95", f"{latency['median_s']:.3f} / "
+                                             f"{latency['p95_s']:.3f} s"),
+            ("SavedModel batch-8 throughput", f"{throughput:.1f} images/s")]
+    others = {}
+    for item in read_export_info(path).get("files", []):
+        if item["format"] == "tflite" and item["input_shape"][1] != FLAGS.size:
+            continue
+        stats = _runtime_latency(os.path.join(path, item["file"]), item["format"],
+                                 one.numpy())
+        others[item["file"]] = {"p50_s": stats["median_s"], "p95_s": stats["p95_s"],
+                                "mib": item["bytes"] / 2 ** 20,
+                                "max_abs_error": item["max_abs_error"]}
+        rows.append((f"{item['file']} batch-1 p50 / p95",
+                     f"{stats['median_s']:.3f} / {stats['p95_s']:.3f} s "
+                     f"({item['bytes'] / 2 ** 20:.1f} MiB, max |diff| "
+                     f"{item['max_abs_error']:.1e})"))
     result = {"benchmark": "serving_translate", "size": FLAGS.size, "test_mode": FLAGS.test_mode,
-              "p50_s": latency["median_s"], "p95_s": latency["p95_s"],
-              "batch8_images_per_s": throughput,
+              "model": FLAGS.model, "p50_s": latency["median_s"], "p95_s": latency["p95_s"],
+              "batch8_images_per_s": throughput, "other_runtimes": others,
               "saved_model": FLAGS.saved_model or "fresh export (removed at exit)", **machine()}
-    report(result, [("batch-1 p50 / p95", f"{latency['median_s']:.3f} / "
-                                          f"{latency['p95_s']:.3f} s"),
-                    ("batch-8 throughput", f"{throughput:.1f} images/s")])
+    report(result, rows)
+
+
+def _runtime_latency(path: str, fmt: str, image):
+    """Batch-1 latency of a .tflite file (LiteRT) or an .onnx file (ONNX Runtime)."""
+    from benchmarks.common import summary, time_calls
+
+    with open(path, "rb") as f:
+        model = f.read()
+    if fmt == "tflite":
+        from ai_edge_litert.interpreter import Interpreter
+
+        interpreter = Interpreter(model_content=model)
+        interpreter.allocate_tensors()
+        index_in = interpreter.get_input_details()[0]["index"]
+        index_out = interpreter.get_output_details()[0]["index"]
+
+        def call():
+            interpreter.set_tensor(index_in, image)
+            interpreter.invoke()
+            return interpreter.get_tensor(index_out)
+    else:
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+        name = session.get_inputs()[0].name
+
+        def call():
+            return session.run(None, {name: image})[0]
+    return summary(time_calls(call, warmup=3, repeats=FLAGS.repeats))
 
 
 if __name__ == "__main__":
