@@ -95,30 +95,12 @@ def main(argv):
 def _runtime_latency(path: str, fmt: str, image):
     """Batch-1 latency of a .tflite file (LiteRT) or an .onnx file (ONNX Runtime)."""
     from benchmarks.common import summary, time_calls
+    from tf_pix2pix.convert_lib import onnx_runner, tflite_runner
 
     with open(path, "rb") as f:
         model = f.read()
-    if fmt == "tflite":
-        from ai_edge_litert.interpreter import Interpreter
-
-        interpreter = Interpreter(model_content=model)
-        interpreter.allocate_tensors()
-        index_in = interpreter.get_input_details()[0]["index"]
-        index_out = interpreter.get_output_details()[0]["index"]
-
-        def call():
-            interpreter.set_tensor(index_in, image)
-            interpreter.invoke()
-            return interpreter.get_tensor(index_out)
-    else:
-        import onnxruntime as ort
-
-        session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-
-        def call():
-            return session.run(None, {name: image})[0]
-    return summary(time_calls(call, warmup=3, repeats=FLAGS.repeats))
+    call = (tflite_runner if fmt == "tflite" else onnx_runner)(model)
+    return summary(time_calls(lambda: call(image), warmup=3, repeats=FLAGS.repeats))
 
 
 if __name__ == "__main__":

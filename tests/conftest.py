@@ -56,6 +56,15 @@ def unpaired_records_dir(unpaired_images_dir, tmp_path_factory):
     return out
 
 
+def event_tags(folder):
+    """Every summary tag written to the TensorBoard event files in ``folder``."""
+    tags = set()
+    for name in os.listdir(folder):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
+            tags.update(v.tag for v in event.summary.value)
+    return tags
+
+
 def write_image(path, pixels, fmt=None):
     """Encodes ``pixels`` (uint8 or uint16 HWC numpy) as PNG or JPEG by extension."""
     fmt = fmt or os.path.splitext(path)[1].lstrip(".").lower()

@@ -1,5 +1,3 @@
-import os
-
 import keras
 import numpy as np
 import pytest
@@ -7,6 +5,8 @@ import tensorflow as tf
 
 from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from tf_pix2pix.cycle_gan import LOSS_NAMES, CycleGAN, ImagePool, cycle_gan_losses
+
+from conftest import event_tags
 
 
 def tiny_config(data_dir="", model_dir="", **train_kw):
@@ -209,24 +209,16 @@ def test_configurations_that_cannot_work_are_refused():
 
 # --- training through the common loop ---------------------------------------------------------
 
-def _event_tags(folder):
-    tags = set()
-    for name in os.listdir(folder):
-        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
-            tags.update(v.tag for v in event.summary.value)
-    return tags
-
-
 def test_training_writes_the_cycle_gan_summaries_and_samples(unpaired_records_dir, tmp_path):
     from tf_pix2pix.train_lib import train
 
     cfg = tiny_config(unpaired_records_dir, tmp_path / "m", max_steps=6)
     result = train(cfg, progress=False)
     assert result.step == 6 and set(result.losses) == set(LOSS_NAMES)
-    assert _event_tags(tmp_path / "m" / "train") >= {
+    assert event_tags(tmp_path / "m" / "train") >= {
         *(f"loss/{n}" for n in LOSS_NAMES), "learning_rate",
         "train/real_A_fake_B_rec_A", "train/real_B_fake_A_rec_B"}
-    assert _event_tags(tmp_path / "m" / "val") >= {
+    assert event_tags(tmp_path / "m" / "val") >= {
         "metrics/rec_A_l1", "metrics/rec_B_ssim", "val/real_A_fake_B_rec_A"}
     png = tf.io.decode_png(open(tmp_path / "m" / "samples" / "val_latest.png", "rb").read())
     # Validation batches hold up to 4 images in eval mode: 2 val images x two grids, 3 columns.

@@ -10,6 +10,8 @@ from tf_pix2pix.config import (ConfigError, DataConfig, ExperimentConfig, ModelC
 from tf_pix2pix.evaluate import evaluate
 from tf_pix2pix.train_lib import TrainingDivergedError, build_trainer, checkpoint_dir, train
 
+from conftest import event_tags
+
 
 def tiny_config(records_dir, model_dir, **train_kw):
     train_kw = {"summary_every_steps": 2, "image_every_steps": 4, "save_every_steps": 4,
@@ -18,14 +20,6 @@ def tiny_config(records_dir, model_dir, **train_kw):
         data=DataConfig(data_dir=records_dir, load_size=36, crop_size=32, batch_size=2, seed=3),
         model=ModelConfig(netG="unet_32", ngf=8, ndf=8),
         train=TrainConfig(model_dir=str(model_dir), seed=3, **train_kw))
-
-
-def _event_tags(folder):
-    tags = set()
-    for name in os.listdir(folder):
-        for event in tf.compat.v1.train.summary_iterator(os.path.join(folder, name)):
-            tags.update(v.tag for v in event.summary.value)
-    return tags
 
 
 def test_end_to_end_writes_checkpoints_config_events_and_samples(records_dir, tmp_path):
@@ -38,10 +32,10 @@ def test_end_to_end_writes_checkpoints_config_events_and_samples(records_dir, tm
     assert [os.path.basename(p) for p in ckpts.all_model_checkpoint_paths] == [
         "ckpt-4", "ckpt-6", "ckpt-8"]
     assert load_config(cfg.train.model_dir) == cfg
-    assert _event_tags(tmp_path / "m" / "train") >= {
+    assert event_tags(tmp_path / "m" / "train") >= {
         "loss/G_GAN", "loss/G_L1", "loss/D_real", "loss/D_fake", "learning_rate",
         "steps_per_sec", "images_per_sec", "train/input_output_target"}
-    assert _event_tags(tmp_path / "m" / "val") >= {
+    assert event_tags(tmp_path / "m" / "val") >= {
         "metrics/l1", "metrics/psnr", "metrics/ssim", "val/input_output_target"}
     assert set(result.val_metrics) == {"l1", "psnr", "ssim", "count"}
     samples = os.listdir(tmp_path / "m" / "samples")

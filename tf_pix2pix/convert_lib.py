@@ -74,8 +74,8 @@ def tflite_model(generator: keras.Model, size: int, variant: str = "float32") ->
     return converter.convert()
 
 
-def run_tflite(model: bytes, images: np.ndarray) -> np.ndarray:
-    """Runs a TFLite model with the LiteRT interpreter (``ai-edge-litert``)."""
+def tflite_runner(model: bytes):
+    """A callable ``images -> outputs`` running a TFLite model in the LiteRT interpreter."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as e:
@@ -83,9 +83,20 @@ def run_tflite(model: bytes, images: np.ndarray) -> np.ndarray:
                           "pip install 'tf_pix2pix[tflite]' (ai-edge-litert)") from e
     interpreter = Interpreter(model_content=model)
     interpreter.allocate_tensors()
-    interpreter.set_tensor(interpreter.get_input_details()[0]["index"], images)
-    interpreter.invoke()
-    return interpreter.get_tensor(interpreter.get_output_details()[0]["index"])
+    index_in = interpreter.get_input_details()[0]["index"]
+    index_out = interpreter.get_output_details()[0]["index"]
+
+    def run(images: np.ndarray) -> np.ndarray:
+        interpreter.set_tensor(index_in, images)
+        interpreter.invoke()
+        return interpreter.get_tensor(index_out)
+
+    return run
+
+
+def run_tflite(model: bytes, images: np.ndarray) -> np.ndarray:
+    """Runs a TFLite model once with the LiteRT interpreter (``ai-edge-litert``)."""
+    return tflite_runner(model)(images)
 
 
 def onnx_model(generator: keras.Model) -> bytes:
@@ -101,15 +112,21 @@ def onnx_model(generator: keras.Model) -> bytes:
     return proto.SerializeToString()
 
 
-def run_onnx(model: bytes, images: np.ndarray) -> np.ndarray:
-    """Runs an ONNX model with ONNX Runtime on the CPU."""
+def onnx_runner(model: bytes):
+    """A callable ``images -> outputs`` running an ONNX model in ONNX Runtime on the CPU."""
     try:
         import onnxruntime as ort
     except ImportError as e:
         raise ConfigError("verifying ONNX files needs onnxruntime: "
                           "pip install 'tf_pix2pix[onnx]'") from e
     session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: images})[0]
+    name = session.get_inputs()[0].name
+    return lambda images: session.run(None, {name: images})[0]
+
+
+def run_onnx(model: bytes, images: np.ndarray) -> np.ndarray:
+    """Runs an ONNX model once with ONNX Runtime on the CPU."""
+    return onnx_runner(model)(images)
 
 
 def _check(generator: keras.Model, run, model: bytes, shapes: list[tuple[int, ...]],

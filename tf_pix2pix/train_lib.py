@@ -190,8 +190,9 @@ class _Trainer:
         if config.model.model == "cycle_gan" and not _split_size(config, "val"):
             val_split = "test"
         has_val = _split_size(config, val_split) > 0
-        # Samples and validation use the configured test-time mode where it means anything.
-        self.test_mode = t.test_mode if config.model.has_test_time_noise else "eval"
+        # Samples and validation run G in the configured test-time mode (the configuration
+        # refuses "paper" for generators in which it would change nothing).
+        self.test_mode = t.test_mode
         # Eval mode treats every image alone, so validation batches can be larger than training
         # ones (4 rows in the sample grids); paper mode's batch statistics keep the batch size.
         val_batch = max(config.data.batch_size, 4) if self.test_mode == "eval" else None
