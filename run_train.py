@@ -64,7 +64,11 @@ flags.DEFINE_enum("upsample", "transpose", list(cfg.UPSAMPLE_MODES),
 # Training
 flags.DEFINE_string("model_dir", None, "Checkpoints, config.json, TensorBoard events, samples.")
 flags.DEFINE_enum("gan_mode", "vanilla", list(cfg.GAN_MODES), "GAN objective.")
-flags.DEFINE_float("lambda_l1", 100.0, "pix2pix: weight of the L1 term.")
+flags.DEFINE_float("lambda_l1", 100.0, "pix2pix: weight of the L1 term (0: the paper's cGAN row).")
+flags.DEFINE_float("lambda_gan", 1.0, "pix2pix: weight of the adversarial term; 0 builds and trains "
+                   "no discriminator (the paper's L1 row).")
+flags.DEFINE_bool("no_condition_D", False, "pix2pix: the discriminator sees only the output "
+                  "image (the paper's L1 + GAN row).")
 flags.DEFINE_float("lambda_A", 10.0, "CycleGAN: weight of the cycle loss A -> B -> A.")
 flags.DEFINE_float("lambda_B", 10.0, "CycleGAN: weight of the cycle loss B -> A -> B.")
 flags.DEFINE_float("lambda_identity", 0.5,
@@ -143,9 +147,11 @@ def build_config() -> cfg.ExperimentConfig:
         tfds_name=f.tfds_name or "", tfds_data_dir=f.tfds_data_dir or "")
     model = cfg.ModelConfig(model=f.model, netG=f.netG, ngf=f.ngf, netD=f.netD, ndf=f.ndf,
                             n_layers_D=f.n_layers_D, norm=f.norm, no_dropout=f.no_dropout,
-                            init_gain=f.init_gain, upsample=f.upsample)
+                            init_gain=f.init_gain, upsample=f.upsample,
+                            condition_D=not f.no_condition_D)
     train = cfg.TrainConfig(
-        model_dir=f.model_dir or "", gan_mode=f.gan_mode, lambda_l1=f.lambda_l1,
+        model_dir=f.model_dir or "", gan_mode=f.gan_mode, lambda_gan=f.lambda_gan,
+        lambda_l1=f.lambda_l1,
         lambda_A=f.lambda_A, lambda_B=f.lambda_B, lambda_identity=f.lambda_identity,
         pool_size=f.pool_size, lr=f.lr,
         beta1=f.beta1, beta2=f.beta2, lr_policy=f.lr_policy, n_epochs=f.n_epochs,
@@ -185,10 +191,16 @@ def dry_run(config: cfg.ExperimentConfig) -> str:
 
         model = CycleGAN(config, tf.distribute.get_strategy(), steps_per_epoch=1)
         return " ".join(f"{name}_params={count_params(getattr(model, name))}"
-                        for name in ("G_A", "G_B", "D_A", "D_B"))
+                        for name in ("G_A", "G_B", "D_A", "D_B")) + (
+            f" receptive_field={config.model.receptive_field}")
     g = build_generator(config.model, config.data.input_nc, config.data.output_nc)
-    d = build_discriminator(config.model, config.data.input_nc, config.data.output_nc)
-    return f"generator_params={count_params(g)} discriminator_params={count_params(d)}"
+    line = f"generator_params={count_params(g)}"
+    if config.train.lambda_gan > 0:
+        d = build_discriminator(config.model, config.data.input_nc, config.data.output_nc,
+                                conditional=config.model.condition_D)
+        line += (f" discriminator_params={count_params(d)} "
+                 f"receptive_field={config.model.receptive_field}")
+    return line
 
 
 def main(argv: list[str]) -> None:

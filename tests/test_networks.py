@@ -425,3 +425,37 @@ def test_instance_norm_equals_keras_group_norm_values_and_gradients(shape):
     np.testing.assert_allclose(fn(x).numpy(), y, atol=1e-6)
     with_bf16 = InstanceNorm(dtype="mixed_bfloat16")
     assert with_bf16(tf.cast(x, tf.bfloat16)).dtype == tf.bfloat16
+
+
+def test_encoder_decoder_is_the_unet_without_skips():
+    from keras import layers
+
+    for netG, count in (("encoder_decoder_256", 39_075_459), ("encoder_decoder_128", 30_684_803)):
+        g = build_generator(ModelConfig(netG=netG), 3, 3)
+        assert count_params(g) == count
+        assert not any(isinstance(layer, layers.Concatenate) for layer in g.layers)
+    small = build_generator(ModelConfig(netG="encoder_decoder_128", ngf=4), 3, 3)
+    x = np.zeros((1, 128, 128, 3), np.float32)
+    assert small(x).shape == (1, 128, 128, 3)
+    # Each decoder block sees only the block below: its transposed conv takes 8ngf, not 16ngf.
+    assert small.get_layer("up5_deconv").kernel.shape == (4, 4, 32, 32)
+    unet = build_generator(ModelConfig(netG="unet_128", ngf=4), 3, 3)
+    assert unet.get_layer("up5_deconv").kernel.shape == (4, 4, 32, 64)
+
+
+@pytest.mark.parametrize("netD, n_layers, field", [("pixel", 3, 1), ("n_layers", 1, 16),
+                                                   ("basic", 3, 70), ("n_layers", 5, 286)])
+def test_patchgan_receptive_fields_of_the_paper(netD, n_layers, field):
+    """The formula, and the measured support of one output's gradient in the input."""
+    import tensorflow as tf
+
+    config = ModelConfig(netD=netD, n_layers_D=n_layers, ndf=2, norm="none")
+    assert config.receptive_field == field
+    d = build_discriminator(config, 1, 1, conditional=False)
+    x = tf.constant(np.random.default_rng(0).normal(size=(1, 320, 320, 1)), tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        logits = d(x)
+        centre = logits[0, logits.shape[1] // 2, logits.shape[2] // 2, 0]
+    rows = np.flatnonzero(np.abs(tape.gradient(centre, x).numpy()[0, :, :, 0]).sum(axis=1))
+    assert rows.max() - rows.min() + 1 == field

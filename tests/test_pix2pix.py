@@ -125,3 +125,54 @@ def test_dtype_policy_is_restored_and_bfloat16_step_runs():
     out = model.train_step(_batch())
     assert all(v.dtype == tf.float32 and np.isfinite(float(v)) for v in out.values())
     assert model.generate(_batch()[0]).dtype == tf.float32
+
+
+# --- the paper's ablations ----------------------------------------------------------------------
+
+def _ablation(model_kw=None, **train_kw):
+    model = {"netG": "unet_32", "ngf": 8, "ndf": 8, **(model_kw or {})}
+    cfg = ExperimentConfig(data=DataConfig(batch_size=2, load_size=32, crop_size=32),
+                           model=ModelConfig(**model), train=TrainConfig(**train_kw))
+    return Pix2Pix(cfg, tf.distribute.get_strategy(), 5)
+
+
+def test_lambda_gan_zero_is_the_l1_row_without_a_discriminator():
+    model = _ablation(lambda_gan=0.0)
+    assert model.discriminator is None and model.loss_names == ("G_L1",)
+    assert "discriminator" not in model.checkpoint_objects()
+    assert model.trainable_variables() == model.generator.trainable_variables
+    inputs, targets = _batch()
+    # The step is plain L1 regression: it equals one Adam step on lambda * L1 alone.
+    reference = keras.models.clone_model(model.generator)
+    reference.set_weights(model.generator.get_weights())
+    with tf.GradientTape() as tape:
+        loss = 100.0 * tf.reduce_mean(tf.abs(reference(inputs, training=True) - targets))
+    grads = tape.gradient(loss, reference.trainable_variables)
+    keras.optimizers.Adam(2e-4, beta_1=0.5, beta_2=0.999, epsilon=1e-8).apply_gradients(
+        zip(grads, reference.trainable_variables))
+    values = model.train_step((inputs, targets))
+    assert set(values) == {"G_L1"}
+    np.testing.assert_allclose(float(values["G_L1"]), float(loss), rtol=1e-5)
+    for a, b in zip(model.generator.trainable_variables, reference.trainable_variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-6, err_msg=a.path)
+
+
+def test_lambda_l1_zero_is_the_cgan_row():
+    model = _ablation(lambda_l1=0.0)
+    values = model.train_step(_batch())
+    assert float(values["G_L1"]) == 0.0 and float(values["G_GAN"]) > 0
+
+
+def test_unconditional_discriminator_sees_only_the_output():
+    model = _ablation({"condition_D": False})
+    assert [tuple(t.shape) for t in model.discriminator.inputs] == [(None, None, None, 3)]
+    assert model.discriminator.get_layer("conv0").kernel.shape == (4, 4, 3, 8)
+    values = model.train_step(_batch())
+    assert set(values) == set(LOSS_NAMES) and all(np.isfinite(list(values.values())))
+
+
+def test_both_weights_zero_is_refused():
+    from tf_pix2pix.config import ConfigError
+
+    with pytest.raises(ConfigError, match="no objective"):
+        ExperimentConfig(train=TrainConfig(lambda_gan=0.0, lambda_l1=0.0))

@@ -83,3 +83,13 @@ def test_cycle_gan_demo_preset_generates_unpaired_data_and_trains(tmp_path):
     assert saved["model"]["netG"] == "resnet_6blocks" and saved["data"]["crop_size"] == 64
     assert "real_A | fake_B | rec_A" in result.stdout and "val_rec_A_l1=" in result.stdout
     assert os.path.exists(tmp_path / "run" / "samples" / "val_latest.png")
+
+
+def test_dry_run_of_the_paper_ablations():
+    result = _run("--dry_run", "--netG=encoder_decoder_256", "--lambda_gan=0")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "generator_params=39075459"
+    result = _run("--dry_run", "--netD=n_layers", "--n_layers_D=1", "--no_condition_D")
+    assert "discriminator_params=" in result.stdout and "receptive_field=16" in result.stdout
+    result = _run("--dry_run", "--lambda_gan=0", "--lambda_l1=0")
+    assert result.returncode == 1 and "no objective" in result.stderr.splitlines()[-1]

@@ -16,7 +16,8 @@ DIRECTIONS = ("AtoB", "BtoA")
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 # unet_256/unet_128 and the ResNets are the reference's; unet_64/unet_32 extend the same recipe
 # to small images (6 and 5 downsamplings).
-GENERATORS = ("unet_256", "unet_128", "unet_64", "unet_32", "resnet_9blocks", "resnet_6blocks")
+GENERATORS = ("unet_256", "unet_128", "unet_64", "unet_32", "resnet_9blocks", "resnet_6blocks",
+              "encoder_decoder_256", "encoder_decoder_128")
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 NORMS = ("batch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan")
@@ -106,6 +107,8 @@ class ModelConfig:
     ``model`` is ``pix2pix`` (one generator, a conditional D) or ``cycle_gan`` (two generators
     G_A: A->B and G_B: B->A, two unconditional Ds). ``upsample`` is ``transpose`` (the reference's
     transposed convs) or ``resize_conv`` (nearest x2 + 3x3 conv, against checkerboard artifacts).
+    ``encoder_decoder_*`` generators are the U-Nets without their skip connections and
+    ``condition_D=False`` gives pix2pix an unconditional D: the paper's ablations.
     """
 
     model: str = "pix2pix"
@@ -118,6 +121,7 @@ class ModelConfig:
     no_dropout: bool = False
     init_gain: float = 0.02
     upsample: str = "transpose"
+    condition_D: bool = True
 
     def __post_init__(self) -> None:
         _check_choice("model", self.model, MODELS)
@@ -136,9 +140,22 @@ class ModelConfig:
         return not self.no_dropout or self.norm == "batch"
 
     @property
+    def receptive_field(self) -> int:
+        """Side of the input patch each discriminator output sees (1, 16, 70, 286, ...)."""
+        if self.netD == "pixel":
+            return 1
+        n_layers = 3 if self.netD == "basic" else self.n_layers_D
+        # 4x4 convs: n_layers with stride 2, then two with stride 1 (from the output back).
+        field = 1
+        for stride in [1, 1] + [2] * n_layers:
+            field = field * stride + (4 - stride)
+        return field
+
+    @property
     def num_downs(self) -> int:
         """Number of stride-2 downsamplings of the generator (sizes must divide 2**num_downs)."""
         return {"unet_256": 8, "unet_128": 7, "unet_64": 6, "unet_32": 5, "resnet_9blocks": 2,
+                "encoder_decoder_256": 8, "encoder_decoder_128": 7,
                 "resnet_6blocks": 2}[self.netG]
 
 
@@ -153,6 +170,7 @@ class TrainConfig:
 
     model_dir: str = ""
     gan_mode: str = "vanilla"
+    lambda_gan: float = 1.0
     lambda_l1: float = 100.0
     lambda_A: float = 10.0
     lambda_B: float = 10.0
@@ -182,7 +200,8 @@ class TrainConfig:
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("precision", self.precision, PRECISIONS)
         _check_positive("lr", self.lr)
-        for name in ("lambda_l1", "lambda_A", "lambda_B", "lambda_identity", "pool_size"):
+        for name in ("lambda_gan", "lambda_l1", "lambda_A", "lambda_B", "lambda_identity",
+                     "pool_size"):
             _check_positive(name, getattr(self, name), allow_zero=True)
         _check_positive("n_epochs", self.n_epochs, allow_zero=True)
         _check_positive("n_epochs_decay", self.n_epochs_decay, allow_zero=True)
@@ -235,6 +254,9 @@ class ExperimentConfig:
                     "CycleGAN's image pool cannot store; use one of "
                     f"{', '.join(fixed)} (train on crops, translate full images later) or "
                     "pool_size=0")
+        elif self.train.lambda_gan == 0 and self.train.lambda_l1 == 0:
+            raise ConfigError("lambda_gan and lambda_l1 are both 0: the generator would have no "
+                              "objective")
         elif self.data.tfds_name:
             raise ConfigError("tfds_name is a CycleGAN source (cycle_gan/*); pix2pix reads "
                               "TFRecords of pairs from data_dir")
@@ -265,6 +287,8 @@ class ExperimentConfig:
         """Fields that decide the shapes of the saved variables (must match on resume)."""
         arch = {f"model.{k}": v for k, v in dataclasses.asdict(self.model).items()
                 if k != "init_gain"}
+        if self.model.model == "pix2pix":  # lambda_gan 0 trains (and saves) no discriminator
+            arch["train.lambda_gan>0"] = self.train.lambda_gan > 0
         arch["data.input_nc"] = self.data.input_nc
         arch["data.output_nc"] = self.data.output_nc
         if self.model.model == "cycle_gan":  # the image pools are saved variables too

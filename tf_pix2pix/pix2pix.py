@@ -21,7 +21,11 @@ class Pix2Pix:
 
     Build it inside ``strategy.scope()``. ``train_step`` runs one reference iteration: a generator
     forward pass, a discriminator update on the detached output (loss halved), then a generator
-    update through the freshly updated discriminator.
+    update through the freshly updated discriminator, on ``lambda_gan * G_GAN + lambda_l1 * L1``.
+
+    The paper's ablations: ``lambda_gan=0`` is the "L1" row (no discriminator is built, trained
+    or saved; the step is the generator's alone); ``lambda_l1=0`` the "cGAN" row;
+    ``condition_D=False`` gives D only the output image (the "L1 + GAN" row).
     """
 
     def __init__(self, config: ExperimentConfig, strategy: tf.distribute.Strategy,
@@ -31,19 +35,21 @@ class Pix2Pix:
         data, model = config.data, config.model
         sync_bn = strategy.num_replicas_in_sync > 1
         t = config.train
+        self.adversarial = t.lambda_gan > 0
         with dtype_policy(t.precision):
             self.generator = build_generator(model, data.input_nc, data.output_nc, sync_bn)
-            self.discriminator = build_discriminator(model, data.input_nc, data.output_nc,
-                                                     sync_bn)
+            self.discriminator = (build_discriminator(model, data.input_nc, data.output_nc,
+                                                      sync_bn, conditional=model.condition_D)
+                                  if self.adversarial else None)
         self.g_optimizer = make_optimizer(config, steps_per_epoch)
-        self.d_optimizer = make_optimizer(config, steps_per_epoch)
         self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_optimizer.build(self.discriminator.trainable_variables)
+        if self.adversarial:
+            self.d_optimizer = make_optimizer(config, steps_per_epoch)
+            self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.loss_names = LOSS_NAMES if self.adversarial else ("G_L1",)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self._step_fn = None
         self._generate_fns: dict[str, Any] = {}
-
-    loss_names = LOSS_NAMES
 
     @property
     def rng_state(self) -> dict[str, tf.Variable]:
@@ -51,12 +57,15 @@ class Pix2Pix:
         return seed_states(self.generator)
 
     def checkpoint_objects(self) -> dict[str, Any]:
-        return {"generator": self.generator, "discriminator": self.discriminator,
-                "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer,
-                "rng": self.rng_state}
+        objects = {"generator": self.generator, "g_optimizer": self.g_optimizer,
+                   "rng": self.rng_state}
+        if self.adversarial:
+            objects.update(discriminator=self.discriminator, d_optimizer=self.d_optimizer)
+        return objects
 
     def trainable_variables(self) -> list[tf.Variable]:
-        return self.generator.trainable_variables + self.discriminator.trainable_variables
+        d = self.discriminator.trainable_variables if self.adversarial else []
+        return self.generator.trainable_variables + d
 
     def current_lr(self) -> float:
         return current_lr(self.g_optimizer)
@@ -66,21 +75,33 @@ class Pix2Pix:
         batch = self.config.data.batch_size
         avg = lambda x: tf.nn.compute_average_loss(x, global_batch_size=batch)  # noqa: E731
         G, D = self.generator, self.discriminator
+        if not self.adversarial:  # the paper's "L1" row: no discriminator at all
+            with tf.GradientTape() as g_tape:
+                g_l1 = losses.l1_loss(G(inputs, training=True), targets)
+                g_loss = scaled(self.g_optimizer, avg(t.lambda_l1 * g_l1))
+            g_grads = g_tape.gradient(g_loss, G.trainable_variables)
+            self.g_optimizer.apply_gradients(zip(g_grads, G.trainable_variables))
+            return {"G_L1": avg(t.lambda_l1 * g_l1)}
+
+        def judge(images):  # conditional D sees (input, image); unconditional only the image
+            return D([inputs, images] if self.config.model.condition_D else images,
+                     training=True)
+
         with tf.GradientTape() as g_tape:
             fake = G(inputs, training=True)
             with g_tape.stop_recording():
                 with tf.GradientTape() as d_tape:
-                    real_logits = D([inputs, targets], training=True)
-                    fake_logits = D([inputs, tf.stop_gradient(fake)], training=True)
+                    real_logits = judge(targets)
+                    fake_logits = judge(tf.stop_gradient(fake))
                     d_real, d_fake = losses.discriminator_loss(real_logits, fake_logits,
                                                                t.gan_mode)
                     # Loss scaling (float16) must happen inside the tape to be differentiated.
                     d_loss = scaled(self.d_optimizer, 0.5 * avg(d_real + d_fake))
                 d_grads = d_tape.gradient(d_loss, D.trainable_variables)
                 self.d_optimizer.apply_gradients(zip(d_grads, D.trainable_variables))
-            g_logits = D([inputs, fake], training=True)
-            g_gan, g_l1 = losses.generator_loss(g_logits, fake, targets, t.gan_mode, t.lambda_l1)
-            g_loss = scaled(self.g_optimizer, avg(g_gan + t.lambda_l1 * g_l1))
+            g_gan, g_l1 = losses.generator_loss(judge(fake), fake, targets, t.gan_mode,
+                                                t.lambda_l1)
+            g_loss = scaled(self.g_optimizer, avg(t.lambda_gan * g_gan + t.lambda_l1 * g_l1))
         g_grads = g_tape.gradient(g_loss, G.trainable_variables)
         self.g_optimizer.apply_gradients(zip(g_grads, G.trainable_variables))
         # G_L1 is reported scaled by lambda, as the reference prints it.

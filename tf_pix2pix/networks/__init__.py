@@ -19,8 +19,9 @@ def build_generator(config: ModelConfig, input_nc: int, output_nc: int,
     common = dict(input_nc=input_nc, output_nc=output_nc, ngf=config.ngf, norm=config.norm,
                   use_dropout=not config.no_dropout, gain=config.init_gain, sync_bn=sync_bn,
                   upsample_mode=config.upsample, name=name)
-    if config.netG.startswith("unet"):
-        return unet_generator(num_downs=config.num_downs, **common)
+    if config.netG.startswith(("unet", "encoder_decoder")):
+        return unet_generator(num_downs=config.num_downs,
+                              skips=config.netG.startswith("unet"), **common)
     return resnet_generator(n_blocks=9 if config.netG == "resnet_9blocks" else 6, **common)
 
 

@@ -10,7 +10,7 @@ from tf_pix2pix.networks.common import UpConv, conv, conv_init, norm_layer, upsa
 def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 64,
                    norm: str = "batch", use_dropout: bool = True, gain: float = 0.02,
                    sync_bn: bool = False, upsample_mode: str = "transpose",
-                   name: str = "generator") -> keras.Model:
+                   skips: bool = True, name: str = "generator") -> keras.Model:
     """U-Net with ``num_downs`` 4x4 stride-2 downsamplings and mirrored skip connections.
 
     Encoder: conv (no norm) then ``LeakyReLU(0.2) -> conv -> norm`` blocks with ngf, 2ngf, 4ngf and
@@ -30,6 +30,8 @@ def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ng
       sync_bn: synchronise batch statistics across replicas.
       upsample_mode: ``transpose`` (the reference's 4x4 transposed convs) or ``resize_conv``
         (nearest x2 + reflection-padded 3x3 conv, against checkerboard artifacts).
+      skips: the U-Net's skip connections; False gives the paper's encoder-decoder ablation
+        (the same layers, each decoder block seeing only the block below it).
       name: model name.
 
     Returns:
@@ -44,10 +46,10 @@ def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ng
     inputs = keras.Input(shape=(None, None, input_nc), name="input")
 
     x = conv(filters[0], 4, 2, bias, gain, "down0_conv", padding="same")(inputs)
-    skips = []
+    features = []
     for i in range(1, num_downs):
         x = keras.layers.LeakyReLU(0.2, name=f"down{i}_lrelu")(x)
-        skips.append(x)
+        features.append(x)
         innermost = i == num_downs - 1
         # The innermost conv has no norm; like the reference it still has no bias under batch norm.
         x = conv(filters[i], 4, 2, bias, gain, f"down{i}_conv", padding="same")(x)
@@ -63,7 +65,8 @@ def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ng
         # Dropout sits on the num_downs - 5 blocks between the 8ngf level and the innermost one.
         if use_dropout and 4 <= i <= num_downs - 2:
             x = keras.layers.Dropout(0.5, name=f"up{i}_dropout")(x)
-        x = keras.layers.Concatenate(name=f"up{i}_skip")([skips[i - 1], x])
+        if skips:
+            x = keras.layers.Concatenate(name=f"up{i}_skip")([features[i - 1], x])
 
     x = keras.layers.ReLU(name="up0_relu")(x)
     deconv = keras.layers.Conv2DTranspose(output_nc, 4, strides=2, padding="same", use_bias=True,
