@@ -1,0 +1,319 @@
+"""The pix2pix paper's ablation suites as one command: train, evaluate, tabulate, draw.
+
+Usage:
+  python -m tf_pix2pix.experiments --suite=objectives --data_dir data/facades/tfrecords \\
+      --direction BtoA --steps 3000 --output_dir experiments/facades
+  python -m tf_pix2pix.experiments --suite=all ... --inception_weights=inception_notop.h5
+
+Suites (Isola et al. 2017):
+
+* ``objectives`` (Table 1): ``L1`` (no discriminator), ``GAN`` (unconditional D, no L1),
+  ``cGAN`` (no L1), ``L1+GAN`` (unconditional D), ``L1+cGAN`` (the full objective).
+* ``generators`` (Table 2): ``encoder-decoder`` (the U-Net without skips) and ``U-Net``, both with
+  L1+cGAN.
+* ``patch_sizes`` (Table 3): PatchGANs of receptive field 1, 16, 70 and 286 (L1+cGAN).
+
+Every configuration trains with the same seed and step budget into
+``OUT/runs/<configuration key>`` (identical configurations of different suites, e.g. L1+cGAN =
+U-Net = 70x70, train once); a rerun skips finished runs and resumes an interrupted one. Each is
+evaluated on the test split (``--split``) as the reference's ``test.py`` does — every image
+resized to ``crop_size`` — in both test-time modes (``eval`` and ``paper``), with L1, PSNR, SSIM
+and, given Inception weights, FID and KID. Written: ``results.csv`` (one row per configuration
+and mode), ``results.md`` (tables shaped like the paper's) and ``<suite>.png`` (the same test
+images through every configuration, like the paper's figures).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import os
+import time
+from typing import Any
+
+import numpy as np
+
+from tf_pix2pix.cli import UserError, run_main
+from tf_pix2pix.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+
+SUITES: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
+    "objectives": {
+        "L1": {"train": {"lambda_gan": 0.0}},
+        "GAN": {"train": {"lambda_l1": 0.0}, "model": {"condition_D": False}},
+        "cGAN": {"train": {"lambda_l1": 0.0}},
+        "L1+GAN": {"model": {"condition_D": False}},
+        "L1+cGAN": {},
+    },
+    "generators": {
+        "encoder-decoder": {"model": {"netG": "encoder_decoder"}},
+        "U-Net": {},
+    },
+    "patch_sizes": {
+        "1x1": {"model": {"netD": "pixel"}},
+        "16x16": {"model": {"netD": "n_layers", "n_layers_D": 1}},
+        "70x70": {},
+        "286x286": {"model": {"netD": "n_layers", "n_layers_D": 5}},
+    },
+}
+MODES = ("eval", "paper")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunnerConfig:
+    """The shared setup of every configuration of the suites."""
+
+    suite: str
+    data_dir: str
+    output_dir: str
+    steps: int
+    direction: str = "AtoB"
+    crop_size: int = 256
+    batch_size: int = 1
+    seed: int = 0
+    split: str = "test"
+    max_examples: int = 0
+    figure_examples: int = 4
+    inception_weights: str = ""
+    ngf: int = 64
+    ndf: int = 64
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.suite != "all" and self.suite not in SUITES:
+            raise UserError(f"--suite={self.suite!r}: use all or one of {', '.join(SUITES)}")
+        if self.steps <= 0:
+            raise UserError(f"--steps={self.steps}: give a positive step budget")
+        if self.crop_size not in (128, 256):
+            raise UserError(f"--crop_size={self.crop_size}: the paper's generators take 256 "
+                            "(unet_256) or 128 (unet_128)")
+
+    @property
+    def suites(self) -> list[str]:
+        return list(SUITES) if self.suite == "all" else [self.suite]
+
+
+def experiment_config(runner: RunnerConfig, overrides: dict[str, dict[str, Any]],
+                      model_dir: str = "") -> ExperimentConfig:
+    """The full configuration of one row: the paper's setup with the row's changes."""
+    model = {"netG": f"unet_{runner.crop_size}", "ngf": runner.ngf, "ndf": runner.ndf,
+             **overrides.get("model", {})}
+    if model["netG"] == "encoder_decoder":
+        model["netG"] = f"encoder_decoder_{runner.crop_size}"
+    load = runner.crop_size * 286 // 256
+    return ExperimentConfig(
+        data=DataConfig(data_dir=runner.data_dir, direction=runner.direction, load_size=load,
+                        crop_size=runner.crop_size, batch_size=runner.batch_size,
+                        seed=runner.seed),
+        model=ModelConfig(**model),
+        train=TrainConfig(model_dir=model_dir, max_steps=runner.steps, seed=runner.seed,
+                          n_epochs=100, n_epochs_decay=100, val_max_examples=0,
+                          save_every_steps=max(100, runner.steps // 10),
+                          summary_every_steps=50, image_every_steps=max(100, runner.steps),
+                          **overrides.get("train", {})))
+
+
+def config_key(config: ExperimentConfig) -> str:
+    """A short stable name for a configuration (model directory of its run)."""
+    fields = {**config.architecture(), "lambda_gan": config.train.lambda_gan,
+              "lambda_l1": config.train.lambda_l1, "steps": config.train.max_steps,
+              "seed": config.train.seed, "direction": config.data.direction}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{config.model.netG}-{config.model.netD}-{digest}"
+
+
+def _test_images(runner: RunnerConfig, config: ExperimentConfig):
+    """The test split as the reference's test.py sees it: resized to crop_size, no crop."""
+    from tf_pix2pix import data as data_lib
+
+    data = dataclasses.replace(config.data, load_size=runner.crop_size, batch_size=1)
+    inputs, targets = [], []
+    for x, y in data_lib.build_dataset(data, runner.split, training=False):
+        inputs.append(x.numpy()[0])
+        targets.append(y.numpy()[0])
+        if runner.max_examples and len(inputs) >= runner.max_examples:
+            break
+    if not inputs:
+        raise UserError(f"split {runner.split!r} of {runner.data_dir} is empty")
+    return np.stack(inputs), np.stack(targets)
+
+
+def evaluate_run(model_dir: str, inputs: np.ndarray, targets: np.ndarray,
+                 features=None) -> dict[str, dict[str, Any]]:
+    """Metrics of a trained run in each test-time mode, and its outputs (for the figure)."""
+    import tensorflow as tf
+
+    from tf_pix2pix.evaluate import image_metrics
+    from tf_pix2pix.inception_metrics import fid_kid
+    from tf_pix2pix.predict_lib import translator_from_model_dir
+
+    results = {}
+    for mode in MODES:
+        translator = translator_from_model_dir(model_dir, mode)
+        outputs = np.concatenate([translator(tf.constant(inputs[i:i + 1])).numpy()
+                                  for i in range(len(inputs))])
+        m = image_metrics(outputs, targets)
+        row: dict[str, Any] = {k: float(np.mean(v)) for k, v in m.items()}
+        row["count"] = len(outputs)
+        if features is not None:
+            scores = fid_kid(outputs, targets, features=features)
+            row.update({k: scores[k] for k in ("fid", "kid", "kid_std")})
+        results[mode] = {"metrics": row, "outputs": outputs}
+    return results
+
+
+def _write_tables(runner: RunnerConfig, rows: list[dict[str, Any]]) -> str:
+    columns = ["suite", "config", "mode", "l1", "psnr", "ssim", "fid", "kid", "kid_std",
+               "count", "steps", "train_seconds", "run"]
+    with open(os.path.join(runner.output_dir, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    has_fid = any("fid" in r for r in rows)
+    lines = [f"Test split `{runner.split}` of `{runner.data_dir}`, {rows[0]['count']} images "
+             f"resized to {runner.crop_size}; {runner.steps} training steps per configuration, "
+             f"seed {runner.seed}. L1 lower is better, PSNR and SSIM higher"
+             + ("; FID and KID lower (Keras InceptionV3 features)." if has_fid else
+                "; FID/KID not computed (no --inception_weights).")]
+    titles = {"objectives": "Objectives (paper Table 1)", "generators":
+              "Generators (paper Table 2)", "patch_sizes": "Patch sizes (paper Table 3)"}
+    for suite in runner.suites:
+        lines += ["", f"### {titles[suite]}", ""]
+        head = "| configuration | " + " | ".join(
+            f"{metric} ({mode})" for mode in MODES for metric in
+            (["L1", "PSNR", "SSIM"] + (["FID", "KID"] if has_fid else []))) + " |"
+        lines += [head, "|" + "---|" * (head.count("|") - 1)]
+        for name in SUITES[suite]:
+            cells = []
+            for mode in MODES:
+                r = next(r for r in rows if r["suite"] == suite and r["config"] == name
+                         and r["mode"] == mode)
+                cells += [f"{r['l1']:.4f}", f"{r['psnr']:.2f}", f"{r['ssim']:.4f}"]
+                if has_fid:
+                    cells += [f"{r['fid']:.1f}", f"{r['kid']:.4f}"]
+            lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    path = os.path.join(runner.output_dir, "results.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def _figure(runner: RunnerConfig, suite: str, inputs: np.ndarray, targets: np.ndarray,
+            outputs: dict[str, np.ndarray]) -> str:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = min(runner.figure_examples, len(inputs))
+    columns = ["input", *outputs, "target"]
+    fig, axes = plt.subplots(n, len(columns), figsize=(2 * len(columns), 2 * n), squeeze=False)
+    show = lambda x: np.clip((x + 1) / 2, 0, 1).squeeze()  # noqa: E731
+    for i in range(n):
+        images = [inputs[i], *(o[i] for o in outputs.values()), targets[i]]
+        for j, (title, image) in enumerate(zip(columns, images)):
+            axes[i][j].imshow(show(image), cmap="gray" if image.shape[-1] == 1 else None)
+            axes[i][j].set_xticks([])
+            axes[i][j].set_yticks([])
+            if i == 0:
+                axes[i][j].set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = os.path.join(runner.output_dir, f"{suite}.png")
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def run(runner: RunnerConfig) -> dict[str, Any]:
+    """Trains (or resumes, or skips) every configuration, evaluates, writes the results."""
+    from tf_pix2pix.train_lib import train
+
+    os.makedirs(runner.output_dir, exist_ok=True)
+    plan = [(suite, name, overrides) for suite in runner.suites
+            for name, overrides in SUITES[suite].items()]
+    keys = {}
+    for suite, name, overrides in plan:
+        keys[(suite, name)] = config_key(experiment_config(runner, overrides))
+    unique = list(dict.fromkeys(keys.values()))
+    features = None
+    if runner.inception_weights:
+        from tf_pix2pix.inception_metrics import InceptionFeatures
+
+        features = InceptionFeatures(runner.inception_weights)
+    inputs = targets = None
+    evaluated: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
+    for index, key in enumerate(unique):
+        suite, name, overrides = next(p for p in plan if keys[(p[0], p[1])] == key)
+        model_dir = os.path.join(runner.output_dir, "runs", key)
+        config = experiment_config(runner, overrides, model_dir)
+        done = time.perf_counter() - started
+        eta = (f", about {done / index * (len(unique) - index) / 60:.0f} min left"
+               if index else "")
+        labels = ", ".join(f"{s}/{n}" for (s, n), k in keys.items() if k == key)
+        print(f"[{index + 1}/{len(unique)}] {labels} ({key}){eta}", flush=True)
+        t0 = time.perf_counter()
+        train(config, progress=runner.progress)
+        seconds[key] = time.perf_counter() - t0
+        if inputs is None:
+            inputs, targets = _test_images(runner, config)
+        evaluated[key] = evaluate_run(model_dir, inputs, targets, features)
+    rows = []
+    for (suite, name), key in keys.items():
+        for mode in MODES:
+            rows.append({"suite": suite, "config": name, "mode": mode, "run": key,
+                         "steps": runner.steps, "train_seconds": round(seconds[key], 1),
+                         **evaluated[key][mode]["metrics"]})
+    figures = [_figure(runner, suite, inputs, targets,
+                       {name: evaluated[keys[(suite, name)]]["eval"]["outputs"]
+                        for name in SUITES[suite]}) for suite in runner.suites]
+    table = _write_tables(runner, rows)
+    return {"rows": rows, "table": table, "figures": figures}
+
+
+def main(argv: list[str]) -> None:
+    from absl import flags
+
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    f = flags.FLAGS
+    result = run(RunnerConfig(
+        suite=f.suite, data_dir=f.data_dir, output_dir=f.output_dir, steps=f.steps,
+        direction=f.direction, crop_size=f.crop_size, batch_size=f.batch_size, seed=f.seed,
+        split=f.split, max_examples=f.max_examples, inception_weights=f.inception_weights or "",
+        ngf=f.ngf, ndf=f.ndf, progress=f.progress))
+    with open(result["table"]) as table:
+        print(table.read())
+    print(f"wrote {result['table']}, results.csv and {', '.join(result['figures'])}")
+
+
+def define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_enum("suite", "all", ["all", *SUITES], "Which ablation suite.")
+    flags.DEFINE_string("data_dir", None, "Paired TFRecords (build_tfrecords / download).")
+    flags.DEFINE_string("output_dir", None, "Runs, results.csv, results.md, figures.")
+    flags.DEFINE_integer("steps", 0, "Training steps of every configuration.")
+    flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"], "Which half is the input.")
+    flags.DEFINE_integer("crop_size", 256, "256 (unet_256) or 128 (unet_128).")
+    flags.DEFINE_integer("batch_size", 1, "Batch size.")
+    flags.DEFINE_integer("seed", 0, "The one seed of every configuration.")
+    flags.DEFINE_string("split", "test", "Evaluation split.")
+    flags.DEFINE_integer("max_examples", 0, "Evaluate at most this many images; 0 = all.")
+    flags.DEFINE_string("inception_weights", None, "InceptionV3 notop .h5 (or imagenet) for "
+                        "FID/KID; without it they are not computed.")
+    flags.DEFINE_integer("ngf", 64, "Generator width (64 in the paper).")
+    flags.DEFINE_integer("ndf", 64, "Discriminator width (64 in the paper).")
+    flags.DEFINE_bool("progress", True, "Training progress bars.")
+    flags.mark_flags_as_required(["data_dir", "output_dir", "steps"])
+
+
+def cli() -> None:
+    define_flags()
+    run_main(main)
+
+
+if __name__ == "__main__":
+    cli()
