@@ -289,3 +289,22 @@ def test_tfds_cycle_gan_source_with_mock_data():
     assert len(ev) == 3  # 5 test images per domain, batches of 2 (last one partial)
     with pytest.raises(DataError, match="tfds_name=no_such_dataset"):
         build_unpaired_dataset(DataConfig(tfds_name="no_such_dataset"), "train", training=True)
+
+
+def test_grayscale_is_pils_convert_l_in_training_and_prediction():
+    from PIL import Image
+
+    from tf_pix2pix.data import to_channels
+    from tf_pix2pix.predict_lib import _normalise
+
+    pixels = random_image(17, 23, seed=4)
+    expected = np.asarray(Image.fromarray(pixels).convert("L"), np.float32)[..., None]
+    np.testing.assert_array_equal(to_channels(tf.constant(pixels), 1).numpy(), expected)
+    in_map = next(iter(tf.data.Dataset.from_tensors(pixels).map(lambda x: to_channels(x, 1))))
+    np.testing.assert_array_equal(in_map.numpy(), expected)
+    np.testing.assert_allclose(_normalise(pixels, 1), expected / 127.5 - 1.0, atol=1e-6)
+    # The training pipeline's pair path gives the same gray values.
+    cfg = DataConfig(preprocess="none", input_nc=1, output_nc=3, load_size=16, crop_size=16)
+    a, _ = preprocess_pair(tf.constant(pixels[:16, :16]), tf.constant(pixels[:16, :16]), cfg,
+                           training=False)
+    np.testing.assert_allclose(a.numpy(), expected[:16, :16] / 127.5 - 1.0, atol=1e-6)

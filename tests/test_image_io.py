@@ -34,3 +34,27 @@ def test_list_files_skips_hidden_files_and_folders(tmp_path):
     (tmp_path / ".DS_Store").write_bytes(b"x")
     os.mkdir(tmp_path / "sub")
     assert list_files(str(tmp_path)) == ["a.png", "b.png"]
+
+
+def test_jpeg_decoding_equals_pil_eagerly_and_in_a_dataset(tmp_path):
+    import io
+
+    import numpy as np
+    import tensorflow as tf
+    from PIL import Image
+
+    from tf_pix2pix.image_io import decode
+
+    rng = np.random.default_rng(0)
+    smooth = np.cumsum(rng.normal(0, 6, (48, 64, 3)), axis=1)
+    pixels = np.clip(smooth - smooth.min(axis=1, keepdims=True) + 40, 0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="JPEG", quality=75)  # 4:2:0, like most photos
+    data = buffer.getvalue()
+    expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    np.testing.assert_array_equal(decode(data).numpy(), expected)
+    in_map = next(iter(tf.data.Dataset.from_tensors(data).map(decode))).numpy()
+    np.testing.assert_array_equal(in_map, expected)
+    # TensorFlow's default (fast) IDCT does differ from PIL on this image.
+    fast = tf.io.decode_jpeg(data, channels=3).numpy()
+    assert np.abs(fast.astype(int) - expected).max() >= 1

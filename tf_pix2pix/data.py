@@ -26,6 +26,7 @@ from typing import Any
 
 import tensorflow as tf
 
+from tf_pix2pix import image_io
 from tf_pix2pix.config import DataConfig
 
 SCHEMA_VERSION = 1
@@ -80,9 +81,7 @@ def _feature_spec(layout: str) -> dict[str, tf.io.FixedLenFeature]:
 
 def decode_rgb(encoded: tf.Tensor) -> tf.Tensor:
     """Decodes JPEG/PNG/BMP bytes to an ``[H, W, 3]`` uint8 tensor (see module doc for rules)."""
-    image = tf.io.decode_image(encoded, channels=3, dtype=tf.uint8, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
+    return image_io.decode(encoded, 3)
 
 
 def split_pair(image: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
@@ -107,8 +106,17 @@ def decode_image_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     return {"image": decode_rgb(parsed["image/encoded"]), "filename": parsed["image/filename"]}
 
 
-def _to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
-    return tf.image.rgb_to_grayscale(image) if channels == 1 else image
+def to_channels(image: tf.Tensor, channels: int) -> tf.Tensor:
+    """RGB uint8 (or integer-valued float) to ``channels`` channels, as float32 in [0, 255].
+
+    One channel is PIL's ``convert("L")`` (the reference's ``transforms.Grayscale``), exactly:
+    ``(299 R + 587 G + 114 B + 500) // 1000``. Training and prediction both use this function.
+    """
+    if channels == 3:
+        return tf.cast(image, tf.float32)
+    rgb = tf.cast(tf.round(tf.cast(image, tf.float32)), tf.int32)
+    luma = (rgb[..., 0:1] * 299 + rgb[..., 1:2] * 587 + rgb[..., 2:3] * 114 + 500) // 1000
+    return tf.cast(luma, tf.float32)
 
 
 def _resize(image: tf.Tensor, height: tf.Tensor, width: tf.Tensor) -> tf.Tensor:
@@ -209,12 +217,11 @@ def preprocess_pair(a: tf.Tensor, b: tf.Tensor, config: DataConfig, training: bo
     Returns:
       ``(a, b)`` float32 tensors in [-1, 1] with ``input_nc`` and ``output_nc`` channels.
     """
-    a = _to_channels(a, config.input_nc)
-    b = _to_channels(b, config.output_nc)
-    if a.dtype == b.dtype:  # one cast of the stacked pair (decoded images: uint8)
-        pair = tf.cast(tf.concat([a, b], axis=-1), tf.float32)
+    if config.input_nc == config.output_nc == 3 and a.dtype == b.dtype:
+        pair = tf.cast(tf.concat([a, b], axis=-1), tf.float32)  # one cast of the stacked pair
     else:
-        pair = tf.concat([tf.cast(a, tf.float32), tf.cast(b, tf.float32)], axis=-1)
+        pair = tf.concat([to_channels(a, config.input_nc), to_channels(b, config.output_nc)],
+                         axis=-1)
     pair = _jitter(pair, config, training, seed)
     return pair[..., :config.input_nc], pair[..., config.input_nc:]
 
@@ -226,7 +233,7 @@ def preprocess_image(image: tf.Tensor, channels: int, config: DataConfig, traini
     Returns:
       A float32 ``[H, W, channels]`` tensor in [-1, 1].
     """
-    return _jitter(tf.cast(_to_channels(image, channels), tf.float32), config, training, seed)
+    return _jitter(to_channels(image, channels), config, training, seed)
 
 
 def read_manifest(data_dir: str) -> dict[str, Any]:

@@ -27,6 +27,8 @@ import keras
 import tensorflow as tf
 
 from tf_pix2pix.config import DIRECTIONS, TEST_MODES, ConfigError, ExperimentConfig, load_config
+from tf_pix2pix.data import to_channels
+from tf_pix2pix.image_io import decode
 from tf_pix2pix.model_base import generator_slots
 from tf_pix2pix.networks import build_generator
 from tf_pix2pix.train_lib import checkpoint_dir
@@ -258,9 +260,9 @@ class Pix2PixServable(tf.Module):
         return {"images": tf.cast(out, tf.float32)}
 
     def _one(self, encoded):
-        image = tf.io.decode_image(encoded, channels=self._input_nc, dtype=tf.uint8,
-                                   expand_animations=False)
-        x = tf.cast(image, tf.float32)[tf.newaxis] / 127.5 - 1.0
+        image = decode(encoded, 3)
+        image = to_channels(image, self._input_nc)
+        x = image[tf.newaxis] / 127.5 - 1.0
         y = self._translate(x)["images"][0]
         return tf.io.encode_png(to_uint8(y))
 

@@ -77,10 +77,7 @@ def translator_from_saved_model(saved_model_dir: str) -> Translator:
 
 
 def _normalise(pixels: np.ndarray | tf.Tensor, channels: int) -> np.ndarray:
-    x = tf.cast(pixels, tf.float32)
-    if channels == 1:
-        x = tf.image.rgb_to_grayscale(x)
-    return (x / 127.5 - 1.0).numpy()
+    return (data_lib.to_channels(pixels, channels) / 127.5 - 1.0).numpy()
 
 
 def _stem(filename: tf.Tensor) -> str:
