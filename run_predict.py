@@ -43,6 +43,13 @@ flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"],
                   "TFRecord split of unaligned data then reads domain A or B.")
 flags.DEFINE_enum("on_bad_image", "fail", ["fail", "skip"],
                   "fail: stop at the first unreadable image; skip: skip, count and list it.")
+flags.DEFINE_list("metrics", ["l1", "psnr", "ssim"], "With targets: any of l1, psnr, ssim, "
+                  "fid, kid (FID/KID over the whole set, Inception-v3 features).")
+flags.DEFINE_string("inception_weights", "imagenet", "FID/KID: path of Keras's InceptionV3 "
+                    "notop .h5, or imagenet (Keras downloads it once).")
+flags.DEFINE_enum("protocol", "native", ["native", "reference"],
+                  "native: every image at its own size, --test_mode as given; reference: as the "
+                  "reference's test.py, inputs resized to 256x256 and paper test mode.")
 flags.DEFINE_bool("plot_losses", False, "Write <output_dir>/losses.png from --model_dir's "
                   "TensorBoard events.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
@@ -66,19 +73,33 @@ def main(argv: list[str]) -> None:
         raise UserError("pass exactly one of --model_dir and --saved_model")
     if bool(f.input_dir) == bool(f.tfrecord_dir):
         raise UserError("pass exactly one of --input_dir and --tfrecord_dir")
-    translator = (predict_lib.translator_from_model_dir(f.model_dir, f.test_mode, f.checkpoint,
+    test_mode = f.test_mode
+    if f.protocol == "reference":
+        if f["test_mode"].present and f.test_mode != "paper":
+            raise UserError("--protocol=reference runs the generator in paper mode; drop "
+                            "--test_mode or use --protocol=native")
+        test_mode = "paper"
+    translator = (predict_lib.translator_from_model_dir(f.model_dir, test_mode, f.checkpoint,
                                                         f.direction)
                   if f.model_dir else predict_lib.translator_from_saved_model(f.saved_model))
+    if f.protocol == "reference" and translator.test_mode != "paper":
+        raise UserError(f"--protocol=reference needs paper mode, but {f.saved_model} was "
+                        "exported in eval mode; export with --test_mode=paper or use --model_dir")
     skipped: list[dict[str, str]] = []
     source, path = (("tfrecord", f.tfrecord_dir) if f.tfrecord_dir else (f.source, f.input_dir))
     examples = predict_lib.iterate_examples(source, path, translator.config, f.split,
                                             f.on_bad_image, skipped, translator.direction)
-    summary = predict_lib.predict(translator, examples, f.output_dir, f.progress, skipped)
+    summary = predict_lib.predict(translator, examples, f.output_dir, f.progress, skipped,
+                                  tuple(f.metrics), f.protocol, f.inception_weights)
     line = f"translated {summary['count']} image(s) into {f.output_dir} (index.html)"
-    if "l1" in summary:
-        line += (f"; L1={summary['l1']:.4f} PSNR={summary['psnr']:.2f} dB "
-                 f"SSIM={summary['ssim']:.4f} (metrics.json, metrics.csv)")
+    scores = [f"{name}={summary[key]:{fmt}}" for key, name, fmt in (
+        ("l1", "L1", ".4f"), ("psnr", "PSNR", ".2f"), ("ssim", "SSIM", ".4f"),
+        ("fid", "FID", ".2f"), ("kid", "KID", ".4f")) if key in summary]
+    if scores:
+        line += f"; {' '.join(scores)} (metrics.json, metrics.csv)"
     print(line)
+    if "fid_warning" in summary:
+        print(f"warning: {summary['fid_warning']}")
     print(f"skipped: {summary['num_skipped']}")
     for s in skipped:
         print(f"  skipped {s['file']}: {s['reason']}")

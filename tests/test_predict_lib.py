@@ -192,3 +192,29 @@ def test_cycle_gan_translates_an_unaligned_split_with_either_generator(unpaired_
     assert summary["count"] == 1
     out = tf.io.decode_png((tmp_path / "full_out" / "images" / "big_output.png").read_bytes())
     assert out.shape == (50, 38, 3)
+
+
+def test_reference_protocol_resizes_to_256_and_fid_kid_are_reported(tmp_path):
+    _aligned_folder(str(tmp_path / "in"), n=4, same_halves=False)
+    translator = Translator(lambda x: x, ExperimentConfig(), "paper", "identity")
+    summary = predict(translator, iterate_examples("aligned", str(tmp_path / "in"),
+                                                   ExperimentConfig()),
+                      str(tmp_path / "out"), progress=False, protocol="reference",
+                      metrics=("l1", "fid", "kid"), inception_weights="random")
+    output = tf.io.decode_png((tmp_path / "out" / "images" / "p0_output.png").read_bytes())
+    assert output.shape == (256, 256, 3) and summary["protocol"] == "reference"
+    assert summary["inception_images"] == 4 and summary["fid"] > 0
+    assert "kid" in summary and "biased" in summary["fid_warning"]
+    assert "psnr" not in summary and summary["l1"] > 0
+    with pytest.raises(ConfigError, match="--metrics=is"):
+        predict(translator, iter([]), str(tmp_path / "x"), metrics=("is",))
+
+
+def test_reference_protocol_refuses_eval_mode_from_the_command_line(records_dir, tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(REPO, "run_predict.py"), "--model_dir", str(tmp_path),
+         "--tfrecord_dir", records_dir, "--output_dir", str(tmp_path / "o"),
+         "--protocol=reference", "--test_mode=eval"],
+        capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--protocol=reference runs the generator in paper mode" in result.stderr

@@ -165,22 +165,56 @@ def write_gallery(output_dir: str, rows: list[dict[str, str]], title: str) -> st
     return path
 
 
+METRICS = ("l1", "psnr", "ssim", "fid", "kid")
+PROTOCOLS = ("native", "reference")
+REFERENCE_SIZE = 256
+
+
+def reference_resize(image: np.ndarray, size: int = REFERENCE_SIZE) -> np.ndarray:
+    """The reference test.py's input: the image resized to ``size`` x ``size`` (bicubic)."""
+    resized = tf.image.resize(image[np.newaxis], [size, size], "bicubic", antialias=True)[0]
+    return tf.clip_by_value(resized, -1.0, 1.0).numpy()
+
+
 def predict(translator: Translator, examples: Iterator[Example], output_dir: str,
-            progress: bool = True, skipped: list[dict[str, str]] | None = None) -> dict:
+            progress: bool = True, skipped: list[dict[str, str]] | None = None,
+            metrics: tuple[str, ...] = ("l1", "psnr", "ssim"), protocol: str = "native",
+            inception_weights: str = "imagenet") -> dict:
     """Translates ``examples`` into ``output_dir``: images, gallery, and metrics with targets.
 
     Writes ``images/<name>_{input,output,target}.png``, ``index.html``, and when targets exist
-    ``metrics.json`` (means of L1, PSNR, SSIM) and ``metrics.csv`` (one row per image).
+    ``metrics.json`` (means of L1, PSNR, SSIM; FID and KID over the whole set when asked) and
+    ``metrics.csv`` (one row per image).
+
+    Args:
+      protocol: ``native`` translates every image at its own size; ``reference`` resizes inputs
+        (and targets) to 256x256 first, as the reference's ``test.py`` does.
+      metrics: any of ``METRICS``; FID/KID need Inception weights (``inception_weights``).
 
     Returns:
       The summary written to ``metrics.json`` (``count`` etc. even without targets).
     """
+    bad = [m for m in metrics if m not in METRICS]
+    if bad or protocol not in PROTOCOLS:
+        raise ConfigError(f"--metrics={','.join(metrics)} --protocol={protocol}: metrics are "
+                          f"{', '.join(METRICS)}; protocols {', '.join(PROTOCOLS)}")
+    features = None
+    if {"fid", "kid"} & set(metrics):
+        from tf_pix2pix.inception_metrics import InceptionFeatures
+
+        features = InceptionFeatures(inception_weights)
     image_dir = os.path.join(output_dir, "images")
     os.makedirs(image_dir, exist_ok=True)
-    rows, per_image = [], []
+    rows, per_image, feats = [], [], {"output": [], "target": []}
     bar = keras.utils.Progbar(None, unit_name="image") if progress else None
     for i, ex in enumerate(examples):
+        if protocol == "reference":
+            ex = Example(ex.name, reference_resize(ex.input),
+                         None if ex.target is None else reference_resize(ex.target))
         output = translator(tf.constant(ex.input[np.newaxis]))[0].numpy()
+        if features is not None and ex.target is not None:
+            feats["output"].append(features(output[np.newaxis])[0])
+            feats["target"].append(features(ex.target[np.newaxis])[0])
         row = {"name": ex.name}
         for key, image in (("input", ex.input), ("output", output), ("target", ex.target)):
             if image is not None:
@@ -200,12 +234,27 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
         model += f" {generator_slots(translator.config)[translator.direction][0]}"
     write_gallery(output_dir, rows, f"{model} ({translator.test_mode} mode) — "
                                     f"{translator.origin}")
-    summary = {"count": len(rows), "test_mode": translator.test_mode,
+    summary = {"count": len(rows), "test_mode": translator.test_mode, "protocol": protocol,
                "model": translator.origin, "skipped": skipped or [],
                "num_skipped": len(skipped or [])}
     if per_image:
         summary.update({k: float(np.mean([p[k] for p in per_image]))
-                        for k in ("l1", "psnr", "ssim")})
+                        for k in ("l1", "psnr", "ssim") if k in metrics})
+        if feats["output"]:
+            from tf_pix2pix.inception_metrics import (FID_MIN_RELIABLE, fid_from_features,
+                                                      kid_from_features)
+
+            a, b = np.stack(feats["output"]), np.stack(feats["target"])
+            if "fid" in metrics:
+                summary["fid"] = fid_from_features(a, b)
+                if len(a) < FID_MIN_RELIABLE:
+                    summary["fid_warning"] = (
+                        f"FID of {len(a)} images is biased upwards (reliable from "
+                        f"~{FID_MIN_RELIABLE}); compare KID instead")
+            if "kid" in metrics:
+                summary["kid"], summary["kid_std"] = kid_from_features(
+                    a, b, subset_size=min(1000, len(a)))
+            summary["inception_images"] = len(a)
         summary["scored"] = len(per_image)
         summary["psnr_cap_db"] = PSNR_CAP
         with open(os.path.join(output_dir, "metrics.csv"), "w", newline="") as f:
