@@ -32,6 +32,8 @@ flags.DEFINE_list("format", ["saved_model"],
 flags.DEFINE_integer("tflite_size", 0, "TFLite input height and width; 0 = the crop size.")
 flags.DEFINE_list("quantize", ["float32"], "TFLite variants: float32, float16 (float16 "
                   "weights), dynamic (int8 weights, float activations).")
+flags.DEFINE_integer("max_pixels", 4096 * 4096, "serving_default refuses images whose header "
+                     "declares more pixels (decompression bombs), before decoding; 0 = no limit.")
 flags.mark_flags_as_required(["model_dir", "export_dir"])
 
 
@@ -47,7 +49,8 @@ def main(argv: list[str]) -> None:
                                checkpoint=FLAGS.checkpoint, version=FLAGS.version,
                                test_mode=FLAGS.test_mode, direction=FLAGS.direction,
                                formats=formats, tflite_size=FLAGS.tflite_size,
-                               tflite_variants=tuple(FLAGS.quantize)))
+                               tflite_variants=tuple(FLAGS.quantize),
+                               max_pixels=FLAGS.max_pixels))
     print(f"exported {path} (signatures: serving_default, translate; test_mode="
           f"{FLAGS.test_mode}; direction={FLAGS.direction})")
     for item in read_export_info(path)["files"]:

@@ -240,3 +240,38 @@ def test_cycle_gan_export_refusals_are_one_line_errors(cycle_gan_dir, model_dir,
                  "--direction=BtoA")
     assert result.returncode == 0, result.stderr
     assert "direction=BtoA" in result.stdout
+
+
+def test_declared_sizes_are_read_from_headers_without_decoding():
+    from tf_pix2pix.export_lib import declared_size
+
+    png = tf.io.encode_png(random_image(7, 11)).numpy()
+    jpeg = tf.io.encode_jpeg(random_image(9, 5)).numpy()
+    bmp = bytearray(b"BM" + bytes(52))
+    bmp[18:22] = (13).to_bytes(4, "little")
+    bmp[22:26] = (-6).to_bytes(4, "little", signed=True)  # top-down BMPs store -height
+    for data, expected in ((png, [7, 11]), (jpeg, [9, 5]), (bytes(bmp), [6, 13]),
+                           (b"GIF89a...", [0, 0]), (b"", [0, 0])):
+        assert declared_size(tf.constant(data)).numpy().tolist() == expected
+
+
+def test_max_pixels_refuses_decompression_bombs_before_decoding(model_dir, tmp_path):
+    import struct
+    import zlib
+
+    path = export(ExportConfig(model_dir=model_dir, export_dir=str(tmp_path), max_pixels=1024))
+    served = tf.saved_model.load(path).signatures["serving_default"]
+    small = tf.io.encode_png(random_image(32, 32))  # exactly 1024 pixels: accepted
+    assert tf.io.decode_png(served(image_bytes=tf.stack([small]))["image_bytes"][0]).shape == (
+        32, 32, 3)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels=1024"):
+        served(image_bytes=tf.stack([tf.io.encode_png(random_image(33, 32))]))
+    # A 60,000 x 60,000 PNG header with no pixel data: refused by the default limit, no OOM.
+    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    bomb = b"\x89PNG\r\n\x1a\n" + chunk
+    default = export(ExportConfig(model_dir=model_dir, export_dir=str(tmp_path / "d")))
+    serve_default = tf.saved_model.load(default).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels=16777216"):
+        serve_default(image_bytes=tf.constant([bomb]))
+    assert read_export_info(default)["max_pixels"] == 4096 * 4096

@@ -173,3 +173,38 @@ def test_two_replica_training_checkpoints_and_resumes(records_dir, tmp_path, mon
     straight.run()
     for a, b in zip(straight.model.generator.weights, resumed.model.generator.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6, err_msg=a.path)
+
+
+@pytest.mark.parametrize("damage", ["truncate_data", "remove_index"])
+def test_a_torn_newest_checkpoint_falls_back_to_the_previous_one(records_dir, tmp_path, capfd,
+                                                                 damage):
+    straight = build_trainer(tiny_config(records_dir, tmp_path / "a", max_steps=10),
+                             progress=False)
+    straight.run()
+    train(tiny_config(records_dir, tmp_path / "b", max_steps=8), progress=False)
+    prefix = os.path.join(checkpoint_dir(str(tmp_path / "b")), "ckpt-8")
+    if damage == "truncate_data":
+        data = prefix + ".data-00000-of-00001"
+        with open(data, "r+b") as f:
+            f.truncate(os.path.getsize(data) // 2)
+    else:
+        os.remove(prefix + ".index")
+    resumed = build_trainer(tiny_config(records_dir, tmp_path / "b", max_steps=10),
+                            progress=False)
+    assert resumed.restore() == 6  # ckpt-6 (end of epoch 1) is the newest readable one
+    err = capfd.readouterr().err
+    assert f"warning: checkpoint {prefix} is unreadable" in err and "ckpt-6 instead" in err
+    resumed.run()
+    for a, b in zip(straight.model.generator.weights, resumed.model.generator.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+def test_bfloat16_without_native_support_is_warned_about():
+    from tf_pix2pix.train_lib import precision_warning
+
+    avx2 = {"avx2", "fma", "sse4_2"}
+    assert "about 10x slower" in precision_warning("mixed_bfloat16", avx2, has_gpu=False)
+    assert precision_warning("mixed_bfloat16", avx2 | {"avx512_bf16"}, has_gpu=False) is None
+    assert precision_warning("mixed_bfloat16", avx2 | {"amx_bf16"}, has_gpu=False) is None
+    assert precision_warning("mixed_bfloat16", avx2, has_gpu=True) is None
+    assert precision_warning("float32", avx2, has_gpu=False) is None

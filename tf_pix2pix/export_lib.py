@@ -53,6 +53,9 @@ class ExportConfig:
         (``convert_lib``), written into the same version folder.
       tflite_size: TFLite input height and width; 0 means the training crop size.
       tflite_variants: ``float32``, ``float16``, ``dynamic`` (int8 weights).
+      max_pixels: ``serving_default`` refuses images whose header declares more pixels than
+        this, before decoding them (a small PNG can declare 60,000 x 60,000 pixels and exhaust
+        the server's memory); 0 disables the check.
     """
 
     model_dir: str
@@ -64,6 +67,7 @@ class ExportConfig:
     formats: tuple[str, ...] = ("saved_model",)
     tflite_size: int = 0
     tflite_variants: tuple[str, ...] = ("float32",)
+    max_pixels: int = 4096 * 4096
 
     def __post_init__(self) -> None:
         from tf_pix2pix.convert_lib import FORMATS, TFLITE_VARIANTS
@@ -77,6 +81,8 @@ class ExportConfig:
         if self.test_mode == "paper" and set(self.formats) - {"saved_model"}:
             raise ConfigError("--test_mode=paper exports only as a SavedModel: TFLite and ONNX "
                               "files run the generator in eval mode")
+        if self.max_pixels < 0:
+            raise ConfigError(f"--max_pixels={self.max_pixels}: use a positive limit or 0")
         if self.tflite_size < 0:
             raise ConfigError(f"--tflite_size={self.tflite_size}: use a positive size or 0")
         if self.test_mode not in TEST_MODES:
@@ -231,11 +237,36 @@ def servable_generator(generator: keras.Model, test_mode: str) -> keras.Model:
     return generator
 
 
+def declared_size(encoded: tf.Tensor) -> tf.Tensor:
+    """``[height, width]`` (int64) an encoded JPEG, PNG or BMP declares in its header, read
+    without decoding the pixels; ``[0, 0]`` for other bytes (decoding then rejects them)."""
+    def be32(offset):
+        b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, 4), tf.uint8), tf.int64)
+        return b[0] * 16777216 + b[1] * 65536 + b[2] * 256 + b[3]
+
+    def le32(offset):
+        b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, 4), tf.uint8), tf.int64)
+        value = b[0] + b[1] * 256 + b[2] * 65536 + b[3] * 16777216
+        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))  # signed, may be < 0
+
+    length = tf.strings.length(encoded)
+    magic = tf.strings.substr(encoded, 0, tf.minimum(length, 8))
+    png = tf.logical_and(tf.equal(magic, b"\x89PNG\r\n\x1a\n"), length >= 24)
+    bmp = tf.logical_and(tf.equal(tf.strings.substr(magic, 0, tf.minimum(length, 2)), b"BM"),
+                         length >= 26)
+    zero = tf.zeros([2], tf.int64)
+    return tf.case([
+        (tf.io.is_jpeg(encoded), lambda: tf.cast(tf.io.extract_jpeg_shape(encoded)[:2],
+                                                 tf.int64)),
+        (png, lambda: tf.stack([be32(20), be32(16)])),
+        (bmp, lambda: tf.stack([le32(22), le32(18)]))], default=lambda: zero)
+
+
 class Pix2PixServable(tf.Module):
     """The exported module: the generator plus the two serving functions."""
 
     def __init__(self, generator: keras.Model, config: ExperimentConfig, test_mode: str,
-                 info_path: str):
+                 info_path: str, max_pixels: int = 4096 * 4096):
         super().__init__()
         # Track the underlying tf.Variables, not the Keras model: a SavedModel that tracks Keras 3
         # variable wrappers fails to restore in TF1-style loaders (TF Serving, saved_model_cli
@@ -246,6 +277,7 @@ class Pix2PixServable(tf.Module):
         self._multiple = pad_multiple(config)
         self._training = test_mode == "paper"
         self._input_nc = generator.inputs[0].shape[-1]
+        self._max_pixels = max_pixels
         servable_generator(generator, test_mode)
         self.translate = tf.function(
             self._translate,
@@ -260,6 +292,15 @@ class Pix2PixServable(tf.Module):
         return {"images": tf.cast(out, tf.float32)}
 
     def _one(self, encoded):
+        if self._max_pixels:
+            size = declared_size(encoded)
+            check = tf.debugging.assert_less_equal(
+                size[0] * size[1], tf.constant(self._max_pixels, tf.int64),
+                message=f"image larger than the export's max_pixels={self._max_pixels} (its "
+                        "header's height x width); resize it, or export with a larger "
+                        "--max_pixels")
+            with tf.control_dependencies([check]):  # refuse before any decoding starts
+                encoded = tf.identity(encoded)
         image = decode(encoded, 3)
         image = to_channels(image, self._input_nc)
         x = image[tf.newaxis] / 127.5 - 1.0
@@ -309,9 +350,11 @@ def export(config: ExportConfig) -> str:
                        "direction": config.direction,
                        "generator": generator_slots(exp_config)[config.direction][0],
                        "version": version, "pad_multiple": pad_multiple(exp_config),
+                       "max_pixels": config.max_pixels,
                        "files": [c.to_dict() for c in converted],
                        "config": exp_config.to_dict()}, f, indent=2)
-        module = Pix2PixServable(generator, exp_config, config.test_mode, info_path)
+        module = Pix2PixServable(generator, exp_config, config.test_mode, info_path,
+                                 config.max_pixels)
         tf.saved_model.save(module, staging, signatures={
             "serving_default": module.serve_bytes.get_concrete_function(),
             "translate": module.translate.get_concrete_function()})

@@ -14,6 +14,7 @@ import dataclasses
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from typing import Any
@@ -59,6 +60,38 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(f"strategy={name!r}: use default, mirrored or multi_worker")
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags of ``/proc/cpuinfo`` (empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def precision_warning(precision: str, flags: set[str] | None = None,
+                      has_gpu: bool | None = None) -> str | None:
+    """Why ``precision`` would be slow here, or ``None``.
+
+    bfloat16 is fast only where the hardware computes in it (GPUs, CPUs with AVX512_BF16 or
+    AMX-BF16); elsewhere TensorFlow emulates it: measured 10.06 s against 0.93 s per float32 step
+    on a 2-core AVX2 EPYC.
+    """
+    if precision != "mixed_bfloat16":
+        return None
+    if has_gpu is None:
+        has_gpu = bool(tf.config.list_physical_devices("GPU"))
+    flags = cpu_flags() if flags is None else flags
+    if has_gpu or flags & {"avx512_bf16", "amx_bf16"} or not flags:
+        return None
+    return ("--precision=mixed_bfloat16 on a CPU without native bfloat16 arithmetic (no "
+            "avx512_bf16/amx_bf16 flag, no GPU) is emulated and about 10x slower than float32 "
+            "here; use --precision=float32")
 
 
 def build_model(config: ExperimentConfig, strategy: tf.distribute.Strategy,
@@ -109,9 +142,14 @@ def _check_resume_config(config: ExperimentConfig) -> None:
 
 
 def _saved_step(directory: str) -> int:
-    """The step counter stored in the latest checkpoint of ``directory`` (0 when none)."""
+    """The step counter stored in the latest checkpoint of ``directory`` (0 when none or torn;
+    ``restore`` repositions the pipeline if it resumes from another checkpoint)."""
     latest = tf.train.latest_checkpoint(directory)
-    return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE")) if latest else 0
+    try:
+        return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE")) if latest \
+            else 0
+    except (ValueError, IndexError, tf.errors.OpError):
+        return 0
 
 
 def _all_finite(variables) -> bool:
@@ -165,6 +203,9 @@ class _Trainer:
         self.steps_per_epoch = math.ceil(n_train / config.data.batch_size)
         self.total_steps = t.max_steps or (t.n_epochs + t.n_epochs_decay) * self.steps_per_epoch
 
+        warning = precision_warning(t.precision)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
         keras.utils.set_random_seed(t.seed)
         # Grappler's remapper fails on the discriminator's conv+bias+LeakyReLU gradient pattern
         # and logs "remapper failed" at ERROR level on every run; the step is as fast without it
@@ -176,15 +217,14 @@ class _Trainer:
             # The iterator itself is checkpointed (exact position, shuffle buffer included).
             self.iterator = iter(build_input(config, "train", training=True))
             checkpointed_iterator = {"iterator": self.iterator}
+            self._skipped_to = 0
         else:
             # Distributed iterators (and TFDS's, in general) cannot be checkpointed; the pipeline
             # is deterministic, so it is repositioned by skipping the examples already trained
             # on (exact for one worker).
-            done = _saved_step(checkpoint_dir(self.model_dir)) * config.data.batch_size
-            dataset = build_input(config, "train", training=True, skip_examples=done)
-            self.iterator = iter(self.strategy.experimental_distribute_dataset(dataset)
-                                 if replicas > 1 else dataset)
+            self._reposition(_saved_step(checkpoint_dir(self.model_dir)))
             checkpointed_iterator = {}
+        self.iterator_checkpointed = bool(checkpointed_iterator)
         # CycleGAN's held-out images: val, or the reference's test split when there is no val.
         val_split = "val"
         if config.model.model == "cycle_gan" and not _split_size(config, "val"):
@@ -212,18 +252,44 @@ class _Trainer:
     # -- checkpoints -------------------------------------------------------------------------
 
     def restore(self) -> int:
-        latest = self.manager.latest_checkpoint
-        if latest:
+        """Restores the newest readable checkpoint; returns its step (0 without one).
+
+        A torn newest checkpoint (a truncated or missing data or index file, e.g. after a
+        ``kill -9`` or a full disk during a save) is skipped with a one-line warning naming it and
+        the older checkpoint resumed from instead.
+        """
+        candidates = list(reversed(self.manager.checkpoints))
+        failures = []
+        for path in candidates:
             try:
-                self.checkpoint.restore(latest).assert_existing_objects_matched()
-            except (ValueError, AssertionError, tf.errors.OpError) as e:
-                raise ConfigError(
-                    f"checkpoint {latest} does not match this run ({str(e).splitlines()[0]}); "
-                    "the input-pipeline position is saved too, so resume with the same data "
-                    "flags (data_dir, batch_size, preprocess sizes, shuffle_buffer) or use a new "
-                    "--model_dir") from e
-            print(f"Resumed from {latest} at step {int(self.model.step.numpy())}")
+                self.checkpoint.restore(path).assert_existing_objects_matched()
+            except (ValueError, AssertionError, IndexError, tf.errors.OpError) as e:
+                failures.append((path, str(e).strip().splitlines()[0] if str(e) else repr(e)))
+                continue
+            step = int(self.model.step.numpy())
+            if failures:
+                print(f"warning: checkpoint {failures[0][0]} is unreadable ({failures[0][1]}); "
+                      f"resumed from the older {path} instead", file=sys.stderr)
+            if not self.iterator_checkpointed and step != self._skipped_to:
+                self._reposition(step)
+            print(f"Resumed from {path} at step {step}")
+            return step
+        if failures:
+            latest, reason = failures[0]
+            raise ConfigError(
+                f"checkpoint {latest} does not match this run or cannot be read ({reason}); "
+                "the input-pipeline position is saved too, so resume with the same data "
+                "flags (data_dir, batch_size, preprocess sizes, shuffle_buffer) or use a new "
+                "--model_dir")
         return int(self.model.step.numpy())
+
+    def _reposition(self, step: int) -> None:
+        """Rebuilds a non-checkpointed input pipeline to start after ``step`` steps."""
+        dataset = build_input(self.config, "train", training=True,
+                              skip_examples=step * self.config.data.batch_size)
+        self.iterator = iter(self.strategy.experimental_distribute_dataset(dataset)
+                             if self.strategy.num_replicas_in_sync > 1 else dataset)
+        self._skipped_to = step
 
     def save(self) -> str:
         m = self.model
