@@ -275,3 +275,29 @@ def test_max_pixels_refuses_decompression_bombs_before_decoding(model_dir, tmp_p
     with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels=16777216"):
         serve_default(image_bytes=tf.constant([bomb]))
     assert read_export_info(default)["max_pixels"] == 4096 * 4096
+
+
+def test_serving_answers_hostile_bytes_with_invalid_argument_never_a_crash(exported):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    _, loaded = exported
+    serve = loaded.signatures["serving_default"]
+    good = tf.io.encode_png(random_image(8, 12)).numpy()
+
+    @settings(max_examples=25, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(st.one_of(st.binary(max_size=64),
+                     st.builds(lambda cut: good[:cut], st.integers(0, len(good) - 1))),
+           st.booleans())
+    def check(data, with_good):
+        batch = [good, data] if with_good else [data]
+        try:
+            out = serve(image_bytes=tf.constant(batch))["image_bytes"]
+        except tf.errors.InvalidArgumentError:
+            return  # a clean per-request error; the process goes on serving
+        assert out.shape == (len(batch),)
+
+    check()
+    # ... and it still serves after all that.
+    assert serve(image_bytes=tf.constant([good]))["image_bytes"].shape == (1,)

@@ -58,3 +58,44 @@ def test_jpeg_decoding_equals_pil_eagerly_and_in_a_dataset(tmp_path):
     # TensorFlow's default (fast) IDCT does differ from PIL on this image.
     fast = tf.io.decode_jpeg(data, channels=3).numpy()
     assert np.abs(fast.astype(int) - expected).max() >= 1
+
+
+# --- hostile inputs (property-based) --------------------------------------------------------
+
+def _valid_files():
+    import numpy as np
+    import tensorflow as tf
+
+    pixels = np.random.default_rng(0).integers(0, 255, (12, 10, 3)).astype(np.uint8)
+    return [tf.io.encode_png(pixels).numpy(), tf.io.encode_jpeg(pixels).numpy(),
+            tf.io.encode_png(pixels[..., :1]).numpy()]
+
+
+def test_random_and_truncated_bytes_give_an_image_or_a_bad_image_error(tmp_path):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from tf_pix2pix.image_io import BadImageError, read_image
+
+    valid = _valid_files()
+    candidates = st.one_of(
+        st.binary(max_size=200),
+        st.builds(lambda i, cut: valid[i][:cut], st.integers(0, len(valid) - 1),
+                  st.integers(0, 400)),
+        st.builds(lambda i, pos, b: valid[i][:pos] + bytes([b]) + valid[i][pos + 1:],
+                  st.integers(0, len(valid) - 1), st.integers(0, 300), st.integers(0, 255)))
+
+    @settings(max_examples=60, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(candidates)
+    def check(data):
+        path = tmp_path / "x.img"
+        path.write_bytes(data)
+        try:
+            image = read_image(str(path))
+        except BadImageError as e:
+            assert str(path) in str(e) and e.reason
+            return
+        assert image.pixels.ndim == 3 and image.pixels.shape[2] == 3
+
+    check()
