@@ -80,19 +80,19 @@ def summary(times: list[float]) -> dict[str, float]:
 
 def machine() -> dict[str, object]:
     cpu = platform.processor() or platform.machine()
-    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("model name"):
                     cpu = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
                     break
     except OSError:
         pass
     import tensorflow as tf
 
+    from tf_pix2pix.train_lib import cpu_flags
+
+    flags = cpu_flags()
     cpu_class = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "other"
     return {"cpu": cpu, "cores": os.cpu_count(), "tensorflow": tf.__version__,
             "python": platform.python_version(), "cpu_class": cpu_class,

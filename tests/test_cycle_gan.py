@@ -77,8 +77,7 @@ def test_losses_on_known_tensors():
     ones = tf.ones([2, 4, 4, 3])
     zeros = tf.zeros([2, 4, 4, 3])
     logits = tf.fill([2, 3, 3, 1], 0.5)
-    out = cycle_gan_losses(real_A=zeros, real_B=ones, fake_A=None, fake_B=None,
-                           rec_A=0.5 * ones, rec_B=0.75 * ones, idt_A=0.9 * ones,
+    out = cycle_gan_losses(real_A=zeros, real_B=ones, rec_A=0.5 * ones, rec_B=0.75 * ones, idt_A=0.9 * ones,
                            idt_B=0.2 * ones, d_fake_B=logits, d_fake_A=2.0 * logits,
                            lambda_A=10.0, lambda_B=4.0, lambda_identity=0.5, gan_mode="lsgan")
     expected = {"G_A": 0.25,                 # (0.5 - 1)^2
@@ -89,7 +88,7 @@ def test_losses_on_known_tensors():
                 "idt_B": 0.2 * 10.0 * 0.5}   # |G_B(A) - A| * lambda_A * lambda_identity
     for name, value in expected.items():
         np.testing.assert_allclose(out[name].numpy(), [value, value], rtol=1e-6, err_msg=name)
-    off = cycle_gan_losses(zeros, ones, None, None, zeros, ones, None, None, logits, logits,
+    off = cycle_gan_losses(zeros, ones, zeros, ones, None, None, logits, logits,
                            10.0, 10.0, 0.0, "lsgan")
     assert not off["idt_A"].numpy().any() and not off["idt_B"].numpy().any()
 

@@ -79,24 +79,21 @@ class ImagePool(tf.Module):
         return tf.stack([self._query_one(images[i]) for i in range(images.shape[0])])
 
 
-def cycle_gan_losses(real_A, real_B, fake_A, fake_B, rec_A, rec_B, idt_A, idt_B,
-                     d_fake_B, d_fake_A, lambda_A: float, lambda_B: float,
+def cycle_gan_losses(real_A, real_B, rec_A, rec_B, idt_A, idt_B, d_fake_B, d_fake_A, lambda_A: float, lambda_B: float,
                      lambda_identity: float, gan_mode: str) -> dict[str, tf.Tensor]:
     """The generators' per-example losses, named as the reference logs them.
 
     Args:
       real_A, real_B: the real images.
-      fake_A, fake_B: ``G_B(real_B)``, ``G_A(real_A)``.
       rec_A, rec_B: ``G_B(fake_B)``, ``G_A(fake_A)``.
       idt_A, idt_B: ``G_A(real_B)``, ``G_B(real_A)``; ``None`` when ``lambda_identity`` is 0.
-      d_fake_B, d_fake_A: ``D_A(fake_B)``, ``D_B(fake_A)`` logits.
+      d_fake_B, d_fake_A: ``D_A(G_A(real_A))``, ``D_B(G_B(real_B))`` logits.
       lambda_A, lambda_B, lambda_identity, gan_mode: the objective's weights and GAN loss.
 
     Returns:
       ``{"G_A", "G_B", "cycle_A", "cycle_B", "idt_A", "idt_B"}``, each ``[batch]``; the generators
       minimise their sum.
     """
-    del fake_A, fake_B  # named for the reader; the losses see them through D and the cycles
     zero = tf.zeros([tf.shape(real_A)[0]], tf.float32)
     use_idt = lambda_identity > 0
     return {
@@ -181,7 +178,7 @@ class CycleGAN:
             if t.lambda_identity > 0:
                 idt_A = G_A(real_B, training=True)
                 idt_B = G_B(real_A, training=True)
-            g = cycle_gan_losses(real_A, real_B, fake_A, fake_B, rec_A, rec_B, idt_A, idt_B,
+            g = cycle_gan_losses(real_A, real_B, rec_A, rec_B, idt_A, idt_B,
                                  D_A(fake_B, training=True), D_B(fake_A, training=True),
                                  t.lambda_A, t.lambda_B, t.lambda_identity, t.gan_mode)
             g_loss = scaled(self.g_optimizer, avg(tf.add_n(list(g.values()))))

@@ -112,19 +112,28 @@ class InceptionFeatures:
                                for i in range(0, len(images), batch_size)])
 
 
-def fid_kid(outputs: np.ndarray, targets: np.ndarray, weights: str = "imagenet",
-            features: InceptionFeatures | None = None) -> dict[str, float]:
-    """FID and KID between translated images and their targets (both ``[N, H, W, C]``).
+def scores(a: np.ndarray, b: np.ndarray, metrics=("fid", "kid")) -> dict[str, float]:
+    """FID and/or KID of two feature sets ``[N, d]``.
 
     Returns:
-      ``fid``, ``kid``, ``kid_std``, ``count`` and, under ``FID_MIN_RELIABLE`` images,
-      ``fid_warning``.
+      ``fid`` (and, under ``FID_MIN_RELIABLE`` images, ``fid_warning``), ``kid``, ``kid_std``,
+      ``count``, as asked by ``metrics``.
     """
-    features = features or InceptionFeatures(weights)
-    a, b = features(outputs), features(targets)
-    kid, kid_std = kid_from_features(a, b, subsets=100, subset_size=min(1000, len(a)))
-    result = {"fid": fid_from_features(a, b), "kid": kid, "kid_std": kid_std, "count": len(a)}
-    if len(a) < FID_MIN_RELIABLE:
-        result["fid_warning"] = (f"FID of {len(a)} images is biased upwards (reliable from "
-                                 f"~{FID_MIN_RELIABLE}); compare KID instead")
+    result: dict = {"count": len(a)}
+    if "fid" in metrics:
+        result["fid"] = fid_from_features(a, b)
+        if len(a) < FID_MIN_RELIABLE:
+            result["fid_warning"] = (f"FID of {len(a)} images is biased upwards (reliable from "
+                                     f"~{FID_MIN_RELIABLE}); compare KID instead")
+    if "kid" in metrics:
+        result["kid"], result["kid_std"] = kid_from_features(
+            a, b, subsets=100, subset_size=min(1000, len(a)))
     return result
+
+
+def fid_kid(outputs: np.ndarray, targets: np.ndarray, weights: str = "imagenet",
+            features: InceptionFeatures | None = None) -> dict[str, float]:
+    """FID and KID between translated images and their targets (both ``[N, H, W, C]``);
+    see :func:`scores`."""
+    features = features or InceptionFeatures(weights)
+    return scores(features(outputs), features(targets))

@@ -241,20 +241,11 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
         summary.update({k: float(np.mean([p[k] for p in per_image]))
                         for k in ("l1", "psnr", "ssim") if k in metrics})
         if feats["output"]:
-            from tf_pix2pix.inception_metrics import (FID_MIN_RELIABLE, fid_from_features,
-                                                      kid_from_features)
+            from tf_pix2pix.inception_metrics import scores
 
-            a, b = np.stack(feats["output"]), np.stack(feats["target"])
-            if "fid" in metrics:
-                summary["fid"] = fid_from_features(a, b)
-                if len(a) < FID_MIN_RELIABLE:
-                    summary["fid_warning"] = (
-                        f"FID of {len(a)} images is biased upwards (reliable from "
-                        f"~{FID_MIN_RELIABLE}); compare KID instead")
-            if "kid" in metrics:
-                summary["kid"], summary["kid_std"] = kid_from_features(
-                    a, b, subset_size=min(1000, len(a)))
-            summary["inception_images"] = len(a)
+            fid_kid = scores(np.stack(feats["output"]), np.stack(feats["target"]), metrics)
+            summary["inception_images"] = fid_kid.pop("count")
+            summary.update(fid_kid)
         summary["scored"] = len(per_image)
         summary["psnr_cap_db"] = PSNR_CAP
         with open(os.path.join(output_dir, "metrics.csv"), "w", newline="") as f:

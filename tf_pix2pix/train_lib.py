@@ -226,18 +226,14 @@ class _Trainer:
             checkpointed_iterator = {}
         self.iterator_checkpointed = bool(checkpointed_iterator)
         # CycleGAN's held-out images: val, or the reference's test split when there is no val.
-        val_split = "val"
-        if config.model.model == "cycle_gan" and not _split_size(config, "val"):
-            val_split = "test"
-        has_val = _split_size(config, val_split) > 0
-        # Samples and validation run G in the configured test-time mode (the configuration
-        # refuses "paper" for generators in which it would change nothing).
-        self.test_mode = t.test_mode
+        val_split, val_size = "val", _split_size(config, "val")
+        if config.model.model == "cycle_gan" and not val_size:
+            val_split, val_size = "test", _split_size(config, "test")
         # Eval mode treats every image alone, so validation batches can be larger than training
         # ones (4 rows in the sample grids); paper mode's batch statistics keep the batch size.
-        val_batch = max(config.data.batch_size, 4) if self.test_mode == "eval" else None
+        val_batch = max(config.data.batch_size, 4) if t.test_mode == "eval" else None
         self.val_dataset = (build_input(config, val_split, training=False, batch_size=val_batch)
-                            if has_val and t.val_max_examples else None)
+                            if val_size and t.val_max_examples else None)
 
         self.checkpoint = tf.train.Checkpoint(step=self.model.step,
                                               **self.model.checkpoint_objects(),
@@ -302,7 +298,7 @@ class _Trainer:
     # -- summaries ---------------------------------------------------------------------------
 
     def write_images(self, step: int, batch, writer, name: str) -> None:
-        grids = self.model.sample_grids(tuple(t[:4] for t in batch), self.test_mode)
+        grids = self.model.sample_grids(tuple(t[:4] for t in batch), self.config.train.test_mode)
         rows = []
         with writer.as_default(step=step):
             for tag, columns in grids.items():
@@ -318,7 +314,7 @@ class _Trainer:
         if self.val_dataset is None:
             return {}
         metrics = self.model.validate(self.val_dataset, self.config.train.val_max_examples,
-                                      self.test_mode)
+                                      self.config.train.test_mode)
         with self.val_writer.as_default(step=step):
             for key, value in metrics.items():
                 if key != "count":
