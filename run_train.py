@@ -219,6 +219,7 @@ def main(argv: list[str]) -> None:
     result = train(config, progress=FLAGS.progress)
     metrics = " ".join(f"val_{k}={v:.4f}" for k, v in result.val_metrics.items() if k != "count")
     print(f"step={result.step}/{result.total_steps} checkpoint={result.checkpoint} {metrics}")
+    print(f"weights_sha256={result.weights_sha256}")
     samples = os.path.join(config.train.model_dir, "samples")
     columns = ("real_A | fake_B | rec_A, then real_B | fake_A | rec_B"
                if config.model.model == "cycle_gan" else "input | output | target")

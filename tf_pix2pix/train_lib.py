@@ -11,12 +11,16 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import threading
 import time
+import weakref
 from typing import Any
 
 import keras
@@ -39,6 +43,10 @@ class TrainingDivergedError(RuntimeError):
     """A loss became NaN or Inf; the message names the step and the last good checkpoint."""
 
 
+class WorkerLostError(RuntimeError):
+    """Another worker of a multi-worker job stopped answering (killed, crashed, unreachable)."""
+
+
 @dataclasses.dataclass
 class TrainResult:
     """What a call to :func:`train` did."""
@@ -49,6 +57,16 @@ class TrainResult:
     checkpoint: str | None
     val_metrics: dict[str, float]
     stopped_by_signal: bool = False
+    weights_sha256: str = ""
+
+
+def weights_sha256(variables) -> str:
+    """SHA-256 of the values of ``variables`` in order: equal digests mean bit-identical weights
+    (the workers of one job print the same one; so do an interrupted and an uninterrupted run)."""
+    digest = hashlib.sha256()
+    for v in variables:
+        digest.update(np.ascontiguousarray(v.numpy()).tobytes())
+    return digest.hexdigest()
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
@@ -60,6 +78,15 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
     if name == "multi_worker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     raise ConfigError(f"strategy={name!r}: use default, mirrored or multi_worker")
+
+
+def num_workers(strategy: tf.distribute.Strategy) -> int:
+    """Processes taking part in ``strategy`` (``chief`` and ``worker`` tasks of TF_CONFIG)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None:
+        return 1
+    spec = resolver.cluster_spec().as_dict()
+    return max(1, len(spec.get("chief", [])) + len(spec.get("worker", [])))
 
 
 def cpu_flags() -> set[str]:
@@ -152,6 +179,31 @@ def _saved_step(directory: str) -> int:
         return 0
 
 
+def _scratch_dir(strategy: tf.distribute.Strategy, model_dir: str) -> str:
+    """A non-chief worker's private checkpoint folder, emptied now and removed after the run.
+
+    Its name depends only on ``model_dir`` and the task, so a restart also removes what a killed
+    worker left behind.
+    """
+    resolver = strategy.cluster_resolver
+    key = hashlib.sha1(os.path.abspath(model_dir).encode()).hexdigest()[:12]
+    path = os.path.join(tempfile.gettempdir(),
+                        f"tf_pix2pix_{key}_{resolver.task_type}{resolver.task_id}")
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path
+
+
+def _error_reason(error: tf.errors.OpError) -> str:
+    """The line of a TensorFlow runtime error that says what happened (not where in the graph)."""
+    for line in (error.message or "").splitlines():
+        line = line.strip()
+        if line and not line.startswith(("Graph execution error", "Detected at node", "File ",
+                                         "[[", "Additional GRPC")):
+            return f"{type(error).__name__}: {line[:200]}"
+    return type(error).__name__
+
+
 def _all_finite(variables) -> bool:
     return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
 
@@ -192,6 +244,7 @@ class _Trainer:
         t = config.train
         self.model_dir = t.model_dir
         self.strategy = make_strategy(t.strategy)
+        self.workers = num_workers(self.strategy)
         replicas = self.strategy.num_replicas_in_sync
         if config.data.batch_size % replicas:
             raise ConfigError(f"batch_size={config.data.batch_size} is not divisible by the "
@@ -238,12 +291,24 @@ class _Trainer:
         self.checkpoint = tf.train.Checkpoint(step=self.model.step,
                                               **self.model.checkpoint_objects(),
                                               **checkpointed_iterator)
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, checkpoint_dir(self.model_dir), max_to_keep=t.keep_checkpoints,
-            step_counter=self.model.step)
-        self.train_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "train"))
-        self.val_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "val"))
-        os.makedirs(os.path.join(self.model_dir, SAMPLES_SUBDIR), exist_ok=True)
+        # Only the chief writes into model_dir. Every worker must take part in a save (the
+        # pattern TensorFlow documents for MultiWorkerMirroredStrategy), so the others save into
+        # a private temporary folder, removed when the run ends.
+        self.is_chief = self.strategy.extended.should_checkpoint
+        if self.is_chief:
+            save_dir, keep = checkpoint_dir(self.model_dir), t.keep_checkpoints
+            self.train_writer = tf.summary.create_file_writer(
+                os.path.join(self.model_dir, "train"))
+            self.val_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "val"))
+            os.makedirs(os.path.join(self.model_dir, SAMPLES_SUBDIR), exist_ok=True)
+        else:
+            save_dir, keep = _scratch_dir(self.strategy, self.model_dir), 1
+            self.train_writer = self.val_writer = tf.summary.create_noop_writer()
+        self.remove_scratch = (lambda: None) if self.is_chief else weakref.finalize(
+            self, shutil.rmtree, save_dir, True)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, save_dir, max_to_keep=keep,
+                                                  step_counter=self.model.step)
+        self._agree = None
 
     # -- checkpoints -------------------------------------------------------------------------
 
@@ -254,7 +319,8 @@ class _Trainer:
         ``kill -9`` or a full disk during a save) is skipped with a one-line warning naming it and
         the older checkpoint resumed from instead.
         """
-        candidates = list(reversed(self.manager.checkpoints))
+        state = tf.train.get_checkpoint_state(checkpoint_dir(self.model_dir))
+        candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
         failures = []
         for path in candidates:
             try:
@@ -280,24 +346,62 @@ class _Trainer:
         return int(self.model.step.numpy())
 
     def _reposition(self, step: int) -> None:
-        """Rebuilds a non-checkpointed input pipeline to start after ``step`` steps."""
+        """Rebuilds a non-checkpointed input pipeline to start after ``step`` steps.
+
+        Every worker builds the same global stream and keeps its own part of each global batch
+        (``AutoShardPolicy.DATA``), so the job trains on exactly the batches one process would,
+        for any number of workers and shard files, and skipping ``step`` global batches
+        repositions every worker exactly.
+        """
         dataset = build_input(self.config, "train", training=True,
                               skip_examples=step * self.config.data.batch_size)
-        self.iterator = iter(self.strategy.experimental_distribute_dataset(dataset)
-                             if self.strategy.num_replicas_in_sync > 1 else dataset)
+        if self.strategy.num_replicas_in_sync > 1:
+            options = tf.data.Options()
+            options.experimental_distribute.auto_shard_policy = (
+                tf.data.experimental.AutoShardPolicy.DATA)
+            dataset = self.strategy.experimental_distribute_dataset(
+                dataset.with_options(options))
+        self.iterator = iter(dataset)
         self._skipped_to = step
+
+    def latest_checkpoint(self) -> str | None:
+        """The newest checkpoint in ``model_dir`` (the chief's, on every worker)."""
+        return tf.train.latest_checkpoint(checkpoint_dir(self.model_dir))
 
     def save(self) -> str:
         m = self.model
         if not _all_finite(m.trainable_variables()):
             raise TrainingDivergedError(
                 f"weights are not finite at step {int(m.step.numpy())}; not saving. Last good "
-                f"checkpoint: {self.manager.latest_checkpoint}")
-        return self.manager.save(checkpoint_number=m.step)
+                f"checkpoint: {self.latest_checkpoint()}")
+        self.manager.save(checkpoint_number=m.step)
+        self._last_save = int(m.step.numpy())
+        return self._path_for(self._last_save)
+
+    def stop_requested(self, local: bool) -> bool:
+        """Whether any worker received SIGTERM/SIGINT (every worker must ask at the same step).
+
+        One process decides alone; several agree through one all-reduce of a flag per step, so
+        that all of them save the same step and stop together.
+        """
+        if self.workers == 1:
+            return local
+        if self._agree is None:
+            strategy = self.strategy
+
+            @tf.function
+            def agree(flag):
+                flags = strategy.run(lambda: tf.identity(flag))
+                return strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None)
+
+            self._agree = agree
+        return bool(self._agree(tf.constant(float(local))) > 0)
 
     # -- summaries ---------------------------------------------------------------------------
 
     def write_images(self, step: int, batch, writer, name: str) -> None:
+        if not self.is_chief:
+            return
         grids = self.model.sample_grids(tuple(t[:4] for t in batch), self.config.train.test_mode)
         rows = []
         with writer.as_default(step=step):
@@ -311,7 +415,8 @@ class _Trainer:
         visualize.save_png(os.path.join(samples, f"{name}_latest.png"), png)
 
     def validate(self, step: int) -> dict[str, float]:
-        if self.val_dataset is None:
+        """Scores the val split (on the chief only: the other workers have nothing to write)."""
+        if self.val_dataset is None or not self.is_chief:
             return {}
         metrics = self.model.validate(self.val_dataset, self.config.train.val_max_examples,
                                       self.config.train.test_mode)
@@ -331,18 +436,36 @@ class _Trainer:
         return tuple(tf.concat(self.strategy.experimental_local_results(t), 0) for t in batch)
 
     def run(self) -> TrainResult:
+        try:
+            return self._run()
+        except tf.errors.OpError as e:
+            if self.workers == 1:
+                raise
+            # A worker that died (kill -9, a lost machine) surfaces here as a failed collective
+            # once TensorFlow's coordination service misses its heartbeats.
+            raise WorkerLostError(
+                f"lost another worker of the {self.workers}-worker job at step "
+                f"{int(self.model.step.numpy())} ({_error_reason(e)}); restart "
+                "every worker with the same command: training resumes from "
+                f"{self.latest_checkpoint() or 'the start (no checkpoint yet)'}") from None
+        finally:
+            self.remove_scratch()
+
+    def _run(self) -> TrainResult:
         t = self.config.train
         step = self.restore()
         if step >= self.total_steps:
             print(f"Already trained {step} of {self.total_steps} steps; nothing to do")
-            return TrainResult(step, self.total_steps, {}, self.manager.latest_checkpoint, {})
+            return TrainResult(step, self.total_steps, {}, self.latest_checkpoint(), {},
+                               weights_sha256=self.weights_sha256())
+        self._last_save = step
         bar = keras.utils.Progbar(self.total_steps,
                                   stateful_metrics=list(self.model.loss_names) + ["lr"],
                                   verbose=1 if self.progress else 0, unit_name="step")
         bar.update(step)
         values: dict[str, float] = {}
         val_metrics: dict[str, float] = {}
-        epoch_end = False
+        epoch_end = stopped = False
         last_time, last_step = time.perf_counter(), step
         with _SignalCatcher() as signals:
             while step < self.total_steps:
@@ -353,7 +476,7 @@ class _Trainer:
                 if not all(np.isfinite(list(values.values()))):
                     raise TrainingDivergedError(
                         f"non-finite loss at step {step} ({values}); stopped without saving. "
-                        f"Last good checkpoint: {self.manager.latest_checkpoint}. Lower --lr or "
+                        f"Last good checkpoint: {self.latest_checkpoint()}. Lower --lr or "
                         "check the data")
                 bar.update(step, [(k, v) for k, v in values.items()] + [("lr", lr)])
                 if step % t.summary_every_steps == 0:
@@ -373,20 +496,28 @@ class _Trainer:
                     val_metrics = self.validate(step) or val_metrics
                 if epoch_end or step % t.save_every_steps == 0 or step == self.total_steps:
                     self.save()
-                if signals.received is not None:
-                    if self.manager.latest_checkpoint != self._path_for(step):
+                if self.stop_requested(signals.received is not None):
+                    stopped = True
+                    if self._last_save != step:
                         self.save()
-                    print(f"\nStopped by signal {signals.received} at step {step}; checkpoint "
-                          f"{self.manager.latest_checkpoint}")
+                    where = (f"signal {signals.received}" if signals.received is not None
+                             else "a signal to another worker")
+                    print(f"\nStopped by {where} at step {step}; checkpoint "
+                          f"{self._path_for(step)}")
                     break
         if step == self.total_steps and self.val_dataset is not None and not epoch_end:
             val_metrics = self.validate(step)
         self.train_writer.flush()
         self.val_writer.flush()
-        return TrainResult(step, self.total_steps, values, self.manager.latest_checkpoint,
-                           val_metrics, stopped_by_signal=signals.received is not None)
+        return TrainResult(step, self.total_steps, values, self._path_for(self._last_save),
+                           val_metrics, stopped_by_signal=stopped,
+                           weights_sha256=self.weights_sha256())
+
+    def weights_sha256(self) -> str:
+        return weights_sha256(self.model.trainable_variables())
 
     def _path_for(self, step: int) -> str:
+        """The chief's checkpoint of ``step`` in ``model_dir``."""
         return os.path.join(checkpoint_dir(self.model_dir), f"ckpt-{step}")
 
 
@@ -402,7 +533,8 @@ def build_trainer(config: ExperimentConfig, progress: bool = True) -> _Trainer:
         raise ConfigError("pass one of --data_dir and --tfds_name, not both")
     _check_resume_config(config)
     trainer = _Trainer(config, progress)
-    save_config(config, config.train.model_dir)
+    if trainer.is_chief:
+        save_config(config, config.train.model_dir)
     return trainer
 
 
