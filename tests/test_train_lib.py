@@ -208,3 +208,30 @@ def test_bfloat16_without_native_support_is_warned_about():
     assert precision_warning("mixed_bfloat16", avx2 | {"amx_bf16"}, has_gpu=False) is None
     assert precision_warning("mixed_bfloat16", avx2, has_gpu=True) is None
     assert precision_warning("float32", avx2, has_gpu=False) is None
+
+
+def test_partial_writes_of_an_interrupted_save_are_removed_before_resuming(records_dir, tmp_path,
+                                                                          capfd):
+    from tf_pix2pix.train_lib import remove_partial_saves
+
+    cfg = tiny_config(records_dir, tmp_path / "m", max_steps=4)
+    train(cfg, progress=False)
+    folder = checkpoint_dir(cfg.train.model_dir)
+    # What a SIGKILL during the save of step 6 leaves: TensorFlow's temporary folder and state file.
+    os.makedirs(os.path.join(folder, "ckpt-6_temp"))
+    with open(os.path.join(folder, "ckpt-6_temp", "part-00000-of-00001.data-00000-of-00001"),
+              "wb") as f:
+        f.write(b"\0" * 100)
+    with open(os.path.join(folder, "checkpoint.tmp0123abcd"), "w") as f:
+        f.write("model_checkpoint_path: \"ckpt")
+    kept = sorted(os.listdir(folder))
+    result = train(tiny_config(records_dir, tmp_path / "m", max_steps=6), progress=False)
+    assert result.step == 6
+    out = capfd.readouterr().out
+    assert "Removed 2 partial checkpoint write(s) of an interrupted save: checkpoint.tmp0123abcd, " \
+           "ckpt-6_temp" in out
+    assert "Resumed from" in out and "ckpt-4 at step 4" in out
+    names = os.listdir(folder)
+    assert not [n for n in names if n.endswith("_temp") or ".tmp" in n]
+    assert set(kept) - {"ckpt-6_temp", "checkpoint.tmp0123abcd"} <= set(names)
+    assert remove_partial_saves(str(tmp_path / "nothing")) == []

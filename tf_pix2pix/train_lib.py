@@ -194,6 +194,31 @@ def _scratch_dir(strategy: tf.distribute.Strategy, model_dir: str) -> str:
     return path
 
 
+def remove_partial_saves(folder: str) -> list[str]:
+    """Deletes what interrupted checkpoint writes left in ``folder``; returns the names.
+
+    TensorFlow writes a checkpoint into ``ckpt-N_temp/`` and the state file through
+    ``checkpoint.tmp*`` before renaming them; a process killed meanwhile leaves them behind (a
+    partial copy of the weights each), and a later save of the same step does not remove them.
+    Call it only while no save is running (the chief, before restoring).
+    """
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return []
+    removed = []
+    for name in sorted(names):
+        path = os.path.join(folder, name)
+        if name.endswith("_temp") and os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)
+        elif name.startswith("checkpoint.tmp") and os.path.isfile(path):
+            os.remove(path)
+        else:
+            continue
+        removed.append(name)
+    return removed
+
+
 def _error_reason(error: tf.errors.OpError) -> str:
     """The line of a TensorFlow runtime error that says what happened (not where in the graph)."""
     for line in (error.message or "").splitlines():
@@ -319,6 +344,11 @@ class _Trainer:
         ``kill -9`` or a full disk during a save) is skipped with a one-line warning naming it and
         the older checkpoint resumed from instead.
         """
+        if self.is_chief:
+            removed = remove_partial_saves(checkpoint_dir(self.model_dir))
+            if removed:
+                print(f"Removed {len(removed)} partial checkpoint write(s) of an interrupted "
+                      f"save: {', '.join(removed)}")
         state = tf.train.get_checkpoint_state(checkpoint_dir(self.model_dir))
         candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
         failures = []
