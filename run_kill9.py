@@ -42,7 +42,7 @@ def main(argv: list[str]) -> None:
     config = kill9.Kill9Config(train_args=train_args, work_dir=FLAGS.work_dir, kills=FLAGS.kills,
                                seed=FLAGS.seed, timeout=FLAGS.timeout)
     try:
-        report = kill9.run(config)
+        report = kill9.run(config, log=lambda line: print(line, flush=True))
     except kill9.Kill9Error as e:
         raise UserError(f"kill -9 test failed: {e}") from None
     print(report.summary())

@@ -81,3 +81,39 @@ def random_image(h, w, c=3, seed=0, dtype=np.uint8):
     rng = np.random.default_rng(seed)
     top = 65535 if dtype == np.uint16 else 255
     return rng.integers(0, top, (h, w, c)).astype(dtype)
+
+
+def png_header_only(width, height):
+    """A PNG that declares ``width`` x ``height`` RGB pixels and holds none (a decompression
+    bomb's header: a few dozen bytes that would need ``3 * width * height`` bytes to decode)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
+            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+
+
+def encode_special(pixels, kind):
+    """``pixels`` (uint8 RGB) encoded as one of the formats users' folders hold besides plain
+    8-bit RGB: ``png16`` (16-bit RGB), ``gray16`` (16-bit gray), ``palette`` (8-bit palette PNG),
+    ``cmyk`` (CMYK JPEG, as print workflows write), ``gray_jpeg``. Returns the bytes."""
+    import io
+
+    from PIL import Image
+
+    if kind == "png16":
+        return tf.io.encode_png(pixels.astype(np.uint16) * 257).numpy()
+    if kind == "gray16":
+        return tf.io.encode_png(pixels[..., :1].astype(np.uint16) * 257).numpy()
+    buf = io.BytesIO()
+    image = Image.fromarray(pixels)
+    if kind == "palette":
+        image.convert("P", palette=Image.ADAPTIVE, colors=16).save(buf, "PNG")
+    elif kind == "cmyk":
+        image.convert("CMYK").save(buf, "JPEG", quality=95)
+    elif kind == "gray_jpeg":
+        image.convert("L").save(buf, "JPEG", quality=95)
+    else:
+        raise ValueError(kind)
+    return buf.getvalue()

@@ -13,7 +13,7 @@ from tf_pix2pix.config import DataConfig
 from tf_pix2pix.data import build_dataset
 from tf_pix2pix.image_io import BadImageError
 
-from conftest import random_image, write_image
+from conftest import encode_special, png_header_only, random_image, write_image
 
 
 def _good_folder(root, n=3, split=None):
@@ -42,6 +42,9 @@ def _bad_file(folder, kind):
             f.write("not an image\n")
     elif kind == "not_a_pair":
         write_image(path, random_image(16, 16))
+    elif kind == "bomb":  # declares 120,000 x 60,000 pixels (21.6 GB decoded) in 33 bytes
+        with open(path, "wb") as f:
+            f.write(png_header_only(120000, 60000))
     elif kind == "gif":
         from PIL import Image
         Image.fromarray(random_image(16, 32)).save(path, format="GIF")
@@ -55,6 +58,7 @@ BAD_KINDS = {
     "text": "not an image",
     "not_a_pair": "not an A|B pair",
     "gif": "unsupported format gif",
+    "bomb": "header declares 120000x60000 pixels",
 }
 
 
@@ -145,6 +149,25 @@ def test_grayscale_rgba_and_16_bit_inputs_are_accepted(tmp_path):
                      crop_size=16, batch_size=3)
     x, y = next(iter(build_dataset(cfg, "train", training=False)))
     assert x.shape == (3, 16, 16, 3) and y.shape == (3, 16, 16, 3)
+
+
+def test_tiny_thin_palette_and_cmyk_pairs_are_accepted_and_train(tmp_path):
+    folder = str(tmp_path / "in")
+    os.makedirs(folder)
+    write_image(os.path.join(folder, "one_pixel_halves.png"), random_image(1, 2))
+    write_image(os.path.join(folder, "thin.png"), random_image(3, 6))
+    for kind in ("palette", "cmyk", "png16"):
+        with open(os.path.join(folder, f"{kind}.{'jpg' if kind == 'cmyk' else 'png'}"),
+                  "wb") as f:
+            f.write(encode_special(random_image(16, 32, seed=7), kind))
+    manifest = build(BuildConfig(input_dir=folder, output_dir=str(tmp_path / "out"),
+                                 progress=False))
+    assert manifest["splits"]["train"]["num_examples"] == 5
+    assert manifest["splits"]["train"]["converted_to_rgb"] == {"cmyk": 1, "palette": 1}
+    cfg = DataConfig(data_dir=str(tmp_path / "out"), load_size=18, crop_size=16, batch_size=5)
+    x, y = next(iter(build_dataset(cfg, "train", training=True)))
+    assert x.shape == (5, 16, 16, 3) and y.shape == (5, 16, 16, 3)
+    assert np.all(np.isfinite(x)) and np.all(np.abs(x) <= 1) and np.all(np.abs(y) <= 1)
 
 
 def test_paired_folders_layout(tmp_path):

@@ -14,7 +14,7 @@ from tf_pix2pix.export_lib import (ExportConfig, export, next_version, padded_tr
                                    read_export_info, restore_generator)
 from tf_pix2pix.train_lib import train
 
-from conftest import random_image
+from conftest import encode_special, png_header_only, random_image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -242,23 +242,7 @@ def test_cycle_gan_export_refusals_are_one_line_errors(cycle_gan_dir, model_dir,
     assert "direction=BtoA" in result.stdout
 
 
-def test_declared_sizes_are_read_from_headers_without_decoding():
-    from tf_pix2pix.export_lib import declared_size
-
-    png = tf.io.encode_png(random_image(7, 11)).numpy()
-    jpeg = tf.io.encode_jpeg(random_image(9, 5)).numpy()
-    bmp = bytearray(b"BM" + bytes(52))
-    bmp[18:22] = (13).to_bytes(4, "little")
-    bmp[22:26] = (-6).to_bytes(4, "little", signed=True)  # top-down BMPs store -height
-    for data, expected in ((png, [7, 11]), (jpeg, [9, 5]), (bytes(bmp), [6, 13]),
-                           (b"GIF89a...", [0, 0]), (b"", [0, 0])):
-        assert declared_size(tf.constant(data)).numpy().tolist() == expected
-
-
 def test_max_pixels_refuses_decompression_bombs_before_decoding(model_dir, tmp_path):
-    import struct
-    import zlib
-
     path = export(ExportConfig(model_dir=model_dir, export_dir=str(tmp_path), max_pixels=1024))
     served = tf.saved_model.load(path).signatures["serving_default"]
     small = tf.io.encode_png(random_image(32, 32))  # exactly 1024 pixels: accepted
@@ -267,9 +251,7 @@ def test_max_pixels_refuses_decompression_bombs_before_decoding(model_dir, tmp_p
     with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels=1024"):
         served(image_bytes=tf.stack([tf.io.encode_png(random_image(33, 32))]))
     # A 60,000 x 60,000 PNG header with no pixel data: refused by the default limit, no OOM.
-    ihdr = struct.pack(">IIBBBBB", 60000, 60000, 8, 2, 0, 0, 0)
-    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    bomb = b"\x89PNG\r\n\x1a\n" + chunk
+    bomb = png_header_only(60000, 60000)
     default = export(ExportConfig(model_dir=model_dir, export_dir=str(tmp_path / "d")))
     serve_default = tf.saved_model.load(default).signatures["serving_default"]
     with pytest.raises(tf.errors.InvalidArgumentError, match="max_pixels=16777216"):
@@ -301,3 +283,19 @@ def test_serving_answers_hostile_bytes_with_invalid_argument_never_a_crash(expor
     check()
     # ... and it still serves after all that.
     assert serve(image_bytes=tf.constant([good]))["image_bytes"].shape == (1,)
+
+
+@pytest.mark.parametrize("h, w", [(1, 1), (1, 40), (40, 1), (2, 3)])
+def test_serving_translates_tiny_and_thin_images_at_their_size(exported, h, w):
+    _, loaded = exported
+    data = tf.io.encode_png(random_image(h, w, seed=h * w))
+    out = loaded.signatures["serving_default"](image_bytes=tf.stack([data]))["image_bytes"][0]
+    assert tf.io.decode_png(out).shape == (h, w, 3)
+
+
+@pytest.mark.parametrize("kind", ["png16", "gray16", "palette", "cmyk", "gray_jpeg"])
+def test_serving_accepts_16_bit_palette_and_cmyk_images(exported, kind):
+    _, loaded = exported
+    data = encode_special(random_image(12, 20, seed=5), kind)
+    out = loaded.signatures["serving_default"](image_bytes=tf.constant([data]))["image_bytes"][0]
+    assert tf.io.decode_png(out).shape == (12, 20, 3)

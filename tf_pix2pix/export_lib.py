@@ -28,7 +28,7 @@ import tensorflow as tf
 
 from tf_pix2pix.config import DIRECTIONS, TEST_MODES, ConfigError, ExperimentConfig, load_config
 from tf_pix2pix.data import to_channels
-from tf_pix2pix.image_io import decode
+from tf_pix2pix.image_io import declared_size, decode
 from tf_pix2pix.model_base import generator_slots
 from tf_pix2pix.networks import build_generator
 from tf_pix2pix.train_lib import checkpoint_dir
@@ -235,31 +235,6 @@ def servable_generator(generator: keras.Model, test_mode: str) -> keras.Model:
             if isinstance(layer, keras.layers.BatchNormalization):
                 layer.momentum = 1.0
     return generator
-
-
-def declared_size(encoded: tf.Tensor) -> tf.Tensor:
-    """``[height, width]`` (int64) an encoded JPEG, PNG or BMP declares in its header, read
-    without decoding the pixels; ``[0, 0]`` for other bytes (decoding then rejects them)."""
-    def be32(offset):
-        b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, 4), tf.uint8), tf.int64)
-        return b[0] * 16777216 + b[1] * 65536 + b[2] * 256 + b[3]
-
-    def le32(offset):
-        b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, 4), tf.uint8), tf.int64)
-        value = b[0] + b[1] * 256 + b[2] * 65536 + b[3] * 16777216
-        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))  # signed, may be < 0
-
-    length = tf.strings.length(encoded)
-    magic = tf.strings.substr(encoded, 0, tf.minimum(length, 8))
-    png = tf.logical_and(tf.equal(magic, b"\x89PNG\r\n\x1a\n"), length >= 24)
-    bmp = tf.logical_and(tf.equal(tf.strings.substr(magic, 0, tf.minimum(length, 2)), b"BM"),
-                         length >= 26)
-    zero = tf.zeros([2], tf.int64)
-    return tf.case([
-        (tf.io.is_jpeg(encoded), lambda: tf.cast(tf.io.extract_jpeg_shape(encoded)[:2],
-                                                 tf.int64)),
-        (png, lambda: tf.stack([be32(20), be32(16)])),
-        (bmp, lambda: tf.stack([le32(22), le32(18)]))], default=lambda: zero)
 
 
 class Pix2PixServable(tf.Module):

@@ -13,6 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 SUPPORTED_FORMATS = ("jpeg", "png", "bmp")
+# Largest image the data tools decode (height x width from the header, checked first): a
+# 60,000 x 60,000 PNG of a few hundred kilobytes would otherwise need 10.8 GB to decode.
+MAX_PIXELS = 8192 * 8192
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
 
 
@@ -105,15 +108,41 @@ def decode(encoded: tf.Tensor, channels: int = 3) -> tf.Tensor:
     return image
 
 
+def declared_size(encoded: tf.Tensor) -> tf.Tensor:
+    """``[height, width]`` (int64) an encoded JPEG, PNG or BMP declares in its header, read
+    without decoding the pixels; ``[0, 0]`` for other bytes (decoding then rejects them)."""
+    def be32(offset):
+        b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, 4), tf.uint8), tf.int64)
+        return b[0] * 16777216 + b[1] * 65536 + b[2] * 256 + b[3]
+
+    def le32(offset):
+        b = tf.cast(tf.io.decode_raw(tf.strings.substr(encoded, offset, 4), tf.uint8), tf.int64)
+        value = b[0] + b[1] * 256 + b[2] * 65536 + b[3] * 16777216
+        return tf.abs(tf.where(value >= 2 ** 31, value - 2 ** 32, value))  # signed, may be < 0
+
+    length = tf.strings.length(encoded)
+    magic = tf.strings.substr(encoded, 0, tf.minimum(length, 8))
+    png = tf.logical_and(tf.equal(magic, b"\x89PNG\r\n\x1a\n"), length >= 24)
+    bmp = tf.logical_and(tf.equal(tf.strings.substr(magic, 0, tf.minimum(length, 2)), b"BM"),
+                         length >= 26)
+    zero = tf.zeros([2], tf.int64)
+    return tf.case([
+        (tf.io.is_jpeg(encoded), lambda: tf.cast(tf.io.extract_jpeg_shape(encoded)[:2],
+                                                 tf.int64)),
+        (png, lambda: tf.stack([be32(20), be32(16)])),
+        (bmp, lambda: tf.stack([le32(22), le32(18)]))], default=lambda: zero)
+
+
 def _decode(encoded: bytes) -> np.ndarray:
     return decode(encoded).numpy()
 
 
-def read_image(path: str) -> ImageFile:
+def read_image(path: str, max_pixels: int = MAX_PIXELS) -> ImageFile:
     """Reads and decodes one image file.
 
     Raises:
-      BadImageError: empty, unreadable, not an image, unsupported format, or corrupt data.
+      BadImageError: empty, unreadable, not an image, unsupported format, corrupt data, or a
+        header declaring more than ``max_pixels`` pixels (refused before decoding).
     """
     try:
         with open(path, "rb") as f:
@@ -128,6 +157,11 @@ def read_image(path: str) -> ImageFile:
     if fmt not in SUPPORTED_FORMATS:
         raise BadImageError(path, f"unsupported format {fmt}; convert it to PNG or JPEG")
     try:
+        height, width = (int(v) for v in declared_size(data).numpy())
+        if height * width > max_pixels:
+            raise BadImageError(path, f"its header declares {width}x{height} pixels, more than "
+                                f"the {max_pixels:,} the tools decode (a decompression bomb, or "
+                                "an image to shrink first)")
         pixels = _decode(data)
     except tf.errors.InvalidArgumentError as e:
         detail = e.message.strip().splitlines()[-1] if e.message else "decode failed"
