@@ -33,6 +33,8 @@ flags.DEFINE_integer("crop_size", 256, "Crop size (load_size = crop * 286 / 256)
 flags.DEFINE_enum("model", "pix2pix", ["pix2pix", "cycle_gan"], "Model.")
 flags.DEFINE_string("netG", "", "Generator; default: the model's (unet_256, resnet_9blocks).")
 flags.DEFINE_string("data_dir", "", "TFRecords; default: facades from ../shared/data.")
+flags.DEFINE_list("plain_layers", [], "Fast layers to run as plain TensorFlow ops, for A/B "
+                  "measurements per CPU class: any of Conv, UpConv, InstanceNorm.")
 
 
 def matmul_rate(dtype: str, n: int = 2048, repeats: int = 10) -> float:
@@ -99,6 +101,23 @@ def step_flops(model, batch_size: int, size: int) -> float:
     return 2.0 * (3 * g + 8 * d)
 
 
+def set_plain_layers(model, names) -> int:
+    """Switches the model's fast layers of the classes ``names`` to their plain path (the one
+    ``make_portable`` uses for converters) before the step is traced; returns how many."""
+    from tf_pix2pix.networks import common
+
+    classes = tuple(getattr(common, name) for name in names)
+    networks = [getattr(model, n) for n in ("generator", "discriminator", "G_A", "G_B", "D_A",
+                                            "D_B") if getattr(model, n, None) is not None]
+    count = 0
+    for network in networks:
+        for layer in network._flatten_layers():
+            if classes and isinstance(layer, classes):
+                layer.portable = True
+                count += 1
+    return count
+
+
 def main(argv):
     del argv
     from benchmarks.common import (facades_records, machine, report, scratch_dir, summary,
@@ -120,6 +139,7 @@ def main(argv):
                           val_max_examples=0, gan_mode="lsgan" if cycle_gan else "vanilla"))
     trainer = build_trainer(config, progress=False)
     model, iterator = trainer.model, trainer.iterator
+    plain = set_plain_layers(model, FLAGS.plain_layers)
 
     def one_step():
         values = model.train_step(next(iterator))
@@ -142,13 +162,14 @@ def main(argv):
     f32, bf16 = matmul_rate("float32"), matmul_rate("bfloat16")
     floor = flops / (f32 * 1e9)
     result = {"benchmark": "train_step", "model": FLAGS.model, "precision": FLAGS.precision,
-              "netG": netG, **extra,
+              "netG": netG, "plain_layers": sorted(FLAGS.plain_layers), **extra,
               "batch_size": FLAGS.batch_size, "crop_size": FLAGS.crop_size, **stats,
               "step_gflop": flops / 1e9, "matmul_f32_gflops": f32, "matmul_bf16_gflops": bf16,
               "f32_floor_s": floor, "floor_fraction": floor / stats["median_s"],
               "images_per_s": FLAGS.batch_size / stats["median_s"], **machine()}
     report(result, [
         ("precision", FLAGS.precision),
+        ("plain layers", f"{','.join(FLAGS.plain_layers)} ({plain} layers)" if plain else "none"),
         ("step median / min / max", f"{stats['median_s']:.3f} / {stats['min_s']:.3f} / "
                                     f"{stats['max_s']:.3f} s ({FLAGS.steps} steps)"),
         ("step FLOPs", f"{flops / 1e9:.1f} GFLOP"),

@@ -459,3 +459,28 @@ def test_patchgan_receptive_fields_of_the_paper(netD, n_layers, field):
         centre = logits[0, logits.shape[1] // 2, logits.shape[2] // 2, 0]
     rows = np.flatnonzero(np.abs(tape.gradient(centre, x).numpy()[0, :, :, 0]).sum(axis=1))
     assert rows.max() - rows.min() + 1 == field
+
+
+def test_dropout_is_keras_dropout_on_one_device_and_differs_between_replicas():
+    import keras
+    import tensorflow as tf
+
+    from tf_pix2pix.networks.common import Dropout
+
+    x = tf.ones([2, 6, 6, 4])
+    ours, theirs = Dropout(0.5, seed=11), keras.layers.Dropout(0.5, seed=11)
+    for _ in range(3):  # the seed advances identically call after call
+        np.testing.assert_array_equal(ours(x, training=True), theirs(x, training=True))
+    np.testing.assert_array_equal(ours(x, training=False), x)
+
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        layer = Dropout(0.5, seed=11)
+    single = Dropout(0.5, seed=11)
+    per_replica = strategy.experimental_local_results(
+        strategy.run(tf.function(lambda: layer(x[:1], training=True))))
+    first, second = (r.numpy() for r in per_replica)
+    assert not np.array_equal(first, second)  # Keras's own layer gives two equal masks here
+    np.testing.assert_array_equal(first, single(x[:1], training=True))
+    for mask in (first, second):
+        assert set(np.unique(mask)) == {0.0, 2.0} and 0.2 < (mask == 0).mean() < 0.8

@@ -6,6 +6,10 @@
     checkpoints/ckpt-N.*   G, D, both optimizers, step, dropout RNG state, input-iterator position
     train/  val/           TensorBoard event files
     samples/*.png          input | output | target grids
+
+Under ``--strategy=multi_worker`` only the chief writes it; the other workers save their share of
+each checkpoint into a private temporary folder, stop together with the chief on a signal to any
+of them, and end with :class:`WorkerLostError` when another worker dies.
 """
 
 from __future__ import annotations
@@ -177,6 +181,20 @@ def _saved_step(directory: str) -> int:
             else 0
     except (ValueError, IndexError, tf.errors.OpError):
         return 0
+
+
+def stop_agreement(strategy: tf.distribute.Strategy):
+    """``agree(local_flag) -> bool``: whether any worker's flag is set, by one all-reduce.
+
+    Every worker of the strategy must call it at the same point (once per step in the loop).
+    """
+
+    @tf.function
+    def any_set(flag):
+        flags = strategy.run(lambda: tf.identity(flag))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None)
+
+    return lambda local: bool(any_set(tf.constant(float(local))) > 0)
 
 
 def _scratch_dir(strategy: tf.distribute.Strategy, model_dir: str) -> str:
@@ -417,15 +435,8 @@ class _Trainer:
         if self.workers == 1:
             return local
         if self._agree is None:
-            strategy = self.strategy
-
-            @tf.function
-            def agree(flag):
-                flags = strategy.run(lambda: tf.identity(flag))
-                return strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None)
-
-            self._agree = agree
-        return bool(self._agree(tf.constant(float(local))) > 0)
+            self._agree = stop_agreement(self.strategy)
+        return self._agree(local)
 
     # -- summaries ---------------------------------------------------------------------------
 
@@ -573,11 +584,12 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
 
     Restarting with the same ``model_dir`` resumes from the latest checkpoint: step, weights,
     optimizer moments, dropout RNG state and input position, so an interrupted run continues as
-    if it had not stopped. SIGTERM and SIGINT save a checkpoint before returning.
+    if it had not stopped. SIGTERM and SIGINT (to any worker) save a checkpoint before returning.
 
     Raises:
       ConfigError: invalid or mismatched configuration (e.g. another architecture in model_dir).
       DataError: missing or empty data.
       TrainingDivergedError: a loss became NaN/Inf; the latest checkpoint stays the last good one.
+      WorkerLostError: another worker of a multi-worker job died or became unreachable.
     """
     return build_trainer(config, progress).run()

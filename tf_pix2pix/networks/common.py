@@ -139,6 +139,30 @@ class InstanceNorm(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="tf_pix2pix")
+class Dropout(keras.layers.Dropout):
+    """``keras.layers.Dropout`` whose masks differ between the replicas of a strategy.
+
+    Keras's layer draws every mask's seed from one seed-generator state, which is the same on
+    every replica, so under ``mirrored``/``multi_worker`` all replicas would drop the same units
+    of their shares of the batch — correlated noise that one device never draws. Here the
+    replica's id is folded into the seed (``stateless_fold_in``). Replica 0 (and so one device) keeps Keras's seed: the
+    layer is then exactly Keras's (tested), and single-device runs are unchanged.
+    """
+
+    def call(self, inputs, training=False):
+        if not training or self.rate <= 0:
+            return inputs
+        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
+        context = tf.distribute.get_replica_context()
+        replica = context.replica_id_in_sync_group if context is not None else 0
+        replica = tf.cast(replica, tf.int32)
+        seed = tf.where(replica == 0, seed,
+                        tf.random.experimental.stateless_fold_in(seed, replica))
+        return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate, seed=seed,
+                                                    noise_shape=self.noise_shape)
+
+
+@keras.saving.register_keras_serializable(package="tf_pix2pix")
 class ReflectionPad2D(keras.layers.Layer):
     """Pads height and width by ``padding`` pixels, mirroring without repeating the edge."""
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from tf_pix2pix.networks.common import (ReflectionPad2D, TorchUpConv, conv, conv_init, norm_layer,
-                                        upsample, use_bias)
+from tf_pix2pix.networks.common import (Dropout, ReflectionPad2D, TorchUpConv, conv, conv_init,
+                                        norm_layer, upsample, use_bias)
 
 
 def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, ngf: int = 64,
@@ -41,7 +41,7 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
         y = norm_layer(norm, gain, sync_bn, name=f"block{b}_norm1")(y)
         y = keras.layers.ReLU(name=f"block{b}_relu")(y)
         if use_dropout:
-            y = keras.layers.Dropout(0.5, name=f"block{b}_dropout")(y)
+            y = Dropout(0.5, name=f"block{b}_dropout")(y)
         y = ReflectionPad2D(1, name=f"block{b}_pad2")(y)
         y = conv(dim, 3, 1, bias, gain, f"block{b}_conv2")(y)
         y = norm_layer(norm, gain, sync_bn, name=f"block{b}_norm2")(y)

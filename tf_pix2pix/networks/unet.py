@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from tf_pix2pix.networks.common import UpConv, conv, conv_init, norm_layer, upsample, use_bias
+from tf_pix2pix.networks.common import (Dropout, UpConv, conv, conv_init, norm_layer, upsample,
+                                        use_bias)
 
 
 def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 64,
@@ -64,7 +65,7 @@ def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ng
         x = norm_layer(norm, gain, sync_bn, name=f"up{i}_norm")(x)
         # Dropout sits on the num_downs - 5 blocks between the 8ngf level and the innermost one.
         if use_dropout and 4 <= i <= num_downs - 2:
-            x = keras.layers.Dropout(0.5, name=f"up{i}_dropout")(x)
+            x = Dropout(0.5, name=f"up{i}_dropout")(x)
         if skips:
             x = keras.layers.Concatenate(name=f"up{i}_skip")([features[i - 1], x])
 
