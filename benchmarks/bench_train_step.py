@@ -159,7 +159,12 @@ def main(argv):
         rows.append(("G_A inference, 1 image", f"{infer['median_s']:.3f} s median of 10"))
     else:
         flops = step_flops(model, FLAGS.batch_size, FLAGS.crop_size)
-    f32, bf16 = matmul_rate("float32"), matmul_rate("bfloat16")
+    f32 = matmul_rate("float32")
+    # Under an oneDNN ISA cap below AVX-512 (the AVX2 emulation) oneDNN has no bfloat16 matmul
+    # and aborts the process rather than raising.
+    capped = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() not in ("", "ALL") and (
+        "AVX512" not in os.environ["ONEDNN_MAX_CPU_ISA"].upper())
+    bf16 = float("nan") if capped else matmul_rate("bfloat16")
     floor = flops / (f32 * 1e9)
     result = {"benchmark": "train_step", "model": FLAGS.model, "precision": FLAGS.precision,
               "netG": netG, "plain_layers": sorted(FLAGS.plain_layers), **extra,

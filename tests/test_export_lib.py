@@ -108,6 +108,8 @@ def test_bad_bytes_raise_a_readable_invalid_argument(exported):
     _, loaded = exported
     with pytest.raises(tf.errors.InvalidArgumentError, match="Unknown image file format"):
         loaded.signatures["serving_default"](image_bytes=tf.constant([b"not an image"]))
+    with pytest.raises(tf.errors.InvalidArgumentError):  # an empty string
+        loaded.signatures["serving_default"](image_bytes=tf.constant([b""]))
 
 
 def test_export_info_asset_and_saved_model_cli(exported):
