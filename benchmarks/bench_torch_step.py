@@ -1,0 +1,149 @@
+"""The pix2pix training step in PyTorch, as the reference computes it: a same-machine yardstick.
+
+Usage:
+  python benchmarks/bench_torch_step.py [--steps=20 --warmup=5]
+  # the AVX2 class on an AVX-512 machine (both libraries' kernels capped at AVX2):
+  ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/bench_torch_step.py
+
+The authors' scripts cannot run here (no downloads), so this is our own PyTorch re-implementation
+of the reference's default pix2pix iteration — not the authors' code, but the same computation:
+``unet_256`` (batch norm without conv biases, dropout 0.5 on the three inner 8ngf up blocks,
+LeakyReLU 0.2 down / ReLU up, tanh), the 70x70 ``basic`` PatchGAN on the concatenated pair, BCE
+with logits, one generator forward, a discriminator update on the detached output (loss halved),
+then a generator update on GAN + 100 * L1, Adam(2e-4, 0.5, 0.999), batch 1, 256x256 random
+images. Compare with ``bench_train_step.py`` run in the same session. PyTorch is the ``test``
+extra's CPU wheel.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+from absl import app, flags  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")
+flags.DEFINE_integer("warmup", 5, "Untimed steps first.")
+flags.DEFINE_integer("threads", 0, "torch.set_num_threads; 0 = the number of CPUs.")
+
+
+def build(torch):
+    nn = torch.nn
+
+    class Block(nn.Module):
+        """One U-Net level around ``inner`` (None at the innermost level)."""
+
+        def __init__(self, outer, inner_nc, input_nc=None, inner=None, outermost=False,
+                     innermost=False, dropout=False):
+            super().__init__()
+            self.outermost = outermost
+            input_nc = input_nc or outer
+            down = nn.Conv2d(input_nc, inner_nc, 4, 2, 1, bias=False)
+            if outermost:
+                up = nn.ConvTranspose2d(inner_nc * 2, outer, 4, 2, 1)
+                layers = [down, inner, nn.ReLU(True), up, nn.Tanh()]
+            elif innermost:
+                up = nn.ConvTranspose2d(inner_nc, outer, 4, 2, 1, bias=False)
+                layers = [nn.LeakyReLU(0.2, True), down, nn.ReLU(True), up, nn.BatchNorm2d(outer)]
+            else:
+                up = nn.ConvTranspose2d(inner_nc * 2, outer, 4, 2, 1, bias=False)
+                layers = [nn.LeakyReLU(0.2, True), down, nn.BatchNorm2d(inner_nc), inner,
+                          nn.ReLU(True), up, nn.BatchNorm2d(outer)]
+                if dropout:
+                    layers.append(nn.Dropout(0.5))
+            self.model = nn.Sequential(*layers)
+
+        def forward(self, x):
+            return self.model(x) if self.outermost else torch.cat([x, self.model(x)], 1)
+
+    ngf = 64
+    block = Block(ngf * 8, ngf * 8, innermost=True)
+    for _ in range(3):
+        block = Block(ngf * 8, ngf * 8, inner=block, dropout=True)
+    block = Block(ngf * 4, ngf * 8, inner=block)
+    block = Block(ngf * 2, ngf * 4, inner=block)
+    block = Block(ngf, ngf * 2, inner=block)
+    generator = Block(3, ngf, input_nc=3, inner=block, outermost=True)
+
+    ndf = 64
+    d_layers = [nn.Conv2d(6, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+    for prev, mult, stride in ((1, 2, 2), (2, 4, 2), (4, 8, 1)):
+        d_layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1, bias=False),
+                     nn.BatchNorm2d(ndf * mult), nn.LeakyReLU(0.2, True)]
+    d_layers.append(nn.Conv2d(ndf * 8, 1, 4, 1, 1))
+    discriminator = nn.Sequential(*d_layers)
+    for net in (generator, discriminator):
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.normal_(m.weight, 1.0, 0.02)
+                nn.init.zeros_(m.bias)
+    return generator, discriminator
+
+
+def main(argv):
+    del argv
+    import time
+
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(FLAGS.threads or os.cpu_count())
+    G, D = build(torch)
+    G.train()
+    D.train()
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    bce, l1 = torch.nn.BCEWithLogitsLoss(), torch.nn.L1Loss()
+    real_a = torch.rand(1, 3, 256, 256) * 2 - 1
+    real_b = torch.rand(1, 3, 256, 256) * 2 - 1
+
+    def step():
+        fake_b = G(real_a)
+        for p in D.parameters():
+            p.requires_grad_(True)
+        opt_d.zero_grad()
+        pred_fake = D(torch.cat([real_a, fake_b.detach()], 1))
+        pred_real = D(torch.cat([real_a, real_b], 1))
+        loss_d = 0.5 * (bce(pred_fake, torch.zeros_like(pred_fake))
+                        + bce(pred_real, torch.ones_like(pred_real)))
+        loss_d.backward()
+        opt_d.step()
+        for p in D.parameters():
+            p.requires_grad_(False)
+        opt_g.zero_grad()
+        pred_fake = D(torch.cat([real_a, fake_b], 1))
+        loss_g = bce(pred_fake, torch.ones_like(pred_fake)) + 100.0 * l1(fake_b, real_b)
+        loss_g.backward()
+        opt_g.step()
+        return float(loss_g)
+
+    for _ in range(FLAGS.warmup):
+        step()
+    times = []
+    for _ in range(FLAGS.steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+
+    from benchmarks.common import machine, report, summary
+
+    stats = summary(times)
+    result = {"benchmark": "torch_reference_step", "torch": torch.__version__,
+              "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "threads": torch.get_num_threads(), **stats, **machine()}
+    report(result, [
+        ("PyTorch pix2pix step", f"{stats['median_s']:.3f} s median, min {stats['min_s']:.3f} "
+                                 f"({FLAGS.steps} steps, batch 1, 256x256)"),
+        ("ATen CPU capability", result["aten_cpu_capability"]),
+    ])
+
+
+if __name__ == "__main__":
+    app.run(main)
