@@ -317,7 +317,7 @@ class _Trainer:
         else:
             # Distributed iterators (and TFDS's, in general) cannot be checkpointed; the pipeline
             # is deterministic, so it is repositioned by skipping the examples already trained
-            # on (exact for one worker).
+            # on (exact for any number of workers: see _reposition).
             self._reposition(_saved_step(checkpoint_dir(self.model_dir)))
             checkpointed_iterator = {}
         self.iterator_checkpointed = bool(checkpointed_iterator)
