@@ -1,7 +1,8 @@
-"""The pix2pix training step in PyTorch, as the reference computes it: a same-machine yardstick.
+"""The reference's training steps in PyTorch (pix2pix, CycleGAN): a same-machine yardstick.
 
 Usage:
   python benchmarks/bench_torch_step.py [--steps=20 --warmup=5]
+  python benchmarks/bench_torch_step.py --model=cycle_gan --steps=8 --warmup=2
   # the AVX2 class on an AVX-512 machine (both libraries' kernels capped at AVX2):
   ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/bench_torch_step.py
 
@@ -11,8 +12,11 @@ of the reference's default pix2pix iteration — not the authors' code, but the 
 LeakyReLU 0.2 down / ReLU up, tanh), the 70x70 ``basic`` PatchGAN on the concatenated pair, BCE
 with logits, one generator forward, a discriminator update on the detached output (loss halved),
 then a generator update on GAN + 100 * L1, Adam(2e-4, 0.5, 0.999), batch 1, 256x256 random
-images. Compare with ``bench_train_step.py`` run in the same session. PyTorch is the ``test``
-extra's CPU wheel.
+images. ``--model=cycle_gan``: two ``resnet_9blocks`` generators and two basic PatchGANs with
+affine-free instance norm, LSGAN, cycle weight 10, identity 0.5, the generators' joint update then
+both discriminators' (the image pools, which only copy images, are left out). Compare with
+``bench_train_step.py`` (same ``--model``) run in the same session. PyTorch is the ``test`` extra's
+CPU wheel.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")
 flags.DEFINE_integer("warmup", 5, "Untimed steps first.")
 flags.DEFINE_integer("threads", 0, "torch.set_num_threads; 0 = the number of CPUs.")
+flags.DEFINE_enum("model", "pix2pix", ["pix2pix", "cycle_gan"], "Which reference step.")
 
 
 def build(torch):
@@ -87,6 +92,97 @@ def build(torch):
     return generator, discriminator
 
 
+def build_cycle_gan(torch):
+    """The reference's CycleGAN networks: resnet_9blocks generators and basic PatchGANs with
+    affine-free instance norm (convs before it keep their bias, as the reference's use_bias)."""
+    nn = torch.nn
+
+    def norm(c):
+        return nn.InstanceNorm2d(c, affine=False, track_running_stats=False)
+
+    class ResBlock(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), norm(c),
+                                       nn.ReLU(True), nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3),
+                                       norm(c))
+
+        def forward(self, x):
+            return x + self.block(x)
+
+    def generator(ngf=64):
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), norm(ngf), nn.ReLU(True)]
+        for mult in (1, 2):
+            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, 2, 1), norm(ngf * mult * 2),
+                       nn.ReLU(True)]
+        layers += [ResBlock(ngf * 4) for _ in range(9)]
+        for mult in (4, 2):
+            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, 2, 1, output_padding=1),
+                       norm(ngf * mult // 2), nn.ReLU(True)]
+        layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
+        return nn.Sequential(*layers)
+
+    def discriminator(ndf=64):
+        layers = [nn.Conv2d(3, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
+        for prev, mult, stride in ((1, 2, 2), (2, 4, 2), (4, 8, 1)):
+            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1), norm(ndf * mult),
+                       nn.LeakyReLU(0.2, True)]
+        layers.append(nn.Conv2d(ndf * 8, 1, 4, 1, 1))
+        return nn.Sequential(*layers)
+
+    nets = [generator(), generator(), discriminator(), discriminator()]
+    for net in nets:
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                nn.init.zeros_(m.bias)
+    return nets
+
+
+def cycle_gan_step(torch):
+    """One reference CycleGAN iteration (LSGAN, cycle 10, identity 0.5; pools left out: they
+    only copy images)."""
+    import itertools
+
+    G_A, G_B, D_A, D_B = build_cycle_gan(torch)
+    for net in (G_A, G_B, D_A, D_B):
+        net.train()
+    opt_g = torch.optim.Adam(itertools.chain(G_A.parameters(), G_B.parameters()), lr=2e-4,
+                             betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(itertools.chain(D_A.parameters(), D_B.parameters()), lr=2e-4,
+                             betas=(0.5, 0.999))
+    mse, l1 = torch.nn.MSELoss(), torch.nn.L1Loss()
+    real_a = torch.rand(1, 3, 256, 256) * 2 - 1
+    real_b = torch.rand(1, 3, 256, 256) * 2 - 1
+
+    def gan(pred, target):
+        return mse(pred, torch.full_like(pred, float(target)))
+
+    def step():
+        fake_b = G_A(real_a)
+        rec_a = G_B(fake_b)
+        fake_a = G_B(real_b)
+        rec_b = G_A(fake_a)
+        for p in itertools.chain(D_A.parameters(), D_B.parameters()):
+            p.requires_grad_(False)
+        opt_g.zero_grad()
+        loss_g = (l1(G_A(real_b), real_b) * 10 * 0.5 + l1(G_B(real_a), real_a) * 10 * 0.5
+                  + gan(D_A(fake_b), 1) + gan(D_B(fake_a), 1)
+                  + l1(rec_a, real_a) * 10 + l1(rec_b, real_b) * 10)
+        loss_g.backward()
+        opt_g.step()
+        for p in itertools.chain(D_A.parameters(), D_B.parameters()):
+            p.requires_grad_(True)
+        opt_d.zero_grad()
+        for D, real, fake in ((D_A, real_b, fake_b), (D_B, real_a, fake_a)):
+            loss_d = 0.5 * (gan(D(real), 1) + gan(D(fake.detach()), 0))
+            loss_d.backward()
+        opt_d.step()
+        return float(loss_g)
+
+    return step
+
+
 def main(argv):
     del argv
     import time
@@ -95,6 +191,35 @@ def main(argv):
 
     torch.manual_seed(0)
     torch.set_num_threads(FLAGS.threads or os.cpu_count())
+    if FLAGS.model == "cycle_gan":
+        step = cycle_gan_step(torch)
+    else:
+        step = pix2pix_step(torch)
+    for _ in range(FLAGS.warmup):
+        step()
+    times = []
+    for _ in range(FLAGS.steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+
+    from benchmarks.common import machine, report, summary
+
+    stats = summary(times)
+    result = {"benchmark": "torch_reference_step", "model": FLAGS.model,
+              "torch": torch.__version__,
+              "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+              "threads": torch.get_num_threads(), **stats, **machine()}
+    report(result, [
+        (f"PyTorch {FLAGS.model} step", f"{stats['median_s']:.3f} s median, min "
+                                        f"{stats['min_s']:.3f} ({FLAGS.steps} steps, batch 1, "
+                                        "256x256)"),
+        ("ATen CPU capability", result["aten_cpu_capability"]),
+    ])
+
+
+def pix2pix_step(torch):
+    """One reference pix2pix iteration (see the module docstring)."""
     G, D = build(torch)
     G.train()
     D.train()
@@ -124,25 +249,7 @@ def main(argv):
         opt_g.step()
         return float(loss_g)
 
-    for _ in range(FLAGS.warmup):
-        step()
-    times = []
-    for _ in range(FLAGS.steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-
-    from benchmarks.common import machine, report, summary
-
-    stats = summary(times)
-    result = {"benchmark": "torch_reference_step", "torch": torch.__version__,
-              "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-              "threads": torch.get_num_threads(), **stats, **machine()}
-    report(result, [
-        ("PyTorch pix2pix step", f"{stats['median_s']:.3f} s median, min {stats['min_s']:.3f} "
-                                 f"({FLAGS.steps} steps, batch 1, 256x256)"),
-        ("ATen CPU capability", result["aten_cpu_capability"]),
-    ])
+    return step
 
 
 if __name__ == "__main__":
