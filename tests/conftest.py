@@ -14,6 +14,12 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
 
+# test_train_lib.tiny_config's model, data shapes and seed as run_train.py flags, for the tests
+# that start training processes.
+TINY_FLAGS = ("--netG", "unet_32", "--ngf", "8", "--ndf", "8", "--load_size", "36",
+              "--crop_size", "32", "--batch_size", "2", "--seed", "3")
+
+
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory):
     """A|B JPEGs of the demo generator: 12 train, 4 val, 4 test, 64 px per side."""

@@ -77,9 +77,9 @@ def test_losses_on_known_tensors():
     ones = tf.ones([2, 4, 4, 3])
     zeros = tf.zeros([2, 4, 4, 3])
     logits = tf.fill([2, 3, 3, 1], 0.5)
-    out = cycle_gan_losses(real_A=zeros, real_B=ones, rec_A=0.5 * ones, rec_B=0.75 * ones, idt_A=0.9 * ones,
-                           idt_B=0.2 * ones, d_fake_B=logits, d_fake_A=2.0 * logits,
-                           lambda_A=10.0, lambda_B=4.0, lambda_identity=0.5, gan_mode="lsgan")
+    out = cycle_gan_losses(real_A=zeros, real_B=ones, rec_A=0.5 * ones, rec_B=0.75 * ones,
+                           idt_A=0.9 * ones, idt_B=0.2 * ones, d_fake_B=logits,
+                           d_fake_A=2.0 * logits, lambda_A=10.0, lambda_B=4.0, lambda_identity=0.5, gan_mode="lsgan")
     expected = {"G_A": 0.25,                 # (0.5 - 1)^2
                 "G_B": 0.0,                  # (1 - 1)^2
                 "cycle_A": 0.5 * 10.0,       # |0.5 - 0| * lambda_A

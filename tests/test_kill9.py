@@ -13,12 +13,13 @@ import pytest
 
 from tf_pix2pix import kill9
 
+from conftest import TINY_FLAGS
+
 pytestmark = pytest.mark.multiprocess
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = ("--netG", "unet_32", "--ngf", "8", "--ndf", "8", "--load_size", "36", "--crop_size",
-         "32", "--batch_size", "2", "--seed", "3", "--max_steps", "240", "--save_every_steps",
-         "8", "--image_every_steps", "60", "--val_max_examples", "4")
+TRAIN = (*TINY_FLAGS, "--max_steps", "240", "--save_every_steps", "8", "--image_every_steps",
+         "60", "--val_max_examples", "4")
 
 
 def test_three_kills_one_per_moment_end_bit_identical(records_dir, tmp_path):

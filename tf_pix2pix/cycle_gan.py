@@ -79,8 +79,9 @@ class ImagePool(tf.Module):
         return tf.stack([self._query_one(images[i]) for i in range(images.shape[0])])
 
 
-def cycle_gan_losses(real_A, real_B, rec_A, rec_B, idt_A, idt_B, d_fake_B, d_fake_A, lambda_A: float, lambda_B: float,
-                     lambda_identity: float, gan_mode: str) -> dict[str, tf.Tensor]:
+def cycle_gan_losses(real_A, real_B, rec_A, rec_B, idt_A, idt_B, d_fake_B, d_fake_A,
+                     lambda_A: float, lambda_B: float, lambda_identity: float,
+                     gan_mode: str) -> dict[str, tf.Tensor]:
     """The generators' per-example losses, named as the reference logs them.
 
     Args:

@@ -133,10 +133,6 @@ def declared_size(encoded: tf.Tensor) -> tf.Tensor:
         (bmp, lambda: tf.stack([le32(22), le32(18)]))], default=lambda: zero)
 
 
-def _decode(encoded: bytes) -> np.ndarray:
-    return decode(encoded).numpy()
-
-
 def read_image(path: str, max_pixels: int = MAX_PIXELS) -> ImageFile:
     """Reads and decodes one image file.
 
@@ -162,7 +158,7 @@ def read_image(path: str, max_pixels: int = MAX_PIXELS) -> ImageFile:
             raise BadImageError(path, f"its header declares {width}x{height} pixels, more than "
                                 f"the {max_pixels:,} the tools decode (a decompression bomb, or "
                                 "an image to shrink first)")
-        pixels = _decode(data)
+        pixels = decode(data).numpy()
     except tf.errors.InvalidArgumentError as e:
         detail = e.message.strip().splitlines()[-1] if e.message else "decode failed"
         raise BadImageError(path, f"corrupt or truncated {fmt} data ({detail})") from e

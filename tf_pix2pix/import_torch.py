@@ -7,8 +7,8 @@ Usage:
 
 The ``.pth`` is read without PyTorch (``pth_format``: a restricted unpickler, both file formats).
 Every tensor of the reference's generator is mapped to its Keras variable by the reference's
-module structure (``UnetGenerator``'s nested ``model.model.1.model.3...`` blocks, ``ResnetGenerator``'s
-flat ``model.N`` list), names and shapes checked one by one; convolution weights go from
+module structure (``UnetGenerator``'s nested ``model.model.1.model.3...`` blocks,
+``ResnetGenerator``'s flat ``model.N`` list), names and shapes checked one by one; convolution weights go from
 PyTorch's ``[out, in, kh, kw]`` to Keras's ``[kh, kw, in, out]`` and transposed-convolution
 weights from ``[in, out, kh, kw]`` to ``[kh, kw, out, in]`` (the same taps, no flip). Batch-norm
 running statistics are kept (``num_batches_tracked`` is not needed); the old-PyTorch instance-norm

@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 
+from tf_pix2pix.train_lib import is_partial_save
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOMENTS = ("startup", "between_saves", "during_save")
@@ -74,8 +75,7 @@ class Kill:
 class Kill9Report:
     reference_sha256: str
     final_sha256: str
-    kills: list[Kill]
-    restarts: int
+    kills: list[Kill]  # each followed by a restart
 
     @property
     def identical(self) -> bool:
@@ -84,10 +84,11 @@ class Kill9Report:
     def summary(self) -> str:
         saving = sum(k.saving for k in self.kills)
         moments = ", ".join(f"{m} {sum(k.moment == m for k in self.kills)}" for m in MOMENTS)
+        verdict = "bit-identical to" if self.identical else "DIFFER from"
         return (f"{len(self.kills)} kills ({moments}; {saving} while a checkpoint was being "
-                f"written), {self.restarts} restarts, each resumed from the newest complete "
-                f"checkpoint; final weights {'bit-identical to' if self.identical else 'DIFFER from'}"
-                f" the uninterrupted run (sha256 {self.final_sha256[:16]}...)")
+                f"written), {len(self.kills)} restarts, each resumed from the newest complete "
+                f"checkpoint; final weights {verdict} the uninterrupted run (sha256 "
+                f"{self.final_sha256[:16]}...)")
 
 
 def _checkpoint_state(model_dir: str, since: float = 0.0) -> tuple[int, bool]:
@@ -103,7 +104,7 @@ def _checkpoint_state(model_dir: str, since: float = 0.0) -> tuple[int, bool]:
         return 0, False
     saving = False
     for name in names:
-        if name.endswith("_temp") or name.startswith("checkpoint.tmp"):
+        if is_partial_save(name):
             try:
                 saving |= os.stat(os.path.join(folder, name)).st_mtime >= since
             except FileNotFoundError:  # finished meanwhile
@@ -224,15 +225,13 @@ def run(config: Kill9Config, log=print) -> Kill9Report:
     shutil.rmtree(interrupted, ignore_errors=True)
     rng = random.Random(config.seed)
     kills: list[Kill] = []
-    attempt = 0
     # Between-saves delays are drawn within a tenth of the uninterrupted run, so that training
     # moves on between kills and the run does not finish before all of them are delivered.
     interval = max((duration - startup) / 10.0, 0.5)
     # Every moment equally often, in random order.
     moments = [MOMENTS[i % len(MOMENTS)] for i in range(config.kills)]
     rng.shuffle(moments)
-    for moment in moments:
-        attempt += 1
+    for attempt, moment in enumerate(moments, 1):
         attempt_log = os.path.join(logs, f"attempt{attempt:03d}.log")
         kill = _kill_once(config, interrupted, attempt_log, moment, rng, startup, interval)
         if kills:
@@ -249,10 +248,10 @@ def run(config: Kill9Config, log=print) -> Kill9Report:
     final_sha, _ = _finish(config, interrupted, final_log)
     _check_resume(final_log, kills[-1], killed_at_startup=False)
     leftovers = [n for n in os.listdir(os.path.join(interrupted, "checkpoints"))
-                 if n.endswith("_temp") or n.startswith("checkpoint.tmp")]
+                 if is_partial_save(n)]
     if leftovers:
         raise Kill9Error(f"partial checkpoint writes were left in {interrupted}: {leftovers}")
-    report = Kill9Report(reference_sha, final_sha, kills, restarts=attempt)
+    report = Kill9Report(reference_sha, final_sha, kills)
     if not report.identical:
         raise Kill9Error(f"final weights differ from the uninterrupted run "
                          f"({final_sha} vs {reference_sha}); logs in {logs}")

@@ -212,12 +212,19 @@ def _scratch_dir(strategy: tf.distribute.Strategy, model_dir: str) -> str:
     return path
 
 
+def is_partial_save(name: str) -> bool:
+    """Whether ``name`` in a checkpoint folder is part of an unfinished save: TensorFlow writes a
+    checkpoint into ``ckpt-N_temp/`` and the state file through ``checkpoint.tmp*`` before
+    renaming them into place."""
+    return name.endswith("_temp") or name.startswith("checkpoint.tmp")
+
+
 def remove_partial_saves(folder: str) -> list[str]:
     """Deletes what interrupted checkpoint writes left in ``folder``; returns the names.
 
-    TensorFlow writes a checkpoint into ``ckpt-N_temp/`` and the state file through
-    ``checkpoint.tmp*`` before renaming them; a process killed meanwhile leaves them behind (a
-    partial copy of the weights each), and a later save of the same step does not remove them.
+    A process killed during a save leaves its partial files (:func:`is_partial_save`: the
+    ``ckpt-N_temp`` folder, the ``checkpoint.tmp*`` file; a partial copy of the weights each)
+    behind, and a later save of the same step does not remove them.
     Call it only while no save is running (the chief, before restoring).
     """
     try:

@@ -145,8 +145,9 @@ class Dropout(keras.layers.Dropout):
     Keras's layer draws every mask's seed from one seed-generator state, which is the same on
     every replica, so under ``mirrored``/``multi_worker`` all replicas would drop the same units
     of their shares of the batch — correlated noise that one device never draws. Here the
-    replica's id is folded into the seed (``stateless_fold_in``). Replica 0 (and so one device) keeps Keras's seed: the
-    layer is then exactly Keras's (tested), and single-device runs are unchanged.
+    replica's id is folded into the seed (``stateless_fold_in``). Replica 0 (and so one device)
+    keeps Keras's seed: the layer is then exactly Keras's (tested), and single-device runs are
+    unchanged.
     """
 
     def call(self, inputs, training=False):
