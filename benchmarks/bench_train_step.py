@@ -4,6 +4,7 @@ Usage:
   python benchmarks/bench_train_step.py --precision=float32
   python benchmarks/bench_train_step.py --precision=mixed_bfloat16 --steps=30
   python benchmarks/bench_train_step.py --model=cycle_gan --steps=8 --warmup=2
+  python benchmarks/bench_train_step.py --patch_matmul=off   # A/B of the patch-matmul paths
 
 It builds the trainer exactly as ``run_train.py`` does (``train_lib.build_trainer``) on facades
 TFRecords (or a synthetic 256x256 set when ../shared/data is absent; CycleGAN: a synthetic
@@ -35,6 +36,9 @@ flags.DEFINE_string("netG", "", "Generator; default: the model's (unet_256, resn
 flags.DEFINE_string("data_dir", "", "TFRecords; default: facades from ../shared/data.")
 flags.DEFINE_list("plain_layers", [], "Fast layers to run as plain TensorFlow ops, for A/B "
                   "measurements per CPU class: any of Conv, UpConv, InstanceNorm.")
+flags.DEFINE_enum("patch_matmul", "auto", ["auto", "on", "off"],
+                  "The convolutions' patch-matmul paths (networks.common.patch_matmul_enabled): "
+                  "by CPU class (auto) or forced, for A/B measurements per CPU class.")
 
 
 def matmul_rate(dtype: str, n: int = 2048, repeats: int = 10) -> float:
@@ -101,16 +105,31 @@ def step_flops(model, batch_size: int, size: int) -> float:
     return 2.0 * (3 * g + 8 * d)
 
 
+def networks_of(model) -> list:
+    return [getattr(model, n) for n in ("generator", "discriminator", "G_A", "G_B", "D_A", "D_B")
+            if getattr(model, n, None) is not None]
+
+
+def set_patch_matmul(model, mode: str) -> None:
+    """Forces the layers' ``patch_matmul`` on or off (``auto``: leaves them) before tracing."""
+    from tf_pix2pix.networks import common
+
+    if mode == "auto":
+        return
+    for network in networks_of(model):
+        for layer in network._flatten_layers():
+            if isinstance(layer, (common.Conv, common.UpConv)):
+                layer.patch_matmul = mode == "on"
+
+
 def set_plain_layers(model, names) -> int:
     """Switches the model's fast layers of the classes ``names`` to their plain path (the one
     ``make_portable`` uses for converters) before the step is traced; returns how many."""
     from tf_pix2pix.networks import common
 
     classes = tuple(getattr(common, name) for name in names)
-    networks = [getattr(model, n) for n in ("generator", "discriminator", "G_A", "G_B", "D_A",
-                                            "D_B") if getattr(model, n, None) is not None]
     count = 0
-    for network in networks:
+    for network in networks_of(model):
         for layer in network._flatten_layers():
             if classes and isinstance(layer, classes):
                 layer.portable = True
@@ -140,6 +159,7 @@ def main(argv):
     trainer = build_trainer(config, progress=False)
     model, iterator = trainer.model, trainer.iterator
     plain = set_plain_layers(model, FLAGS.plain_layers)
+    set_patch_matmul(model, FLAGS.patch_matmul)
 
     def one_step():
         values = model.train_step(next(iterator))
@@ -167,7 +187,8 @@ def main(argv):
     bf16 = float("nan") if capped else matmul_rate("bfloat16")
     floor = flops / (f32 * 1e9)
     result = {"benchmark": "train_step", "model": FLAGS.model, "precision": FLAGS.precision,
-              "netG": netG, "plain_layers": sorted(FLAGS.plain_layers), **extra,
+              "netG": netG, "plain_layers": sorted(FLAGS.plain_layers),
+              "patch_matmul": FLAGS.patch_matmul, **extra,
               "batch_size": FLAGS.batch_size, "crop_size": FLAGS.crop_size, **stats,
               "step_gflop": flops / 1e9, "matmul_f32_gflops": f32, "matmul_bf16_gflops": bf16,
               "f32_floor_s": floor, "floor_fraction": floor / stats["median_s"],
@@ -175,6 +196,7 @@ def main(argv):
     report(result, [
         ("precision", FLAGS.precision),
         ("plain layers", f"{','.join(FLAGS.plain_layers)} ({plain} layers)" if plain else "none"),
+        ("patch matmul", FLAGS.patch_matmul),
         ("step median / min / max", f"{stats['median_s']:.3f} / {stats['min_s']:.3f} / "
                                     f"{stats['max_s']:.3f} s ({FLAGS.steps} steps)"),
         ("step FLOPs", f"{flops / 1e9:.1f} GFLOP"),

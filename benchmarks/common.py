@@ -90,15 +90,15 @@ def machine() -> dict[str, object]:
         pass
     import tensorflow as tf
 
-    from tf_pix2pix.train_lib import cpu_flags
+    from tf_pix2pix.hardware import cpu_class, cpu_flags
 
     flags = cpu_flags()
-    cpu_class = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else "other"
     # ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN dispatch the kernels an AVX2 CPU gets (an emulation
-    # of the AVX2 class on an AVX-512 machine; the CPU itself is unchanged).
+    # of the AVX2 class on an AVX-512 machine; the CPU itself is unchanged): cpu_class counts it,
+    # cpu_flags are the CPU's own.
     isa_cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "")
     return {"cpu": cpu, "cores": os.cpu_count(), "tensorflow": tf.__version__,
-            "python": platform.python_version(), "cpu_class": cpu_class,
+            "python": platform.python_version(), "cpu_class": cpu_class(flags),
             "onednn_max_cpu_isa": isa_cap,
             "cpu_bf16": sorted(flags & {"avx512_bf16", "amx_bf16"})}
 

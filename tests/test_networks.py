@@ -148,6 +148,89 @@ def test_conv_fast_paths_match_conv2d_values_and_gradients(kernel, stride, paddi
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("kernel, stride, padding, size", [
+    (4, 2, "same", 9), (4, 2, "same", 10), (4, 2, "valid", 9), (4, 1, "valid", 9),
+    (3, 1, "same", 7), (3, 2, "same", 8), (7, 1, "valid", 9),
+])
+def test_patch_matmul_conv_matches_conv2d_values_and_gradients(kernel, stride, padding, size):
+    import tensorflow as tf
+
+    from tf_pix2pix.networks.common import patch_matmul_conv
+
+    rng = np.random.default_rng(kernel * size)
+    x = tf.constant(rng.normal(size=(2, size, size + 1, 5)), tf.float32)
+    k = tf.constant(rng.normal(size=(kernel, kernel, 5, 6)), tf.float32)
+    results = []
+    for fn in (lambda x, k: tf.nn.conv2d(x, k, stride, padding.upper()),
+               lambda x, k: patch_matmul_conv(x, k, (stride, stride), padding)):
+        with tf.GradientTape() as tape:
+            tape.watch([x, k])
+            y = fn(x, k)
+            loss = tf.reduce_sum(y ** 3)
+        results.append([y, *tape.gradient(loss, [x, k])])
+    for a, b in zip(*results):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("kernel, padding, size", [(4, "same", 5), (3, "valid", 5),
+                                                   (3, "same", 4), (4, "valid", 3)])
+def test_patch_matmul_conv_transpose_matches_values_and_gradients(kernel, padding, size):
+    import tensorflow as tf
+
+    from tf_pix2pix.networks.common import patch_matmul_conv_transpose
+
+    rng = np.random.default_rng(kernel * size)
+    x = tf.constant(rng.normal(size=(2, size, size + 1, 5)), tf.float32)
+    k = tf.constant(rng.normal(size=(kernel, kernel, 6, 5)), tf.float32)  # [kh, kw, Cout, Cin]
+    out = [(s * 2 if padding == "same" else (s - 1) * 2 + kernel) for s in (size, size + 1)]
+    results = []
+    for fn in (lambda x, k: tf.nn.conv2d_transpose(x, k, [2, *out, 6], 2, padding.upper()),
+               lambda x, k: patch_matmul_conv_transpose(x, k, (2, 2), padding)):
+        with tf.GradientTape() as tape:
+            tape.watch([x, k])
+            y = fn(x, k)
+            loss = tf.reduce_sum(y ** 3)
+        results.append([y, *tape.gradient(loss, [x, k])])
+    for a, b in zip(*results):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("cpu_class, gpu, forced, expected", [
+    ("AVX2", False, None, True), ("AVX-512", False, None, False), ("other", False, None, False),
+    ("AVX2", True, None, False), ("AVX-512", False, True, True), ("AVX2", False, False, False),
+])
+def test_the_patch_matmul_paths_are_chosen_by_cpu_class(monkeypatch, cpu_class, gpu, forced,
+                                                        expected):
+    import keras
+    import tensorflow as tf
+
+    from tf_pix2pix import hardware
+    from tf_pix2pix.networks.common import Conv, UpConv
+
+    monkeypatch.setattr(hardware, "this_cpu_class", lambda: cpu_class)
+    monkeypatch.setattr(hardware, "has_gpu", lambda: gpu)
+    layers = [Conv(8, 4, strides=2, padding="same"), Conv(8, 4, padding="valid"),
+              UpConv(8, 4, strides=2, padding="same")]
+    other_kernels = [Conv(8, 3, padding="same"), Conv(8, 7, padding="valid")]
+    for layer in layers + other_kernels:
+        want = expected and not any(layer is other for other in other_kernels)
+        layer.patch_matmul = forced
+        x = keras.Input((12, 12, 3), batch_size=1)
+        layer(x)
+
+        @tf.function
+        def step(x):
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(x))
+            return tape.gradient(loss, layer.trainable_variables)
+
+        graph = step.get_concrete_function(tf.TensorSpec([1, 12, 12, 3])).graph
+        ops = {op.type for op in graph.get_operations()}
+        assert ("ExtractImagePatches" in ops) == want, (layer.kernel_size, ops)
+
+
 def test_conv_runs_the_ordinary_convolution_for_unknown_sizes():
     import tensorflow as tf
 
@@ -224,8 +307,9 @@ def test_batch_norm_keeps_bfloat16_activations():
                                atol=0.05)
 
 
-@pytest.mark.parametrize("size", [1, 2, 4, 5, 8])
-def test_upconv_matches_conv2d_transpose_values_and_gradients(size):
+@pytest.mark.parametrize("size, patch_matmul", [(1, True), (2, True), (4, True), (5, True),
+                                                 (8, True), (12, True), (12, False)])
+def test_upconv_matches_conv2d_transpose_values_and_gradients(size, patch_matmul):
     import keras
     import tensorflow as tf
 
@@ -236,6 +320,7 @@ def test_upconv_matches_conv2d_transpose_values_and_gradients(size):
                                        bias_initializer="random_normal")
     ref(x)
     fast = UpConv(8, 4, strides=2, padding="same")
+    fast.patch_matmul = patch_matmul  # sizes over 8x8: the patch-matmul gradients or oneDNN's
     fast(x)
     fast.set_weights(ref.get_weights())
 

@@ -199,17 +199,6 @@ def test_a_torn_newest_checkpoint_falls_back_to_the_previous_one(records_dir, tm
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
 
 
-def test_bfloat16_without_native_support_is_warned_about():
-    from tf_pix2pix.train_lib import precision_warning
-
-    avx2 = {"avx2", "fma", "sse4_2"}
-    assert "about 10x slower" in precision_warning("mixed_bfloat16", avx2, has_gpu=False)
-    assert precision_warning("mixed_bfloat16", avx2 | {"avx512_bf16"}, has_gpu=False) is None
-    assert precision_warning("mixed_bfloat16", avx2 | {"amx_bf16"}, has_gpu=False) is None
-    assert precision_warning("mixed_bfloat16", avx2, has_gpu=True) is None
-    assert precision_warning("float32", avx2, has_gpu=False) is None
-
-
 def test_partial_writes_of_an_interrupted_save_are_removed_before_resuming(records_dir, tmp_path,
                                                                           capfd):
     from tf_pix2pix.train_lib import remove_partial_saves

@@ -32,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
+from tf_pix2pix import hardware
 from tf_pix2pix import visualize
 from tf_pix2pix.config import (ConfigError, ExperimentConfig, architecture_differences,
                                input_pipeline_differences, load_config, save_config)
@@ -91,38 +92,6 @@ def num_workers(strategy: tf.distribute.Strategy) -> int:
         return 1
     spec = resolver.cluster_spec().as_dict()
     return max(1, len(spec.get("chief", [])) + len(spec.get("worker", [])))
-
-
-def cpu_flags() -> set[str]:
-    """The CPU feature flags of ``/proc/cpuinfo`` (empty where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def precision_warning(precision: str, flags: set[str] | None = None,
-                      has_gpu: bool | None = None) -> str | None:
-    """Why ``precision`` would be slow here, or ``None``.
-
-    bfloat16 is fast only where the hardware computes in it (GPUs, CPUs with AVX512_BF16 or
-    AMX-BF16); elsewhere TensorFlow emulates it: measured 10.06 s against 0.93 s per float32 step
-    on a 2-core AVX2 EPYC.
-    """
-    if precision != "mixed_bfloat16":
-        return None
-    if has_gpu is None:
-        has_gpu = bool(tf.config.list_physical_devices("GPU"))
-    flags = cpu_flags() if flags is None else flags
-    if has_gpu or flags & {"avx512_bf16", "amx_bf16"} or not flags:
-        return None
-    return ("--precision=mixed_bfloat16 on a CPU without native bfloat16 arithmetic (no "
-            "avx512_bf16/amx_bf16 flag, no GPU) is emulated and about 10x slower than float32 "
-            "here; use --precision=float32")
 
 
 def build_model(config: ExperimentConfig, strategy: tf.distribute.Strategy,
@@ -306,7 +275,7 @@ class _Trainer:
         self.steps_per_epoch = math.ceil(n_train / config.data.batch_size)
         self.total_steps = t.max_steps or (t.n_epochs + t.n_epochs_decay) * self.steps_per_epoch
 
-        warning = precision_warning(t.precision)
+        warning = hardware.precision_warning(t.precision)
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
         keras.utils.set_random_seed(t.seed)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from tf_pix2pix import hardware
 from tf_pix2pix.config import UPSAMPLE_MODES
 
 
@@ -185,7 +186,7 @@ class ReflectionPad2D(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tf_pix2pix")
 class Conv(keras.layers.Conv2D):
-    """``Conv2D`` with matmul paths for two shapes oneDNN's convolutions run slowly on CPU.
+    """``Conv2D`` with matmul paths for the shapes oneDNN's CPU convolutions run slowly.
 
     * Tiny inputs (at most ``IM2COL_MAX_PIXELS`` pixels, e.g. the U-Net's 4x4 and 2x2 encoder
       levels): the 4-33 MB kernel dominates, and oneDNN copies it into its blocked layout on every
@@ -195,13 +196,20 @@ class Conv(keras.layers.Conv2D):
     * Few output channels at stride 1 (``filters * kh * kw <= 64``, e.g. the PatchGAN's 1-channel
       logits conv, 30x30 from 512 channels at ~5 GFLOP/s in oneDNN): one matmul to every tap's
       contribution, ``[N*H*W, Cin] @ [Cin, kh*kw*filters]``, then a sum of the shifted taps.
+    * On the AVX2 class, the other 4x4 convolutions (the U-Net's and the PatchGAN's:
+      ``patch_matmul_conv``, patches @ kernel forward, the kernel's gradient a matmul of the same
+      patches), where oneDNN's forward convolution is a GEMM fallback and its weight gradient slow
+      (``patch_matmul_enabled``). Not the ResNet generator's 3x3 and 7x7 convolutions: their kept
+      patches (9 and 49 times the input) tripled CycleGAN's peak memory (3.0 -> 9.1 GiB) for a
+      17 % faster step, and recomputing them in the backward pass (4.7 GiB) lost the gain.
 
-    Both compute the same function with the same weights (tested). They need static spatial
+    All compute the same function with the same weights (tested). They need static spatial
     sizes, as training has; with unknown sizes (serving) the ordinary convolution runs.
     """
 
     IM2COL_MAX_PIXELS = 16
     TAPS_MAX_COLUMNS = 64
+    PATCH_MATMUL_KERNELS = ((4, 4),)
 
     portable = False  # set by make_portable(): the plain convolution for TFLite/ONNX
 
@@ -215,21 +223,18 @@ class Conv(keras.layers.Conv2D):
         if (not plain and self.strides == (1, 1) and self.padding == "valid"
                 and self.filters * kh * kw <= self.TAPS_MAX_COLUMNS and kh * kw > 1):
             return self._taps(inputs, kernel)
+        if (not plain and self.kernel_size in self.PATCH_MATMUL_KERNELS
+                and patch_matmul_enabled(self.patch_matmul)):
+            return patch_matmul_conv(inputs, kernel, self.strides, self.padding)
         return super().convolution_op(inputs, kernel)
+
+    patch_matmul = None  # None: by CPU class (patch_matmul_enabled); True/False: forced
 
     def _im2col(self, inputs, kernel):
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
-        pads, outs = [], []
-        for size, k, stride in ((inputs.shape[1], kh, sh), (inputs.shape[2], kw, sw)):
-            if self.padding == "same":
-                out = -(-size // stride)
-                total = max((out - 1) * stride + k - size, 0)
-                pads.append([total // 2, total - total // 2])
-            else:
-                out = (size - k) // stride + 1
-                pads.append([0, 0])
-            outs.append(out)
-        ho, wo = outs
+        pads = conv_pads(inputs.shape[1:3], self.kernel_size, self.strides, self.padding)
+        ho, wo = [(size + sum(pad) - k) // stride + 1 for size, pad, k, stride in
+                  zip(inputs.shape[1:3], pads, self.kernel_size, self.strides)]
         padded = tf.pad(inputs, [[0, 0], pads[0], pads[1], [0, 0]])
         # Patch channels in (i, j, c) order, the order of the kernel's reshape to [-1, filters].
         patches = tf.concat(
@@ -249,6 +254,105 @@ class Conv(keras.layers.Conv2D):
                           [-1, h, w, kh, kw, self.filters])
         return tf.add_n([taps[:, i:i + ho, j:j + wo, i, j, :]
                          for i in range(kh) for j in range(kw)])
+
+
+def _patches(x, ksize, strides, pads):
+    """im2col: [N, Ho, Wo, kh*kw*C] patches of the zero-padded ``x``, channels in (i, j, c) order
+    (the order of a [kh, kw, C, F] kernel reshaped to [kh*kw*C, F])."""
+    padded = tf.pad(x, [[0, 0], pads[0], pads[1], [0, 0]])
+    return tf.image.extract_patches(padded, [1, *ksize, 1], [1, *strides, 1], [1, 1, 1, 1],
+                                    "VALID")
+
+
+def conv_pads(sizes, kernel_size, strides, padding):
+    """[[top, bottom], [left, right]]: the zeros TensorFlow's ``padding`` ("same" or "valid")
+    adds around inputs of these spatial sizes."""
+    pads = []
+    for size, k, stride in zip(sizes, kernel_size, strides):
+        total = max((-(-size // stride) - 1) * stride + k - size, 0) if padding == "same" else 0
+        pads.append([total // 2, total - total // 2])
+    return pads
+
+
+def patch_matmul_conv(x, kernel, strides, padding):
+    """``conv2d(x, kernel, strides, padding)`` ("same" or "valid") as patches @ kernel.
+
+    oneDNN's CPU convolutions with 4x4 kernels run well below its matmul rate, most of all on AVX2
+    (its forward is a GEMM-based fallback there and its weight gradient a slow kernel). Here the
+    forward is im2col (``extract_patches``) and one matmul, the kernel's gradient is the matmul of
+    the same (kept) patches with the output gradient, and the input gradient is TensorFlow's
+    ``Conv2DBackpropInput``. Same function and gradients as ``tf.nn.conv2d`` (tested).
+    """
+    kh, kw, cin, cout = kernel.shape
+    pads = conv_pads(x.shape[1:3], (kh, kw), strides, padding)
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        patches = _patches(x, (kh, kw), strides, pads)
+        ho, wo = patches.shape[1], patches.shape[2]
+        cols = tf.reshape(patches, [-1, kh * kw * cin])
+        y = tf.reshape(tf.matmul(cols, tf.reshape(kernel, [-1, cout])), [-1, ho, wo, cout])
+
+        def grad(dy):
+            flat = tf.reshape(dy, [-1, cout])
+            dkernel = tf.reshape(tf.matmul(cols, flat, transpose_a=True), kernel.shape)
+            # The padding by name: TensorFlow's oneDNN kernel does not take explicit paddings
+            # (with them the gradient runs TensorFlow's own kernel, several times slower).
+            dx = tf.nn.conv2d_transpose(dy, kernel, tf.shape(x), strides, padding.upper())
+            return dx, dkernel
+
+        return y, grad
+
+    # A tensor, not the layer's variable: the gradient then reaches the variable through its read.
+    return conv(x, tf.convert_to_tensor(kernel))
+
+
+def patch_matmul_conv_transpose(x, kernel, strides, padding):
+    """``conv2d_transpose`` of ``x`` ("same": output size x stride; "valid": (size - 1) x stride +
+    kernel size) with TensorFlow's kernel layout [kh, kw, Cout, Cin] and both gradients as
+    matmuls.
+
+    The forward is TensorFlow's ``Conv2DBackpropInput``. Its gradients are those of a convolution
+    of the output gradient: the input gradient is ``conv2d(dy, kernel)`` and the kernel gradient
+    pairs the same patches of ``dy`` with ``x``, so one im2col of ``dy`` serves two matmuls
+    instead of oneDNN's forward and backward-weights convolutions (slow on the AVX2 class). Same
+    function and gradients as ``Conv2DTranspose`` (tested).
+    """
+    kh, kw, cout, cin = kernel.shape
+    sizes = [size * stride if padding == "same" else (size - 1) * stride + k
+             for size, stride, k in zip(x.shape[1:3], strides, (kh, kw))]
+    pads = conv_pads(sizes, (kh, kw), strides, padding)
+
+    @tf.custom_gradient
+    def conv_transpose(x, kernel):
+        shape = tf.shape(x)
+        out_shape = tf.stack([shape[0], *sizes, cout])
+        # The padding by name: oneDNN's kernel does not take explicit paddings (see above).
+        y = tf.nn.conv2d_transpose(x, kernel, out_shape, strides, padding.upper())
+
+        def grad(dy):
+            cols = tf.reshape(_patches(dy, (kh, kw), strides, pads), [-1, kh * kw * cout])
+            dx = tf.reshape(tf.matmul(cols, tf.reshape(kernel, [-1, cin])), shape)
+            dkernel = tf.matmul(cols, tf.reshape(x, [-1, cin]), transpose_a=True)
+            return dx, tf.reshape(dkernel, kernel.shape)
+
+        return y, grad
+
+    return conv_transpose(x, tf.convert_to_tensor(kernel))
+
+
+def patch_matmul_enabled(forced: bool | None = None) -> bool:
+    """Whether convolutions take the patch-matmul paths (``patch_matmul_conv`` and
+    ``patch_matmul_conv_transpose``): ``forced`` if given, else on the AVX2 class only.
+
+    Measured per CPU class (BENCHMARKS.md, "CPU classes"): on AVX2, where oneDNN's forward
+    convolution is a GEMM fallback and its weight gradient a slow kernel, they make the pix2pix
+    step about 10 % faster; on AVX-512 oneDNN's own kernels are as fast for pix2pix (and faster
+    for CycleGAN's 3x3 convolutions). Not measured on GPUs: off there.
+    """
+    if forced is not None:
+        return forced
+    return not hardware.has_gpu() and hardware.this_cpu_class() == "AVX2"
 
 
 def make_portable(model: keras.Model, portable: bool = True) -> keras.Model:
@@ -279,9 +383,11 @@ class UpConv(keras.layers.Conv2DTranspose):
 
     At the U-Net's bottleneck (inputs of 1x1 to 8x8 with 512-1024 channels) the oneDNN transposed
     convolution is several times slower than the same arithmetic written as one matmul,
-    ``[N*H*W, Cin] @ [Cin, 16*Cout]``, followed by the overlap-add of the 16 kernel taps. The two
-    paths compute the same function with the same weights (tested); which one runs is decided per
-    call from the input size, so any image size still works.
+    ``[N*H*W, Cin] @ [Cin, 16*Cout]``, followed by the overlap-add of the 16 kernel taps. Larger
+    inputs run TensorFlow's transposed convolution, on the AVX2 class with both gradients as
+    matmuls (``patch_matmul_conv_transpose``, ``patch_matmul_enabled``). The paths compute
+    the same function with the same weights (tested); which one runs is decided per call from the
+    input size, so any image size still works.
     """
 
     MATMUL_MAX_PIXELS = 64
@@ -301,10 +407,15 @@ class UpConv(keras.layers.Conv2DTranspose):
         return out + self.bias if self.use_bias else out
 
     def _conv_path(self, inputs):
-        return keras.ops.conv_transpose(
-            inputs, self.kernel, strides=self.strides, padding=self.padding,
-            output_padding=self.output_padding, data_format=self.data_format,
-            dilation_rate=self.dilation_rate)
+        if self.portable or not patch_matmul_enabled(self.patch_matmul) or (
+                None in inputs.shape[1:3]):
+            return keras.ops.conv_transpose(
+                inputs, self.kernel, strides=self.strides, padding=self.padding,
+                output_padding=self.output_padding, data_format=self.data_format,
+                dilation_rate=self.dilation_rate)
+        return patch_matmul_conv_transpose(inputs, self.kernel, self.strides, self.padding)
+
+    patch_matmul = None  # None: by CPU class (patch_matmul_enabled); True/False: forced
 
     def _matmul_path(self, inputs):
         kh, kw, cout, cin = self.kernel.shape
@@ -341,6 +452,8 @@ class TorchUpConv(keras.layers.Conv2DTranspose):
     PyTorch's output rows are rows ``[p, p + 2n)`` of the full (``valid``) transposed convolution
     of an ``n``-row input; Keras's ``same`` padding keeps rows ``[0, 2n)`` instead, which shifts the
     image by one pixel per layer. Here the full result is computed and the reference's rows kept.
+    (``patch_matmul_conv_transpose``'s gradients were measured here too, on the AVX2 class: no
+    gain, so this layer keeps oneDNN's.)
     """
 
     def __init__(self, filters, kernel_size=3, **kwargs):
