@@ -201,7 +201,7 @@ class Conv(keras.layers.Conv2D):
       patches), where oneDNN's forward convolution is a GEMM fallback and its weight gradient slow
       (``patch_matmul_enabled``). Not the ResNet generator's 3x3 and 7x7 convolutions: their kept
       patches (9 and 49 times the input) tripled CycleGAN's peak memory (3.0 -> 9.1 GiB) for a
-      17 % faster step, and recomputing them in the backward pass (4.7 GiB) lost the gain.
+      step about 20 % faster, and recomputing them in the backward pass (4.7 GiB) lost the gain.
 
     All compute the same function with the same weights (tested). They need static spatial
     sizes, as training has; with unknown sizes (serving) the ordinary convolution runs.
