@@ -148,6 +148,24 @@ def test_conv_fast_paths_match_conv2d_values_and_gradients(kernel, stride, paddi
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-4)
 
 
+def _assert_same_function(reference, ours, x, k):
+    """``ours(x, k)`` equals ``reference(x, k)`` in value and in both gradients of a random
+    linear loss, to float32 rounding relative to each tensor's scale (sums in another order)."""
+    import tensorflow as tf
+
+    results = []
+    for fn in (reference, ours):
+        with tf.GradientTape() as tape:
+            tape.watch([x, k])
+            y = fn(x, k)
+            weights = tf.constant(np.random.default_rng(0).normal(size=y.shape), tf.float32)
+            loss = tf.reduce_sum(y * weights)
+        results.append([y, *tape.gradient(loss, [x, k])])
+    for a, b in zip(*results):
+        assert a.shape == b.shape
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-5 * np.abs(a.numpy()).max())
+
+
 @pytest.mark.parametrize("kernel, stride, padding, size", [
     (4, 2, "same", 9), (4, 2, "same", 10), (4, 2, "valid", 9), (4, 1, "valid", 9),
     (3, 1, "same", 7), (3, 2, "same", 8), (7, 1, "valid", 9),
@@ -160,18 +178,8 @@ def test_patch_matmul_conv_matches_conv2d_values_and_gradients(kernel, stride, p
     rng = np.random.default_rng(kernel * size)
     x = tf.constant(rng.normal(size=(2, size, size + 1, 5)), tf.float32)
     k = tf.constant(rng.normal(size=(kernel, kernel, 5, 6)), tf.float32)
-    results = []
-    for fn in (lambda x, k: tf.nn.conv2d(x, k, stride, padding.upper()),
-               lambda x, k: patch_matmul_conv(x, k, (stride, stride), padding)):
-        with tf.GradientTape() as tape:
-            tape.watch([x, k])
-            y = fn(x, k)
-            weights = tf.constant(np.random.default_rng(0).normal(size=y.shape), tf.float32)
-            loss = tf.reduce_sum(y * weights)
-        results.append([y, *tape.gradient(loss, [x, k])])
-    for a, b in zip(*results):  # float32 sums in another order: errors relative to the scale
-        assert a.shape == b.shape
-        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-5 * np.abs(a.numpy()).max())
+    _assert_same_function(lambda x, k: tf.nn.conv2d(x, k, stride, padding.upper()),
+                          lambda x, k: patch_matmul_conv(x, k, (stride, stride), padding), x, k)
 
 
 @pytest.mark.parametrize("kernel, padding, size", [(4, "same", 5), (3, "valid", 5),
@@ -185,18 +193,9 @@ def test_patch_matmul_conv_transpose_matches_values_and_gradients(kernel, paddin
     x = tf.constant(rng.normal(size=(2, size, size + 1, 5)), tf.float32)
     k = tf.constant(rng.normal(size=(kernel, kernel, 6, 5)), tf.float32)  # [kh, kw, Cout, Cin]
     out = [(s * 2 if padding == "same" else (s - 1) * 2 + kernel) for s in (size, size + 1)]
-    results = []
-    for fn in (lambda x, k: tf.nn.conv2d_transpose(x, k, [2, *out, 6], 2, padding.upper()),
-               lambda x, k: patch_matmul_conv_transpose(x, k, (2, 2), padding)):
-        with tf.GradientTape() as tape:
-            tape.watch([x, k])
-            y = fn(x, k)
-            weights = tf.constant(np.random.default_rng(0).normal(size=y.shape), tf.float32)
-            loss = tf.reduce_sum(y * weights)
-        results.append([y, *tape.gradient(loss, [x, k])])
-    for a, b in zip(*results):  # float32 sums in another order: errors relative to the scale
-        assert a.shape == b.shape
-        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-5 * np.abs(a.numpy()).max())
+    _assert_same_function(
+        lambda x, k: tf.nn.conv2d_transpose(x, k, [2, *out, 6], 2, padding.upper()),
+        lambda x, k: patch_matmul_conv_transpose(x, k, (2, 2), padding), x, k)
 
 
 @pytest.mark.parametrize("cpu_class, gpu, forced, expected", [
