@@ -105,9 +105,12 @@ def step_flops(model, batch_size: int, size: int) -> float:
     return 2.0 * (3 * g + 8 * d)
 
 
-def networks_of(model) -> list:
-    return [getattr(model, n) for n in ("generator", "discriminator", "G_A", "G_B", "D_A", "D_B")
-            if getattr(model, n, None) is not None]
+def layers_of(model, classes: tuple) -> list:
+    """Every layer of the model's networks that is an instance of ``classes``."""
+    networks = [getattr(model, n) for n in ("generator", "discriminator", "G_A", "G_B", "D_A",
+                                            "D_B") if getattr(model, n, None) is not None]
+    return [layer for network in networks for layer in network._flatten_layers()
+            if classes and isinstance(layer, classes)]
 
 
 def set_patch_matmul(model, mode: str) -> None:
@@ -116,10 +119,8 @@ def set_patch_matmul(model, mode: str) -> None:
 
     if mode == "auto":
         return
-    for network in networks_of(model):
-        for layer in network._flatten_layers():
-            if isinstance(layer, (common.Conv, common.UpConv)):
-                layer.patch_matmul = mode == "on"
+    for layer in layers_of(model, (common.Conv, common.UpConv)):
+        layer.patch_matmul = mode == "on"
 
 
 def set_plain_layers(model, names) -> int:
@@ -127,14 +128,10 @@ def set_plain_layers(model, names) -> int:
     ``make_portable`` uses for converters) before the step is traced; returns how many."""
     from tf_pix2pix.networks import common
 
-    classes = tuple(getattr(common, name) for name in names)
-    count = 0
-    for network in networks_of(model):
-        for layer in network._flatten_layers():
-            if classes and isinstance(layer, classes):
-                layer.portable = True
-                count += 1
-    return count
+    layers = layers_of(model, tuple(getattr(common, name) for name in names))
+    for layer in layers:
+        layer.portable = True
+    return len(layers)
 
 
 def main(argv):
@@ -142,6 +139,7 @@ def main(argv):
     from benchmarks.common import (facades_records, machine, report, scratch_dir, summary,
                                    time_calls, unpaired_records)
     from tf_pix2pix.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+    from tf_pix2pix.hardware import cpu_class
     from tf_pix2pix.train_lib import build_trainer
 
     cycle_gan = FLAGS.model == "cycle_gan"
@@ -182,8 +180,7 @@ def main(argv):
     f32 = matmul_rate("float32")
     # Under an oneDNN ISA cap below AVX-512 (the AVX2 emulation) oneDNN has no bfloat16 matmul
     # and aborts the process rather than raising.
-    capped = os.environ.get("ONEDNN_MAX_CPU_ISA", "").upper() not in ("", "ALL") and (
-        "AVX512" not in os.environ["ONEDNN_MAX_CPU_ISA"].upper())
+    capped = cpu_class() != cpu_class(isa_cap="")
     bf16 = float("nan") if capped else matmul_rate("bfloat16")
     floor = flops / (f32 * 1e9)
     result = {"benchmark": "train_step", "model": FLAGS.model, "precision": FLAGS.precision,
