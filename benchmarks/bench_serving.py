@@ -25,24 +25,25 @@ flags.DEFINE_integer("size", 256, "Image height and width.")
 flags.DEFINE_integer("repeats", 30, "Timed calls for the batch-1 latency.")
 flags.DEFINE_integer("batch_repeats", 5, "Timed calls for the batch-8 throughput.")
 flags.DEFINE_enum("test_mode", "eval", ["eval", "paper"], "Mode of the export.")
-flags.DEFINE_enum("model", "pix2pix", ["pix2pix", "cycle_gan"], "Generator of the fresh export.")
+flags.DEFINE_string("model", "pix2pix", "A registered model (tf_pix2pix.models) whose "
+                    "reference generator is exported fresh.")
 
 
 def _export_fresh_model() -> str:
     import tensorflow as tf
 
     from benchmarks.common import scratch_dir
-    from tf_pix2pix.config import ExperimentConfig, ModelConfig, TrainConfig, save_config
+    from tf_pix2pix import models
+    from tf_pix2pix.config import ExperimentConfig, save_config
     from tf_pix2pix.export_lib import ExportConfig, export
-    from tf_pix2pix.networks import build_generator
 
     model_dir = scratch_dir("bench_serving_")
-    model = (ModelConfig(model="cycle_gan", netG="resnet_9blocks", norm="instance",
-                         no_dropout=True) if FLAGS.model == "cycle_gan" else ModelConfig())
-    config = ExperimentConfig(model=model, train=TrainConfig(model_dir=model_dir))
+    model = models.get(FLAGS.model)
+    config = ExperimentConfig.from_options({**model.reference_defaults, "model": FLAGS.model,
+                                            "model_dir": model_dir})
     save_config(config, model_dir)
-    root = "G_A" if FLAGS.model == "cycle_gan" else "generator"
-    generator = build_generator(config.model, 3, 3)
+    root = model.generator_slots(config)["AtoB"].root
+    generator = model.build_generator(config, "AtoB")
     path = tf.train.Checkpoint(**{root: generator}).save(
         os.path.join(model_dir, "checkpoints", "ckpt"))
     formats = ("saved_model",) if FLAGS.test_mode == "paper" else ("saved_model", "tflite",

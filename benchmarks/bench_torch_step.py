@@ -191,10 +191,8 @@ def main(argv):
 
     torch.manual_seed(0)
     torch.set_num_threads(FLAGS.threads or os.cpu_count())
-    if FLAGS.model == "cycle_gan":
-        step = cycle_gan_step(torch)
-    else:
-        step = pix2pix_step(torch)
+    # The PyTorch re-implementations of the reference's steps, by the --model they match.
+    step = {"pix2pix": pix2pix_step, "cycle_gan": cycle_gan_step}[FLAGS.model](torch)
     for _ in range(FLAGS.warmup):
         step()
     times = []

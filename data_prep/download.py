@@ -35,7 +35,7 @@ import zipfile
 from typing import Any
 
 from data_prep.atomic import atomic_output_dir, check_output_dir
-from tf_pix2pix.cli import UserError, run_main
+from tf_pix2pix.cli import UserError, writable_dir, run_main
 
 PIX2PIX_DATASETS = ("facades", "maps", "edges2shoes", "edges2handbags", "night2day")
 CYCLEGAN_DATASETS = ("horse2zebra", "apple2orange", "summer2winter_yosemite", "monet2photo",
@@ -102,7 +102,7 @@ def fetch(config: DownloadConfig) -> tuple[str, str]:
     """
     import keras
 
-    cache = os.path.abspath(os.path.expanduser(config.cache_dir or "~/.keras"))
+    cache = writable_dir(config.cache_dir or "~/.keras", "--cache_dir")
     try:
         path = keras.utils.get_file(fname=config.archive_name, origin=config.url,
                                     cache_dir=cache, cache_subdir="datasets")

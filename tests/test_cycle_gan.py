@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
-from tf_pix2pix.cycle_gan import LOSS_NAMES, CycleGAN, ImagePool, cycle_gan_losses
+from tf_pix2pix.models.cycle_gan import LOSS_NAMES, CycleGAN, ImagePool, cycle_gan_losses
 
 from conftest import event_tags
 

@@ -73,6 +73,8 @@ def test_pix2pix_set_over_http_builds_tfrecords_and_records_the_sha256(server, m
     assert manifest["source"]["url"] == f"{server}/facades.tar.gz"
     assert sorted(os.listdir(out / "facades" / "images")) == ["test", "train", "val"]
     assert summary["tfrecords"] == str(out / "facades" / "tfrecords")
+    # The cache folder did not exist: it was created and used (not Keras's /tmp/.keras).
+    assert (tmp_path / "cache" / "datasets" / "facades.tar.gz").is_file()
     # A second run reuses the cache: it works with the server's file gone.
     os.rename(mirror / "facades.tar.gz", mirror / "moved.tar.gz")
     try:
@@ -112,7 +114,18 @@ def test_sha256_mismatch_and_corrupt_archive_leave_nothing_behind(server, mirror
                                 progress=False))
     assert not (tmp_path / "d" / "facades").exists()
     assert not (cache / "datasets" / "facades.tar.gz").exists()
-    assert [n for n in os.listdir(tmp_path / "d") if not n.startswith(".")] == []
+    # Not even the output folder the failed runs would have created is left.
+    assert not (tmp_path / "d").exists()
+
+
+def test_a_cache_dir_that_cannot_be_created_is_a_one_line_error(server, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(UserError, match=f"--cache_dir {blocker}/cache: cannot create it"):
+        download(DownloadConfig(dataset="facades", output_dir=str(tmp_path / "d"),
+                                base_url=server, cache_dir=str(blocker / "cache"),
+                                progress=False))
+    assert not (tmp_path / "d").exists()
 
 
 def test_unreachable_server_and_cityscapes_without_files_are_one_line_errors(tmp_path):

@@ -4,7 +4,9 @@ import os
 import pytest
 
 from tf_pix2pix.cli import UserError
-from tf_pix2pix.experiments import SUITES, RunnerConfig, experiment_config, run
+import dataclasses
+
+from tf_pix2pix.experiments import SUITES, RunnerConfig, config_key, experiment_config, run
 
 
 def test_suites_are_the_papers_configurations():
@@ -23,6 +25,21 @@ def test_suites_are_the_papers_configurations():
             == rows[("patch_sizes", "70x70")])
     with pytest.raises(UserError, match="--suite='tables'"):
         RunnerConfig(suite="tables", data_dir="d", output_dir="o", steps=1)
+
+
+def test_the_run_key_covers_everything_that_changes_training():
+    runner = RunnerConfig(data_dir="d", output_dir="o", steps=10)
+    base = experiment_config(runner, {})
+    key = config_key(base)
+    changed = [dataclasses.replace(base, data=dataclasses.replace(base.data, data_dir="other")),
+               dataclasses.replace(base, train=dataclasses.replace(base.train, lr=1e-3)),
+               dataclasses.replace(base, train=dataclasses.replace(base.train, gan_mode="lsgan")),
+               dataclasses.replace(base, data=dataclasses.replace(base.data, no_flip=True))]
+    assert len({key, *map(config_key, changed)}) == 5
+    # Where a run is written and how often it logs do not make it another run.
+    same = dataclasses.replace(base, train=dataclasses.replace(
+        base.train, model_dir="elsewhere", summary_every_steps=7, val_max_examples=3))
+    assert config_key(same) == key
 
 
 def test_runner_trains_evaluates_tabulates_and_resumes(records_dir, tmp_path):

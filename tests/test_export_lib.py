@@ -10,8 +10,8 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
-from tf_pix2pix.export_lib import (ExportConfig, export, next_version, padded_translate,
-                                   read_export_info, restore_generator)
+from tf_pix2pix.export_lib import ExportConfig, export, next_version, read_export_info
+from tf_pix2pix.inference import mode_call, padded_translate, restore_generator
 from tf_pix2pix.train_lib import train
 
 from conftest import encode_special, png_header_only, random_image
@@ -65,7 +65,7 @@ def test_translate_takes_any_size(model_dir, exported, h, w):
     x = tf.constant(np.random.default_rng(1).uniform(-1, 1, (1, h, w, 3)), tf.float32)
     out = loaded.signatures["translate"](images=x)["images"]
     assert out.shape == (1, h, w, 3)
-    expected = padded_translate(generator, x, 32, training=False)
+    expected = padded_translate(mode_call(generator, "eval"), x, 32)
     np.testing.assert_allclose(out.numpy(), expected.numpy(), atol=1e-5)
 
 
@@ -151,15 +151,18 @@ def test_paper_mode_export_uses_batch_statistics(model_dir, tmp_path):
     generator, _, _ = restore_generator(model_dir)
     x = tf.constant(np.random.default_rng(2).uniform(-1, 1, (2, 32, 32, 3)), tf.float32)
     translate = loaded.signatures["translate"]
-    moving = [v for v in translate.variables if "moving" in v.name]
-    assert moving
-    stats_before = [v.numpy() for v in moving]
+    # Paper mode neither reads nor updates the running statistics (concurrent requests cannot
+    # change them), which the SavedModel still holds.
+    assert not [v for v in translate.variables if "moving" in v.name]
+    saved = [v.numpy() for v in loaded.generator_variables if "moving" in v.name]
+    assert saved
     out = translate(images=x)["images"].numpy()
     assert not np.allclose(out, generator(x, training=False).numpy(), atol=1e-4)
     # Batch statistics: the output equals the generator run in training mode on the batch.
     np.testing.assert_allclose(out, generator(x, training=True).numpy(), atol=1e-5)
-    for before, v in zip(stats_before, moving):
-        np.testing.assert_array_equal(before, v.numpy())
+    after = [v.numpy() for v in loaded.generator_variables if "moving" in v.name]
+    for before, now in zip(saved, after):
+        np.testing.assert_array_equal(before, now)
 
 
 def test_mismatched_checkpoint_is_refused(model_dir, tmp_path):
@@ -219,7 +222,7 @@ def test_cycle_gan_exports_either_generator(cycle_gan_dir, tmp_path, direction, 
                     tf.float32)  # not a multiple of 4: padded and cropped back
     out = loaded.signatures["translate"](images=x)["images"]
     assert out.shape == (1, 20, 28, channels[1])
-    np.testing.assert_allclose(out.numpy(), padded_translate(generator, x, 4, False).numpy(),
+    np.testing.assert_allclose(out.numpy(), padded_translate(mode_call(generator, "eval"), x, 4).numpy(),
                                atol=1e-5)
     png = tf.io.encode_png(random_image(12, 16, 3 if direction == "AtoB" else 1))
     reply = loaded.signatures["serving_default"](image_bytes=tf.stack([png]))["image_bytes"]
@@ -301,3 +304,31 @@ def test_serving_accepts_16_bit_palette_and_cmyk_images(exported, kind):
     data = encode_special(random_image(12, 20, seed=5), kind)
     out = loaded.signatures["serving_default"](image_bytes=tf.constant([data]))["image_bytes"][0]
     assert tf.io.decode_png(out).shape == (12, 20, 3)
+
+
+def test_exported_versions_are_readable_by_other_users_and_failures_leave_nothing(
+        model_dir, tmp_path, monkeypatch):
+    old = os.umask(0o022)
+    try:
+        path = export(ExportConfig(model_dir=model_dir, export_dir=str(tmp_path / "e")))
+    finally:
+        os.umask(old)
+    # As any folder the user creates (umask 022), not mkdtemp's private 0700.
+    assert os.stat(path).st_mode & 0o777 == 0o755
+    assert os.stat(os.path.join(path, "variables")).st_mode & 0o005 == 0o005
+
+    import tempfile
+
+    made = []
+    real_mkdtemp = tempfile.mkdtemp
+    monkeypatch.setattr(tempfile, "mkdtemp", lambda *a, **k: made.append(real_mkdtemp(*a, **k))
+                        or made[-1])
+
+    def fail(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tf.saved_model, "save", fail)
+    with pytest.raises(OSError, match="No space left"):
+        export(ExportConfig(model_dir=model_dir, export_dir=str(tmp_path / "e")))
+    assert sorted(os.listdir(tmp_path / "e")) == ["1"]  # no partial version folder
+    assert made and not any(os.path.exists(p) for p in made)  # nor the info folder

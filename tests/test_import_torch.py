@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tf_pix2pix.cli import UserError
 from tf_pix2pix.config import ModelConfig
-from tf_pix2pix.export_lib import restore_generator
+from tf_pix2pix.inference import restore_generator
 from tf_pix2pix.import_torch import (ImportConfig, assign_state_dict, export_state_dict,
                                      import_generator)
 from tf_pix2pix.networks import build_generator

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_pix2pix.train_lib import checkpoint_dir
+from tf_pix2pix.checkpointing import checkpoint_dir
 
 from conftest import TINY_FLAGS
 from test_train_lib import tiny_config

@@ -133,7 +133,7 @@ def test_conv_fast_paths_match_conv2d_values_and_gradients(kernel, stride, paddi
     import keras
     import tensorflow as tf
 
-    from tf_pix2pix.networks.common import Conv
+    from tf_pix2pix.networks.kernels import Conv
 
     x = tf.constant(np.random.default_rng(size).normal(size=(2, size, size + 1, 5)), tf.float32)
     ref = keras.layers.Conv2D(filters, kernel, strides=stride, padding=padding,
@@ -173,7 +173,7 @@ def _assert_same_function(reference, ours, x, k):
 def test_patch_matmul_conv_matches_conv2d_values_and_gradients(kernel, stride, padding, size):
     import tensorflow as tf
 
-    from tf_pix2pix.networks.common import patch_matmul_conv
+    from tf_pix2pix.networks.kernels import patch_matmul_conv
 
     rng = np.random.default_rng(kernel * size)
     x = tf.constant(rng.normal(size=(2, size, size + 1, 5)), tf.float32)
@@ -187,7 +187,7 @@ def test_patch_matmul_conv_matches_conv2d_values_and_gradients(kernel, stride, p
 def test_patch_matmul_conv_transpose_matches_values_and_gradients(kernel, padding, size):
     import tensorflow as tf
 
-    from tf_pix2pix.networks.common import patch_matmul_conv_transpose
+    from tf_pix2pix.networks.kernels import patch_matmul_conv_transpose
 
     rng = np.random.default_rng(kernel * size)
     x = tf.constant(rng.normal(size=(2, size, size + 1, 5)), tf.float32)
@@ -208,7 +208,7 @@ def test_the_patch_matmul_paths_are_chosen_by_cpu_class(monkeypatch, cpu_class, 
     import tensorflow as tf
 
     from tf_pix2pix import hardware
-    from tf_pix2pix.networks.common import Conv, UpConv
+    from tf_pix2pix.networks.kernels import Conv, UpConv
 
     monkeypatch.setattr(hardware, "this_cpu_class", lambda: cpu_class)
     monkeypatch.setattr(hardware, "has_gpu", lambda: gpu)
@@ -217,7 +217,7 @@ def test_the_patch_matmul_paths_are_chosen_by_cpu_class(monkeypatch, cpu_class, 
     other_kernels = [Conv(8, 3, padding="same"), Conv(8, 7, padding="valid")]
     for layer in layers + other_kernels:
         want = expected and not any(layer is other for other in other_kernels)
-        layer.patch_matmul = forced
+        layer = type(layer).from_config({**layer.get_config(), "patch_matmul": forced})
         x = keras.Input((12, 12, 3), batch_size=1)
         layer(x)
 
@@ -235,7 +235,7 @@ def test_the_patch_matmul_paths_are_chosen_by_cpu_class(monkeypatch, cpu_class, 
 def test_conv_runs_the_ordinary_convolution_for_unknown_sizes():
     import tensorflow as tf
 
-    from tf_pix2pix.networks.common import Conv
+    from tf_pix2pix.networks.kernels import Conv
 
     layer = Conv(1, 4, padding="valid")
     layer.build((None, None, None, 3))
@@ -250,7 +250,7 @@ def test_conv_runs_the_ordinary_convolution_for_unknown_sizes():
 def _bn_pair(synchronized=False, channels=3):
     import keras
 
-    from tf_pix2pix.networks.common import BatchNorm
+    from tf_pix2pix.networks.layers import BatchNorm
 
     ref = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5,
                                           gamma_initializer="random_normal",
@@ -291,7 +291,7 @@ def test_batch_norm_outputs_and_gradients_match_keras(synchronized):
 def test_batch_norm_keeps_bfloat16_activations():
     import tensorflow as tf
 
-    from tf_pix2pix.networks.common import BatchNorm
+    from tf_pix2pix.networks.layers import BatchNorm
 
     bn = BatchNorm(dtype="mixed_bfloat16")
     x = tf.random.normal([1, 4, 4, 8])
@@ -314,14 +314,14 @@ def test_upconv_matches_conv2d_transpose_values_and_gradients(size, patch_matmul
     import keras
     import tensorflow as tf
 
-    from tf_pix2pix.networks.common import UpConv
+    from tf_pix2pix.networks.kernels import UpConv
 
     x = tf.constant(np.random.default_rng(size).normal(size=(2, size, size + 1, 16)), tf.float32)
     ref = keras.layers.Conv2DTranspose(8, 4, strides=2, padding="same",
                                        bias_initializer="random_normal")
     ref(x)
-    fast = UpConv(8, 4, strides=2, padding="same")
-    fast.patch_matmul = patch_matmul  # sizes over 8x8: the patch-matmul gradients or oneDNN's
+    # Sizes over 8x8: the patch-matmul gradients or oneDNN's.
+    fast = UpConv(8, 4, strides=2, padding="same", patch_matmul=patch_matmul)
     fast(x)
     fast.set_weights(ref.get_weights())
 
@@ -404,7 +404,7 @@ def test_resnet_generator_computes_the_reference_function(size):
 
 def test_torch_upconv_impulse_lands_where_pytorch_puts_it():
     """An impulse at input (i, j) spreads to output rows/cols 2i-1..2i+1 (PyTorch padding=1)."""
-    from tf_pix2pix.networks.common import TorchUpConv
+    from tf_pix2pix.networks.layers import TorchUpConv
 
     layer = TorchUpConv(1, 3, use_bias=False)
     x = np.zeros((1, 4, 4, 1), np.float32)
@@ -426,7 +426,7 @@ def test_torch_upconv_impulse_lands_where_pytorch_puts_it():
 
 
 def test_torch_upconv_equals_numpy_conv_transpose_on_random_data():
-    from tf_pix2pix.networks.common import TorchUpConv
+    from tf_pix2pix.networks.layers import TorchUpConv
 
     rng = np.random.default_rng(1)
     x = rng.normal(size=(1, 5, 7, 3)).astype(np.float32)
@@ -475,7 +475,7 @@ def test_resize_conv_has_no_stride_two_pattern_on_a_constant_input():
     conv (same weights' count) shows the stride-2 pattern."""
     import keras
 
-    from tf_pix2pix.networks.common import TorchUpConv, upsample
+    from tf_pix2pix.networks.layers import TorchUpConv, upsample
 
     x = keras.Input((None, None, 8))
     models = {mode: keras.Model(x, upsample(x, 4, mode, TorchUpConv(4, 3), True, 0.02, "up"))
@@ -494,7 +494,7 @@ def test_instance_norm_equals_keras_group_norm_values_and_gradients(shape):
     import keras
     import tensorflow as tf
 
-    from tf_pix2pix.networks.common import InstanceNorm
+    from tf_pix2pix.networks.layers import InstanceNorm
 
     x = tf.constant(np.random.default_rng(2).normal(2.0, 3.0, shape), tf.float32)
     ref = keras.layers.GroupNormalization(groups=-1, epsilon=1e-5, center=False, scale=False)
@@ -551,7 +551,7 @@ def test_dropout_is_keras_dropout_on_one_device_and_differs_between_replicas():
     import keras
     import tensorflow as tf
 
-    from tf_pix2pix.networks.common import Dropout
+    from tf_pix2pix.networks.layers import Dropout
 
     x = tf.ones([2, 6, 6, 4])
     ours, theirs = Dropout(0.5, seed=11), keras.layers.Dropout(0.5, seed=11)

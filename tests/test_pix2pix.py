@@ -4,8 +4,8 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
-from tf_pix2pix.model_base import LinearDecay, dtype_policy
-from tf_pix2pix.pix2pix import LOSS_NAMES, Pix2Pix
+from tf_pix2pix.models.base import LinearDecay, dtype_policy
+from tf_pix2pix.models.pix2pix import LOSS_NAMES, Pix2Pix
 
 
 def _config(batch_size=2, **model):
@@ -33,7 +33,7 @@ def test_constant_policy():
     cfg = ExperimentConfig(train=TrainConfig(lr_policy="constant", lr=1e-3))
     model = Pix2Pix(_config(), tf.distribute.get_strategy(), 5)
     assert model.current_lr() == pytest.approx(2e-4)
-    from tf_pix2pix.model_base import learning_rate
+    from tf_pix2pix.models.base import learning_rate
     assert learning_rate(cfg, 5) == 1e-3
 
 
@@ -72,7 +72,7 @@ def test_paper_mode_leaves_statistics_alone_and_differs_from_eval():
              if "seed_generator" not in v.path]
     for a, b in zip(stats, after):
         np.testing.assert_array_equal(a, b)
-    with pytest.raises(ValueError, match="unknown test-time mode"):
+    with pytest.raises(ValueError, match="test_mode=.train. is not valid"):
         model.generate(x, "train")
 
 

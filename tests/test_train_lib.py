@@ -8,7 +8,8 @@ import tensorflow as tf
 from tf_pix2pix.config import (ConfigError, DataConfig, ExperimentConfig, ModelConfig,
                                TrainConfig, load_config)
 from tf_pix2pix.evaluate import evaluate
-from tf_pix2pix.train_lib import TrainingDivergedError, build_trainer, checkpoint_dir, train
+from tf_pix2pix.checkpointing import checkpoint_dir
+from tf_pix2pix.train_lib import TrainingDivergedError, build_trainer, train
 
 from conftest import event_tags
 
@@ -152,9 +153,9 @@ def test_missing_data_and_model_dir_are_clear(tmp_path):
 
 def test_two_replica_training_checkpoints_and_resumes(records_dir, tmp_path, monkeypatch):
     """MirroredStrategy over the two logical CPUs: sync BN, distributed input, resume."""
-    from tf_pix2pix import train_lib
+    from tf_pix2pix import workers
 
-    monkeypatch.setattr(train_lib, "make_strategy",
+    monkeypatch.setattr(workers, "make_strategy",
                         lambda name: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
     cfg = tiny_config(records_dir, tmp_path / "m", max_steps=4, strategy="mirrored")
     first = build_trainer(cfg, progress=False)
@@ -201,7 +202,7 @@ def test_a_torn_newest_checkpoint_falls_back_to_the_previous_one(records_dir, tm
 
 def test_partial_writes_of_an_interrupted_save_are_removed_before_resuming(records_dir, tmp_path,
                                                                           capfd):
-    from tf_pix2pix.train_lib import remove_partial_saves
+    from tf_pix2pix.checkpointing import remove_partial_saves
 
     cfg = tiny_config(records_dir, tmp_path / "m", max_steps=4)
     train(cfg, progress=False)

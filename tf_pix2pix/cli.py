@@ -1,15 +1,21 @@
-"""Shared command-line plumbing: turn user-caused errors into one readable line.
+"""Shared command-line plumbing: flags generated from config fields, and user-caused errors
+turned into one readable line.
 
 The ``run_*.py`` scripts and the ``data_prep`` tools call :func:`run_main`; errors a user can cause
 (bad paths, bad images, invalid flags, mismatched checkpoints) are printed as ``error: ...`` on
 stderr with exit code 1 and no traceback. Anything else is a bug and keeps its traceback.
+
+:func:`define_flags` defines one absl flag per field of config dataclasses (name, type, default,
+choices and help from the field, see ``config.option``), and :func:`from_flags` builds the
+dataclass back from the parsed flags, so no default or help text is written twice.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
-from typing import Callable
+from typing import Any, Callable, TypeVar
 
 # Quiet TensorFlow's C++ start-up banner before TensorFlow is imported by any CLI.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -25,7 +31,8 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     from tf_pix2pix.config import ConfigError
     from tf_pix2pix.data import DataError
     from tf_pix2pix.image_io import BadImageError
-    from tf_pix2pix.train_lib import TrainingDivergedError, WorkerLostError
+    from tf_pix2pix.train_lib import TrainingDivergedError
+    from tf_pix2pix.workers import WorkerLostError
     return (UserError, ConfigError, DataError, BadImageError, TrainingDivergedError,
             WorkerLostError,
             FileNotFoundError,
@@ -48,3 +55,92 @@ def run_main(main: Callable[[list[str]], int | None]) -> None:
             sys.exit(1)
 
     app.run(_wrapped)
+
+
+def writable_dir(path: str, flag: str) -> str:
+    """Creates the folder ``path`` (given by ``flag``) if needed and checks that it is
+    writable; returns its absolute path.
+
+    Keras's ``get_file`` silently caches into ``/tmp/.keras`` when its ``cache_dir`` is missing
+    or read-only; the tools call this first so that the user's folder is used or refused.
+    """
+    folder = os.path.abspath(os.path.expanduser(path))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{flag} {folder}: cannot create it ({e.strerror}); pass a folder you "
+                        "can write") from e
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise UserError(f"{flag} {folder} is not writable; pass a folder you can write")
+    return folder
+
+
+T = TypeVar("T")
+
+
+def flag_name(field: dataclasses.Field) -> str:
+    """The flag of a config field: its name, or the name its metadata gives."""
+    return field.metadata.get("flag") or field.name
+
+
+def define_flags(*classes: type, exclude: tuple[str, ...] = (), flag_values=None) -> None:
+    """Defines one absl flag per field of the config ``classes``.
+
+    The type comes from the default (str, int, float, bool, tuple of str = list flag); fields
+    without a default become required flags; a field that several classes share (``seed``) is
+    defined once. ``exclude`` names fields the caller defines itself.
+    """
+    from absl import flags
+
+    fv = flags.FLAGS if flag_values is None else flag_values
+    for klass in classes:
+        for field in dataclasses.fields(klass):
+            name = flag_name(field)
+            if field.name in exclude or name in fv:
+                continue
+            meta = field.metadata
+            help_text = meta.get("help") or field.name
+            default = None if field.default is dataclasses.MISSING else field.default
+            kind = type(default) if default is not None else _annotation_type(klass, field)
+            if meta.get("inverted"):
+                flags.DEFINE_bool(name, not default, help_text, flag_values=fv)
+            elif kind is bool:
+                flags.DEFINE_bool(name, default, help_text, flag_values=fv)
+            elif kind is int:
+                flags.DEFINE_integer(name, default, help_text, flag_values=fv)
+            elif kind is float:
+                flags.DEFINE_float(name, default, help_text, flag_values=fv)
+            elif kind is tuple:
+                flags.DEFINE_list(name, None if default is None else list(default), help_text,
+                                  flag_values=fv)
+            elif meta.get("choices"):
+                flags.DEFINE_enum(name, default, list(meta["choices"]), help_text,
+                                  flag_values=fv)
+            else:
+                flags.DEFINE_string(name, default, help_text, flag_values=fv)
+            if default is None:
+                flags.mark_flag_as_required(name, flag_values=fv)
+
+
+def _annotation_type(klass: type, field: dataclasses.Field) -> type:
+    names = {"str": str, "int": int, "float": float, "bool": bool}
+    annotation = field.type if isinstance(field.type, str) else field.type.__name__
+    return tuple if annotation.startswith("tuple") else names.get(annotation, str)
+
+
+def from_flags(klass: type[T], flag_values=None, **overrides: Any) -> T:
+    """An instance of the config ``klass`` from the flags :func:`define_flags` defined."""
+    from absl import flags
+
+    fv = flags.FLAGS if flag_values is None else flag_values
+    values = {}
+    for field in dataclasses.fields(klass):
+        if field.name in overrides:
+            continue
+        value = fv[flag_name(field)].value
+        if field.metadata.get("inverted"):
+            value = not value
+        elif isinstance(field.default, tuple) or (value is not None and isinstance(value, list)):
+            value = tuple(value)
+        values[field.name] = value
+    return klass(**values, **overrides)

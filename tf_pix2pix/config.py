@@ -1,8 +1,12 @@
 """Frozen configuration objects for data, model and training.
 
-Flags live only in the ``run_*.py`` scripts; they build these objects and pass them down. Every
-object validates itself in ``__post_init__`` so a bad value fails at start-up with a message that
-names the field, and the whole experiment round-trips through JSON (saved next to checkpoints).
+Every default is stated once, here, on its field, with the field's help text in its metadata
+(:func:`option`); the command-line tools generate their absl flags from these fields
+(``cli.define_flags``) and build these objects from them, and library code only ever sees the
+objects. A model's own defaults (the reference's per-model options) come from its module in
+``tf_pix2pix.models``. Every object validates itself in ``__post_init__`` so a bad value fails at
+start-up with a message that names the field, and the whole experiment round-trips through JSON
+(saved next to checkpoints).
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ LR_POLICIES = ("linear", "constant")
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 TEST_MODES = ("eval", "paper")
-MODELS = ("pix2pix", "cycle_gan")
 UPSAMPLE_MODES = ("transpose", "resize_conv")
 
 CONFIG_FILENAME = "config.json"
@@ -33,6 +36,28 @@ CONFIG_FILENAME = "config.json"
 
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and what to do."""
+
+
+def option(default: Any, help: str, choices: tuple[str, ...] | None = None,
+           flag: str | None = None, inverted: bool = False) -> Any:
+    """A dataclass field with its command-line description.
+
+    Args:
+      default: the one default of the field.
+      help: the flag's help text.
+      choices: allowed values of a string field (an enum flag).
+      flag: the flag's name when it differs from the field's.
+      inverted: a boolean flag that sets the field to ``not value`` (``--no_condition_D``).
+    """
+    metadata = {"help": help, "choices": choices, "flag": flag, "inverted": inverted}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def option_of(klass: type, name: str) -> Any:
+    """A field with the default and help of ``klass``'s field ``name`` (a tool's config that
+    repeats a training option states it once, there)."""
+    field = klass.__dataclass_fields__[name]
+    return dataclasses.field(default=field.default, metadata=field.metadata)
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
@@ -48,38 +73,25 @@ def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-    """Where the TFRecords are and how examples are prepared.
+    """Where the TFRecords are and how examples are prepared (the reference's option names)."""
 
-    Attributes:
-      data_dir: directory written by ``data_prep.build_tfrecords`` (holds ``manifest.json``).
-      direction: ``AtoB`` translates the left half into the right one, ``BtoA`` the reverse.
-      preprocess: jitter/resize mode, as in the reference implementation.
-      load_size: size images are scaled to before cropping (286 in the paper).
-      crop_size: size of the random (training) or centre (evaluation) crop (256 in the paper).
-      input_nc: channels of the network input (1 = grayscale, 3 = RGB).
-      output_nc: channels of the network output.
-      no_flip: disable the random horizontal mirror.
-      batch_size: global batch size (split across replicas under a distribution strategy).
-      shuffle_buffer: examples in the shuffle buffer; 0 means the whole split (capped at 10,000).
-      seed: seed of every random draw of the pipeline.
-      tfds_name: read CycleGAN data from TensorFlow Datasets instead of ``data_dir`` (e.g.
-        ``cycle_gan/horse2zebra``).
-      tfds_data_dir: TFDS's data folder (default: TFDS's own).
-    """
-
-    data_dir: str = ""
-    direction: str = "AtoB"
-    preprocess: str = "resize_and_crop"
-    load_size: int = 286
-    crop_size: int = 256
-    input_nc: int = 3
-    output_nc: int = 3
-    no_flip: bool = False
-    batch_size: int = 1
-    shuffle_buffer: int = 0
-    seed: int = 0
-    tfds_name: str = ""
-    tfds_data_dir: str = ""
+    data_dir: str = option("", "Folder made by data_prep.build_tfrecords (holds manifest.json).")
+    direction: str = option("AtoB", "AtoB: left half -> right half; BtoA the reverse.",
+                            DIRECTIONS)
+    preprocess: str = option("resize_and_crop", "Jitter and resizing, as in the reference.",
+                             PREPROCESS_MODES)
+    load_size: int = option(286, "Scale images to this size before cropping.")
+    crop_size: int = option(256, "Crop size (the network's input size).")
+    input_nc: int = option(3, "Input channels (1 or 3).")
+    output_nc: int = option(3, "Output channels (1 or 3).")
+    no_flip: bool = option(False, "Disable the random horizontal mirror.")
+    batch_size: int = option(1, "Global batch size (split across replicas).")
+    shuffle_buffer: int = option(0, "Shuffle buffer; 0 = the whole split (<= 10,000).")
+    seed: int = option(0, "Seed of weights, dropout and the data pipeline.")
+    tfds_name: str = option("", "A TensorFlow Datasets name such as cycle_gan/horse2zebra, "
+                                "instead of --data_dir (TFDS downloads it once), for models "
+                                "that read TFDS.")
+    tfds_data_dir: str = option("", "TFDS's data folder (default: TFDS's own).")
 
     def __post_init__(self) -> None:
         _check_choice("direction", self.direction, DIRECTIONS)
@@ -102,29 +114,38 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Architecture of the generator and the discriminator (the reference's option names).
+    """Which model (``tf_pix2pix.models``) and the architecture of its networks (the reference's
+    option names).
 
-    ``model`` is ``pix2pix`` (one generator, a conditional D) or ``cycle_gan`` (two generators
-    G_A: A->B and G_B: B->A, two unconditional Ds). ``upsample`` is ``transpose`` (the reference's
-    transposed convs) or ``resize_conv`` (nearest x2 + 3x3 conv, against checkerboard artifacts).
-    ``encoder_decoder_*`` generators are the U-Nets without their skip connections and
-    ``condition_D=False`` gives pix2pix an unconditional D: the paper's ablations.
+    ``upsample`` is ``transpose`` (the reference's transposed convs) or ``resize_conv`` (nearest
+    x2 + 3x3 conv, against checkerboard artifacts). ``encoder_decoder_*`` generators are the
+    U-Nets without their skip connections and ``condition_D=False`` gives pix2pix an
+    unconditional D: the paper's ablations.
     """
 
-    model: str = "pix2pix"
-    netG: str = "unet_256"
-    ngf: int = 64
-    netD: str = "basic"
-    ndf: int = 64
-    n_layers_D: int = 3
-    norm: str = "batch"
-    no_dropout: bool = False
-    init_gain: float = 0.02
-    upsample: str = "transpose"
-    condition_D: bool = True
+    model: str = option("pix2pix", "The model to train (see tf_pix2pix.models: pix2pix for "
+                                   "paired data, cycle_gan for unpaired, or a plugin); the "
+                                   "defaults of other flags follow the model, as the "
+                                   "reference's modify_commandline_options sets them.")
+    netG: str = option("unet_256", "Generator architecture.", GENERATORS)
+    ngf: int = option(64, "Generator filters in the first conv.")
+    netD: str = option("basic", "Discriminator architecture.", DISCRIMINATORS)
+    ndf: int = option(64, "Discriminator filters in the first conv.")
+    n_layers_D: int = option(3, "Layers of the n_layers discriminator.")
+    norm: str = option("batch", "Normalisation layers.", NORMS)
+    no_dropout: bool = option(False, "No dropout in the generator.")
+    init_gain: float = option(0.02, "Std of the N(0, gain) weight init.")
+    upsample: str = option("transpose", "Generator upsampling: transpose (the reference's "
+                                        "transposed convs) or resize_conv (nearest x2 + 3x3 "
+                                        "conv; avoids checkerboard artifacts).", UPSAMPLE_MODES)
+    condition_D: bool = option(True, "pix2pix: the discriminator sees only the output image "
+                                     "(the paper's L1 + GAN row).", flag="no_condition_D",
+                               inverted=True)
 
     def __post_init__(self) -> None:
-        _check_choice("model", self.model, MODELS)
+        from tf_pix2pix import models  # the registry imports this module
+
+        models.get(self.model)  # raises ConfigError naming the registered models
         _check_choice("upsample", self.upsample, UPSAMPLE_MODES)
         _check_choice("netG", self.netG, GENERATORS)
         _check_choice("netD", self.netD, DISCRIMINATORS)
@@ -168,30 +189,36 @@ class TrainConfig:
     discriminator, 0 = none) are CycleGAN's.
     """
 
-    model_dir: str = ""
-    gan_mode: str = "vanilla"
-    lambda_gan: float = 1.0
-    lambda_l1: float = 100.0
-    lambda_A: float = 10.0
-    lambda_B: float = 10.0
-    lambda_identity: float = 0.5
-    pool_size: int = 50
-    lr: float = 2e-4
-    beta1: float = 0.5
-    beta2: float = 0.999
-    lr_policy: str = "linear"
-    n_epochs: int = 100
-    n_epochs_decay: int = 100
-    max_steps: int = 0
-    save_every_steps: int = 1000
-    summary_every_steps: int = 100
-    image_every_steps: int = 500
-    keep_checkpoints: int = 3
-    val_max_examples: int = 100
-    test_mode: str = "eval"
-    strategy: str = "default"
-    precision: str = "float32"
-    seed: int = 0
+    model_dir: str = option("", "Checkpoints, config.json, TensorBoard events, samples.")
+    gan_mode: str = option("vanilla", "GAN objective.", GAN_MODES)
+    lambda_gan: float = option(1.0, "pix2pix: weight of the adversarial term; 0 builds and "
+                                    "trains no discriminator (the paper's L1 row).")
+    lambda_l1: float = option(100.0, "pix2pix: weight of the L1 term (0: the paper's cGAN row).")
+    lambda_A: float = option(10.0, "CycleGAN: weight of the cycle loss A -> B -> A.")
+    lambda_B: float = option(10.0, "CycleGAN: weight of the cycle loss B -> A -> B.")
+    lambda_identity: float = option(0.5, "CycleGAN: identity loss weight relative to "
+                                         "lambda_A/B (0 disables it and its two generator "
+                                         "passes); the reference's remedy for colour inversion.")
+    pool_size: int = option(50, "CycleGAN: fakes kept per discriminator; 0 = no pool.")
+    lr: float = option(2e-4, "Adam learning rate.")
+    beta1: float = option(0.5, "Adam beta1.")
+    beta2: float = option(0.999, "Adam beta2.")
+    lr_policy: str = option("linear", "Learning-rate policy.", LR_POLICIES)
+    n_epochs: int = option(100, "Epochs at the initial learning rate.")
+    n_epochs_decay: int = option(100, "Epochs of linear decay to zero.")
+    max_steps: int = option(0, "Stop after this many steps; 0 = all epochs.")
+    save_every_steps: int = option(1000, "Checkpoint interval (also every epoch end).")
+    summary_every_steps: int = option(100, "Scalar summary interval.")
+    image_every_steps: int = option(500, "Image summary interval.")
+    keep_checkpoints: int = option(3, "Checkpoints to keep.")
+    val_max_examples: int = option(100, "Val examples scored after each epoch; 0 = none.")
+    test_mode: str = option("eval", "How G runs for samples and val: eval (dropout off, running "
+                                    "BN statistics) or paper (dropout on, batch statistics, as "
+                                    "the paper's test time).", TEST_MODES)
+    strategy: str = option("default", "tf.distribute strategy; multi_worker reads TF_CONFIG.",
+                           STRATEGIES)
+    precision: str = option("float32", "Keras mixed-precision policy.", PRECISIONS)
+    seed: int = option(0, "Seed of weights, dropout and the data pipeline.")
 
     def __post_init__(self) -> None:
         _check_choice("gan_mode", self.gan_mode, GAN_MODES)
@@ -236,30 +263,14 @@ class ExperimentConfig:
                     f"crop_size={self.data.crop_size} is too small for netD={self.model.netD}: "
                     "its output would be empty; raise crop_size or use fewer discriminator "
                     "layers")
-        if self.train.test_mode == "paper" and not self.model.has_test_time_noise:
-            raise ConfigError(
-                "test_mode=paper: this generator has no dropout and no batch norm, so paper and "
-                "eval modes compute the same function; use test_mode=eval")
-        if self.model.model == "cycle_gan":
-            if self.train.lambda_identity and self.data.input_nc != self.data.output_nc:
-                # G_A(real_B) needs B images to fit G_A's input, as the reference asserts.
-                raise ConfigError(
-                    f"lambda_identity={self.train.lambda_identity} needs input_nc == output_nc "
-                    f"(got {self.data.input_nc} and {self.data.output_nc}); set "
-                    "lambda_identity=0 or equal channel counts")
-            fixed = ("resize_and_crop", "crop", "scale_width_and_crop")
-            if self.train.pool_size and self.data.preprocess not in fixed:
-                raise ConfigError(
-                    f"preprocess={self.data.preprocess} gives images of varying sizes, which "
-                    "CycleGAN's image pool cannot store; use one of "
-                    f"{', '.join(fixed)} (train on crops, translate full images later) or "
-                    "pool_size=0")
-        elif self.train.lambda_gan == 0 and self.train.lambda_l1 == 0:
-            raise ConfigError("lambda_gan and lambda_l1 are both 0: the generator would have no "
-                              "objective")
-        elif self.data.tfds_name:
-            raise ConfigError("tfds_name is a CycleGAN source (cycle_gan/*); pix2pix reads "
-                              "TFRecords of pairs from data_dir")
+        from tf_pix2pix import inference, models  # both import this module
+
+        inference.check_test_mode(self.train.test_mode, self.model)
+        model = models.for_config(self)
+        if self.data.tfds_name and not model.tfds_source:
+            raise ConfigError(f"tfds_name: the {self.model.model} model reads TFRecords from "
+                              "data_dir, not TensorFlow Datasets")
+        model.check_config(self)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -280,20 +291,39 @@ class ExperimentConfig:
         return cls(**parts)
 
     @classmethod
+    def from_options(cls, options: dict[str, Any]) -> "ExperimentConfig":
+        """The configuration that the command-line options ``{flag name: value}`` describe
+        (the fields not given keep their defaults); the inverse of the flags of ``run_train``."""
+        sections: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}}
+        used = set()
+        for section, klass in (("data", DataConfig), ("model", ModelConfig),
+                               ("train", TrainConfig)):
+            for field in dataclasses.fields(klass):
+                name = field.metadata.get("flag") or field.name
+                if name in options:
+                    value = options[name]
+                    sections[section][field.name] = (not value if field.metadata.get("inverted")
+                                                     else value)
+                    used.add(name)
+        unknown = sorted(set(options) - used)
+        if unknown:
+            raise ConfigError(f"unknown options: {', '.join(unknown)}")
+        return cls(data=DataConfig(**sections["data"]), model=ModelConfig(**sections["model"]),
+                   train=TrainConfig(**sections["train"]))
+
+    @classmethod
     def from_json(cls, text: str) -> "ExperimentConfig":
         return cls.from_dict(json.loads(text))
 
     def architecture(self) -> dict[str, Any]:
         """Fields that decide the shapes of the saved variables (must match on resume)."""
+        from tf_pix2pix import models  # the registry imports this module
+
         arch = {f"model.{k}": v for k, v in dataclasses.asdict(self.model).items()
                 if k != "init_gain"}
-        if self.model.model == "pix2pix":  # lambda_gan 0 trains (and saves) no discriminator
-            arch["train.lambda_gan>0"] = self.train.lambda_gan > 0
         arch["data.input_nc"] = self.data.input_nc
         arch["data.output_nc"] = self.data.output_nc
-        if self.model.model == "cycle_gan":  # the image pools are saved variables too
-            arch["train.pool_size"] = self.train.pool_size
-            arch["data.crop_size"] = self.data.crop_size
+        arch.update(models.for_config(self).saved_state_fields(self))
         return arch
 
     def input_pipeline(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ written.
   ``2 ** num_downs`` (the SavedModel pads for you, these files do not).
 
 The generator runs in ``eval`` mode, with its fast layers switched to plain ops
-(``networks.common.make_portable``) for the converters.
+(``networks.kernels.make_portable``) for the converters.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix.config import ConfigError
-from tf_pix2pix.networks.common import make_portable
+from tf_pix2pix.networks.kernels import make_portable
 
 FORMATS = ("saved_model", "tflite", "onnx")
 TFLITE_VARIANTS = ("float32", "float16", "dynamic")
@@ -150,7 +150,7 @@ def convert(generator: keras.Model, out_dir: str, formats: tuple[str, ...],
     """Writes the requested non-SavedModel formats into ``out_dir`` and verifies each.
 
     Args:
-      generator: the restored generator (switched to portable layers during conversion only).
+      generator: the restored generator (a copy with portable layers is converted).
       out_dir: folder to write ``generator*.tflite`` / ``generator.onnx`` into.
       formats: any of ``tflite``, ``onnx`` (``saved_model`` is the caller's).
       tflite_size: height and width of the TFLite input.
@@ -165,24 +165,21 @@ def convert(generator: keras.Model, out_dir: str, formats: tuple[str, ...],
                           "this generator")
     input_nc = generator.inputs[0].shape[-1]
     written = []
-    make_portable(generator)
-    try:
-        if "tflite" in formats:
-            for variant in tflite_variants:
-                name = "generator.tflite" if variant == "float32" else f"generator_{variant}.tflite"
-                model = tflite_model(generator, tflite_size, variant)
-                shape = (1, tflite_size, tflite_size, input_nc)
-                error = _check(generator, run_tflite, model, [shape], f"TFLite {variant}")
-                written.append(_write(out_dir, name, model, "tflite", variant, error, list(shape)))
-        if "onnx" in formats:
-            model = onnx_model(generator)
-            side = multiple * max(1, 64 // multiple)  # non-square, two batch sizes
-            shapes = [(1, side, 2 * side, input_nc), (2, 2 * side, side, input_nc)]
-            error = _check(generator, run_onnx, model, shapes, "ONNX")
-            written.append(_write(out_dir, "generator.onnx", model, "onnx", "float32", error,
-                                  [None, None, None, input_nc]))
-    finally:
-        make_portable(generator, False)
+    portable = make_portable(generator)
+    if "tflite" in formats:
+        for variant in tflite_variants:
+            name = "generator.tflite" if variant == "float32" else f"generator_{variant}.tflite"
+            model = tflite_model(portable, tflite_size, variant)
+            shape = (1, tflite_size, tflite_size, input_nc)
+            error = _check(generator, run_tflite, model, [shape], f"TFLite {variant}")
+            written.append(_write(out_dir, name, model, "tflite", variant, error, list(shape)))
+    if "onnx" in formats:
+        model = onnx_model(portable)
+        side = multiple * max(1, 64 // multiple)  # non-square, two batch sizes
+        shapes = [(1, side, 2 * side, input_nc), (2, 2 * side, side, input_nc)]
+        error = _check(generator, run_onnx, model, shapes, "ONNX")
+        written.append(_write(out_dir, "generator.onnx", model, "onnx", "float32", error,
+                              [None, None, None, input_nc]))
     return written
 
 

@@ -33,6 +33,63 @@ def image_metrics(outputs: tf.Tensor, targets: tf.Tensor) -> dict[str, tf.Tensor
     return {"l1": l1, "psnr": psnr, "ssim": ssim}
 
 
+IMAGE_METRICS = ("l1", "psnr", "ssim")
+
+
+class Scorer:
+    """Scores a set of translations against their targets, batch by batch: the one scoring
+    function of training-time validation, ``run_predict.py`` and the experiment runner.
+
+    Per image: L1, PSNR and SSIM (:func:`image_metrics`); over the whole set: their means and,
+    given Inception ``features`` (``inception_metrics.InceptionFeatures``), FID and KID.
+    """
+
+    def __init__(self, metrics: tuple[str, ...] = IMAGE_METRICS, features=None):
+        self.metrics = tuple(metrics)
+        self.features = features
+        self.rows: list[dict[str, float]] = []
+        self._feats: dict[str, list[np.ndarray]] = {"output": [], "target": []}
+
+    def add(self, outputs, targets, limit: int = 0) -> list[dict[str, float]]:
+        """Scores one batch (``[N, H, W, C]`` in [-1, 1]); with ``limit``, only as many of its
+        images as keep the total at most ``limit``. Returns the new per-image rows."""
+        n = int(outputs.shape[0])
+        if limit:
+            n = max(0, min(n, limit - len(self.rows)))
+        outputs, targets = outputs[:n], targets[:n]
+        if not n:
+            return []
+        values = {k: v.numpy() for k, v in image_metrics(outputs, targets).items()}
+        rows = [{k: float(values[k][i]) for k in IMAGE_METRICS} for i in range(n)]
+        self.rows += rows
+        if self.features is not None and {"fid", "kid"} & set(self.metrics):
+            self._feats["output"].append(self.features(np.asarray(outputs)))
+            self._feats["target"].append(self.features(np.asarray(targets)))
+        return rows
+
+    @property
+    def count(self) -> int:
+        return len(self.rows)
+
+    def summary(self) -> dict[str, float]:
+        """``count``, the means of the asked image metrics and, with features, ``fid``,
+        ``kid``, ``kid_std`` (and ``fid_warning`` for small sets)."""
+        result: dict = {"count": self.count}
+        if not self.rows:
+            return result
+        for key in IMAGE_METRICS:
+            if key in self.metrics:
+                result[key] = float(np.mean([r[key] for r in self.rows]))
+        if self._feats["output"]:
+            from tf_pix2pix.inception_metrics import scores
+
+            fid_kid = scores(np.concatenate(self._feats["output"]),
+                             np.concatenate(self._feats["target"]), self.metrics)
+            result["inception_images"] = fid_kid.pop("count")
+            result.update(fid_kid)
+        return result
+
+
 def evaluate(generate: Callable[[tf.Tensor], tf.Tensor],
              batches: Iterable[tuple[tf.Tensor, tf.Tensor]],
              max_examples: int = 0) -> dict[str, float]:
@@ -46,17 +103,9 @@ def evaluate(generate: Callable[[tf.Tensor], tf.Tensor],
     Returns:
       ``{"l1", "psnr", "ssim", "count"}``; an empty input gives ``count`` 0 and no metrics.
     """
-    values: dict[str, list[np.ndarray]] = {"l1": [], "psnr": [], "ssim": []}
-    count = 0
+    scorer = Scorer()
     for inputs, targets in batches:
-        if max_examples and count >= max_examples:
+        if max_examples and scorer.count >= max_examples:
             break
-        metrics = image_metrics(generate(inputs), targets)
-        for key, value in metrics.items():
-            values[key].append(value.numpy())
-        count += int(inputs.shape[0])
-    if not count:
-        return {"count": 0}
-    result = {k: float(np.concatenate(v)[:max_examples or None].mean()) for k, v in values.items()}
-    result["count"] = min(count, max_examples) if max_examples else count
-    return result
+        scorer.add(generate(inputs), targets, limit=max_examples)
+    return scorer.summary()

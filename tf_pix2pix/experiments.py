@@ -35,8 +35,9 @@ from typing import Any
 
 import numpy as np
 
-from tf_pix2pix.cli import UserError, run_main
-from tf_pix2pix.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
+from tf_pix2pix.config import (DataConfig, ExperimentConfig, ModelConfig, TrainConfig, option,
+                               option_of)
 
 SUITES: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
     "objectives": {
@@ -62,23 +63,25 @@ MODES = ("eval", "paper")
 
 @dataclasses.dataclass(frozen=True)
 class RunnerConfig:
-    """The shared setup of every configuration of the suites."""
+    """The shared setup of every configuration of the suites (each field is a flag)."""
 
-    suite: str
-    data_dir: str
-    output_dir: str
-    steps: int
-    direction: str = "AtoB"
-    crop_size: int = 256
-    batch_size: int = 1
-    seed: int = 0
-    split: str = "test"
-    max_examples: int = 0
-    figure_examples: int = 4
-    inception_weights: str = ""
-    ngf: int = 64
-    ndf: int = 64
-    progress: bool = True
+    data_dir: str = option(dataclasses.MISSING, "Paired TFRecords (build_tfrecords / download).")
+    output_dir: str = option(dataclasses.MISSING, "Runs, results.csv, results.md, figures.")
+    steps: int = option(dataclasses.MISSING, "Training steps of every configuration.")
+    suite: str = option("all", "Which ablation suite: all or one of "
+                               f"{', '.join(SUITES)}.")
+    direction: str = option_of(DataConfig, "direction")
+    crop_size: int = option(256, "256 (unet_256) or 128 (unet_128).")
+    batch_size: int = option_of(DataConfig, "batch_size")
+    seed: int = option(0, "The one seed of every configuration.")
+    split: str = option("test", "Evaluation split.")
+    max_examples: int = option(0, "Evaluate at most this many images; 0 = all.")
+    figure_examples: int = option(4, "Test images in each suite's figure.")
+    inception_weights: str = option("", "InceptionV3 notop .h5 (or imagenet) for FID/KID; "
+                                        "without it they are not computed.")
+    ngf: int = option(64, "Generator width (64 in the paper).")
+    ndf: int = option(64, "Discriminator width (64 in the paper).")
+    progress: bool = option(True, "Training progress bars.")
 
     def __post_init__(self) -> None:
         if self.suite != "all" and self.suite not in SUITES:
@@ -114,11 +117,20 @@ def experiment_config(runner: RunnerConfig, overrides: dict[str, dict[str, Any]]
                           **overrides.get("train", {})))
 
 
+# Fields that change what is logged or kept, not what is trained.
+_NOT_TRAINING = ("train.model_dir", "train.save_every_steps", "train.summary_every_steps",
+                 "train.image_every_steps", "train.keep_checkpoints", "train.val_max_examples",
+                 "train.test_mode")
+
+
 def config_key(config: ExperimentConfig) -> str:
-    """A short stable name for a configuration (model directory of its run)."""
-    fields = {**config.architecture(), "lambda_gan": config.train.lambda_gan,
-              "lambda_l1": config.train.lambda_l1, "steps": config.train.max_steps,
-              "seed": config.train.seed, "direction": config.data.direction}
+    """A short stable name for a configuration (model directory of its run): a digest of every
+    field that affects training, data_dir and learning rate included, so that a rerun on other
+    data or with other settings never reuses a run."""
+    fields = {f"{section}.{name}": value for section, values in config.to_dict().items()
+              for name, value in values.items()}
+    fields = {k: v for k, v in fields.items() if k not in _NOT_TRAINING}
+    fields["data.data_dir"] = os.path.abspath(fields["data.data_dir"])
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]
     return f"{config.model.netG}-{config.model.netD}-{digest}"
 
@@ -144,8 +156,7 @@ def evaluate_run(model_dir: str, inputs: np.ndarray, targets: np.ndarray,
     """Metrics of a trained run in each test-time mode, and its outputs (for the figure)."""
     import tensorflow as tf
 
-    from tf_pix2pix.evaluate import image_metrics
-    from tf_pix2pix.inception_metrics import fid_kid
+    from tf_pix2pix.evaluate import IMAGE_METRICS, Scorer
     from tf_pix2pix.predict_lib import translator_from_model_dir
 
     results = {}
@@ -153,12 +164,11 @@ def evaluate_run(model_dir: str, inputs: np.ndarray, targets: np.ndarray,
         translator = translator_from_model_dir(model_dir, mode)
         outputs = np.concatenate([translator(tf.constant(inputs[i:i + 1])).numpy()
                                   for i in range(len(inputs))])
-        m = image_metrics(outputs, targets)
-        row: dict[str, Any] = {k: float(np.mean(v)) for k, v in m.items()}
-        row["count"] = len(outputs)
-        if features is not None:
-            scores = fid_kid(outputs, targets, features=features)
-            row.update({k: scores[k] for k in ("fid", "kid", "kid_std")})
+        scorer = Scorer(IMAGE_METRICS + ("fid", "kid"), features)
+        scorer.add(outputs, targets)
+        row = scorer.summary()
+        row.pop("fid_warning", None)
+        row.pop("inception_images", None)
         results[mode] = {"metrics": row, "outputs": outputs}
     return results
 
@@ -274,44 +284,16 @@ def run(runner: RunnerConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
-    from absl import flags
-
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-    f = flags.FLAGS
-    result = run(RunnerConfig(
-        suite=f.suite, data_dir=f.data_dir, output_dir=f.output_dir, steps=f.steps,
-        direction=f.direction, crop_size=f.crop_size, batch_size=f.batch_size, seed=f.seed,
-        split=f.split, max_examples=f.max_examples, inception_weights=f.inception_weights or "",
-        ngf=f.ngf, ndf=f.ndf, progress=f.progress))
+    result = run(from_flags(RunnerConfig))
     with open(result["table"]) as table:
         print(table.read())
     print(f"wrote {result['table']}, results.csv and {', '.join(result['figures'])}")
 
 
-def define_flags() -> None:
-    from absl import flags
-
-    flags.DEFINE_enum("suite", "all", ["all", *SUITES], "Which ablation suite.")
-    flags.DEFINE_string("data_dir", None, "Paired TFRecords (build_tfrecords / download).")
-    flags.DEFINE_string("output_dir", None, "Runs, results.csv, results.md, figures.")
-    flags.DEFINE_integer("steps", 0, "Training steps of every configuration.")
-    flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"], "Which half is the input.")
-    flags.DEFINE_integer("crop_size", 256, "256 (unet_256) or 128 (unet_128).")
-    flags.DEFINE_integer("batch_size", 1, "Batch size.")
-    flags.DEFINE_integer("seed", 0, "The one seed of every configuration.")
-    flags.DEFINE_string("split", "test", "Evaluation split.")
-    flags.DEFINE_integer("max_examples", 0, "Evaluate at most this many images; 0 = all.")
-    flags.DEFINE_string("inception_weights", None, "InceptionV3 notop .h5 (or imagenet) for "
-                        "FID/KID; without it they are not computed.")
-    flags.DEFINE_integer("ngf", 64, "Generator width (64 in the paper).")
-    flags.DEFINE_integer("ndf", 64, "Discriminator width (64 in the paper).")
-    flags.DEFINE_bool("progress", True, "Training progress bars.")
-    flags.mark_flags_as_required(["data_dir", "output_dir", "steps"])
-
-
 def cli() -> None:
-    define_flags()
+    define_flags(RunnerConfig)
     run_main(main)
 
 

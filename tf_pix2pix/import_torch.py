@@ -32,45 +32,37 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_pix2pix.cli import UserError, run_main
-from tf_pix2pix.config import (DataConfig, ExperimentConfig, ModelConfig, TrainConfig,
-                               load_config, save_config)
+from tf_pix2pix import models
+from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main, writable_dir
+from tf_pix2pix.config import (ConfigError, DataConfig, ExperimentConfig, ModelConfig,
+                               TrainConfig, load_config, option, option_of, save_config)
 from tf_pix2pix.networks import build_generator
 from tf_pix2pix.pth_format import PthError, load_state_dict
 
-# The reference's scripts/download_pix2pix_model.sh and download_cyclegan_model.sh.
-MODEL_URLS = {"pix2pix": "http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch/{name}.pth",
-              "cycle_gan": "http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/"
-                           "{name}.pth"}
-PIX2PIX_MODELS = ("facades_label2photo", "sat2map", "map2sat", "edges2shoes", "day2night")
-CYCLEGAN_MODELS = ("apple2orange", "orange2apple", "summer2winter_yosemite",
-                   "winter2summer_yosemite", "horse2zebra", "zebra2horse", "monet2photo",
-                   "style_monet", "style_cezanne", "style_ukiyoe", "style_vangogh", "sat2map",
-                   "map2sat", "cityscapes_photo2label", "cityscapes_label2photo",
-                   "facades_photo2label", "facades_label2photo", "iphone2dslr_flower")
 _INSTANCE_NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 @dataclasses.dataclass(frozen=True)
 class ImportConfig:
-    """What to import and into which model directory (architecture flags as the reference's)."""
+    """What to import and into which model directory (architecture flags as the reference's;
+    each field is a flag of ``python -m tf_pix2pix.import_torch``)."""
 
-    model_dir: str
-    pth: str = ""
-    url: str = ""
-    model: str = "pix2pix"
-    netG: str = ""
-    norm: str = ""
-    ngf: int = 64
-    input_nc: int = 3
-    output_nc: int = 3
-    cache_dir: str = ""
+    model_dir: str = option(dataclasses.MISSING, "New model directory to write.")
+    pth: str = option("", "A PyTorch state dict of the reference's generator.")
+    url: str = option("", "A published model by name (e.g. facades_label2photo, horse2zebra), "
+                          "downloaded with keras.utils.get_file.")
+    model: str = option_of(ModelConfig, "model")
+    netG: str = option("", "Generator of the file (default: the model's reference netG).")
+    norm: str = option("", "batch, instance or none (default: the model's reference norm).")
+    ngf: int = option(64, "Generator filters of the file.")
+    input_nc: int = option(3, "Input channels of the file's generator.")
+    output_nc: int = option(3, "Output channels of the file's generator.")
+    cache_dir: str = option("", "Download cache for --url (default ~/.keras).")
 
     def __post_init__(self) -> None:
         if bool(self.pth) == bool(self.url):
             raise UserError("pass exactly one of --pth and --url")
-        if self.model not in MODEL_URLS:
-            raise UserError(f"--model={self.model!r}: use pix2pix or cycle_gan")
+        models.get(self.model)  # ConfigError naming the registered models
 
 
 def _conv(w: np.ndarray) -> np.ndarray:
@@ -214,22 +206,22 @@ def export_state_dict(model: keras.Model, config: ModelConfig,
 
 
 def _model_config(config: ImportConfig, dropout: bool) -> ModelConfig:
-    cycle = config.model == "cycle_gan"
-    return ModelConfig(model=config.model,
-                       netG=config.netG or ("resnet_9blocks" if cycle else "unet_256"),
-                       norm=config.norm or ("instance" if cycle else "batch"), ngf=config.ngf,
+    defaults = {**{f.name: f.default for f in dataclasses.fields(ModelConfig)},
+                **models.get(config.model).reference_defaults}
+    return ModelConfig(model=config.model, netG=config.netG or defaults["netG"],
+                       norm=config.norm or defaults["norm"], ngf=config.ngf,
                        no_dropout=not dropout)
 
 
 def _fetch(config: ImportConfig) -> str:
     if config.pth:
         return config.pth
-    names = CYCLEGAN_MODELS if config.model == "cycle_gan" else PIX2PIX_MODELS
-    if config.url not in names:
+    published = models.get(config.model).published_generators
+    if config.url not in published:
         raise UserError(f"--url={config.url}: published {config.model} models are "
-                        f"{', '.join(names)}")
-    url = MODEL_URLS[config.model].format(name=config.url)
-    cache = os.path.abspath(os.path.expanduser(config.cache_dir or "~/.keras"))
+                        f"{', '.join(published) or 'none'}")
+    url = published[config.url]
+    cache = writable_dir(config.cache_dir or "~/.keras", "--cache_dir")
     try:
         return keras.utils.get_file(f"{config.model}_{config.url}.pth", url, cache_dir=cache,
                                     cache_subdir="models")
@@ -240,29 +232,39 @@ def _fetch(config: ImportConfig) -> str:
 def import_generator(config: ImportConfig) -> dict[str, object]:
     """Reads the ``.pth``, builds the generator, copies the weights, writes the model directory.
 
+    The model's configuration is its reference defaults (``models``) with the file's
+    architecture; the generator is saved under the model's ``AtoB`` slot.
+
     Returns:
       A summary: the checkpoint, the configuration, tensors copied, dropout detection.
     """
-    from tf_pix2pix.model_base import generator_slots
-
     if load_config(config.model_dir) is not None:
         raise UserError(f"--model_dir {config.model_dir} already holds a model; use a new one")
     try:
         state = load_state_dict(_fetch(config))
     except PthError as e:
         raise UserError(str(e)) from e
+    model_class = models.get(config.model)
+    netG = config.netG or _model_config(config, True).netG
     resnet_dropout = any(re.search(r"\.conv_block\.6\.weight$", k) for k in state)
-    # pix2pix's U-Net has dropout by default (no weights show it); a ResNet's shows in its keys.
-    dropout = resnet_dropout or (config.model == "pix2pix" and not
-                                 (config.netG or "unet").startswith("resnet"))
+    # A U-Net's dropout leaves no weights: it follows the model's reference default. A ResNet's
+    # shows in its keys.
+    dropout = resnet_dropout or (netG.startswith("unet") and
+                                 not model_class.reference_defaults.get("no_dropout", False))
     model_config = _model_config(config, dropout)
-    experiment = ExperimentConfig(
-        data=DataConfig(input_nc=config.input_nc, output_nc=config.output_nc),
-        model=model_config,
-        train=TrainConfig(model_dir=config.model_dir,
-                          gan_mode="lsgan" if config.model == "cycle_gan" else "vanilla",
-                          lambda_identity=0.5 if config.input_nc == config.output_nc else 0.0))
-    root = generator_slots(experiment)["AtoB"][0]
+    train_defaults = {k: v for k, v in model_class.reference_defaults.items()
+                      if k in TrainConfig.__dataclass_fields__}
+    lambda_identity = TrainConfig().lambda_identity
+    try:
+        experiment = ExperimentConfig(
+            data=DataConfig(input_nc=config.input_nc, output_nc=config.output_nc),
+            model=model_config,
+            train=TrainConfig(model_dir=config.model_dir, **{
+                **train_defaults, "lambda_identity": (
+                    lambda_identity if config.input_nc == config.output_nc else 0.0)}))
+    except ConfigError as e:
+        raise UserError(str(e)) from e
+    root = model_class.generator_slots(experiment)["AtoB"].root
     generator = build_generator(model_config, config.input_nc, config.output_nc, name=root)
     copied = assign_state_dict(generator, model_config, state)
     save_config(experiment, config.model_dir)
@@ -273,42 +275,20 @@ def import_generator(config: ImportConfig) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> None:
-    from absl import flags
-
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
-    f = flags.FLAGS
-    result = import_generator(ImportConfig(
-        model_dir=f.model_dir, pth=f.pth or "", url=f.url or "", model=f.model,
-        netG=f.netG or "", norm=f.norm or "", ngf=f.ngf, input_nc=f.input_nc,
-        output_nc=f.output_nc, cache_dir=f.cache_dir or ""))
+    config = from_flags(ImportConfig)
+    result = import_generator(config)
     m = result["config"].model
     print(f"imported {result['tensors']} tensors into {result['checkpoint']} as "
           f"{result['generator']} (netG={m.netG} norm={m.norm} ngf={m.ngf}"
           f"{', ResNet blocks saved with dropout' if result['dropout_blocks'] else ''})")
-    print(f"export: python run_export.py --model_dir {f.model_dir} --export_dir "
-          f"exported/{os.path.basename(os.path.normpath(f.model_dir))}")
-
-
-def define_flags() -> None:
-    from absl import flags
-
-    flags.DEFINE_string("pth", None, "A PyTorch state dict of the reference's generator.")
-    flags.DEFINE_string("url", None, "A published model by name (e.g. facades_label2photo, "
-                        "horse2zebra), downloaded with keras.utils.get_file.")
-    flags.DEFINE_string("model_dir", None, "New model directory to write.")
-    flags.DEFINE_enum("model", "pix2pix", ["pix2pix", "cycle_gan"], "Which reference model.")
-    flags.DEFINE_string("netG", None, "Generator (default: unet_256 / resnet_9blocks).")
-    flags.DEFINE_string("norm", None, "batch, instance or none (default: batch / instance).")
-    flags.DEFINE_integer("ngf", 64, "Generator filters of the file.")
-    flags.DEFINE_integer("input_nc", 3, "Input channels of the file's generator.")
-    flags.DEFINE_integer("output_nc", 3, "Output channels of the file's generator.")
-    flags.DEFINE_string("cache_dir", None, "Download cache for --url (default ~/.keras).")
-    flags.mark_flag_as_required("model_dir")
+    print(f"export: python run_export.py --model_dir {config.model_dir} --export_dir "
+          f"exported/{os.path.basename(os.path.normpath(config.model_dir))}")
 
 
 def run() -> None:
-    define_flags()
+    define_flags(ImportConfig)
     run_main(main)
 
 

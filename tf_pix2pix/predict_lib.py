@@ -18,11 +18,12 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
-from tf_pix2pix.config import TEST_MODES, ConfigError, ExperimentConfig
-from tf_pix2pix.evaluate import PSNR_CAP, image_metrics
-from tf_pix2pix.export_lib import (check_test_mode, pad_multiple, padded_translate,
-                                   read_export_info, restore_generator, servable_generator)
-from tf_pix2pix.model_base import generator_slots
+from tf_pix2pix import models
+from tf_pix2pix.config import ConfigError, ExperimentConfig
+from tf_pix2pix.evaluate import PSNR_CAP, Scorer
+from tf_pix2pix.export_lib import read_export_info
+from tf_pix2pix.inference import (check_test_mode, mode_call, pad_multiple, padded_translate,
+                                  restore_generator)
 from tf_pix2pix.image_io import BadImageError, list_files, read_aligned_pair, read_image
 from tf_pix2pix.visualize import save_png, to_uint8
 
@@ -56,14 +57,11 @@ def translator_from_model_dir(model_dir: str, test_mode: str, checkpoint: str = 
                               direction: str = "AtoB") -> Translator:
     """Restores a generator of a training directory (latest checkpoint unless given);
     ``direction`` picks CycleGAN's G_A (``AtoB``) or G_B (``BtoA``)."""
-    if test_mode not in TEST_MODES:
-        raise ConfigError(f"test_mode={test_mode!r}: use eval or paper")
+    check_test_mode(test_mode)
     generator, config, path = restore_generator(model_dir, checkpoint, direction)
-    check_test_mode(config, test_mode)
-    servable_generator(generator, test_mode)
-    multiple, training = pad_multiple(config), test_mode == "paper"
-    fn = tf.function(lambda x: padded_translate(generator, x, multiple, training),
-                     reduce_retracing=True)
+    check_test_mode(test_mode, config.model)
+    call, multiple = mode_call(generator, test_mode), pad_multiple(config)
+    fn = tf.function(lambda x: padded_translate(call, x, multiple), reduce_retracing=True)
     return Translator(fn, config, test_mode, path, direction)
 
 
@@ -95,7 +93,7 @@ def iterate_examples(source: str, path: str, config: ExperimentConfig, split: st
     Unaligned TFRecords yield the input domain of that generator, without targets. Bad files
     raise :class:`BadImageError` or, with ``on_bad_image="skip"``, are appended to ``skipped``.
     """
-    _, in_nc, out_nc = generator_slots(config)[direction]
+    _, in_nc, out_nc = models.for_config(config).generator_slots(config)[direction]
     swap = (config.data.direction == "BtoA") != (direction == "BtoA")
     if source == "tfrecord":
         manifest = data_lib.read_manifest(path)
@@ -205,16 +203,14 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
         features = InceptionFeatures(inception_weights)
     image_dir = os.path.join(output_dir, "images")
     os.makedirs(image_dir, exist_ok=True)
-    rows, per_image, feats = [], [], {"output": [], "target": []}
+    scorer = Scorer(metrics, features)
+    rows, per_image = [], []
     bar = keras.utils.Progbar(None, unit_name="image") if progress else None
     for i, ex in enumerate(examples):
         if protocol == "reference":
             ex = Example(ex.name, reference_resize(ex.input),
                          None if ex.target is None else reference_resize(ex.target))
         output = translator(tf.constant(ex.input[np.newaxis]))[0].numpy()
-        if features is not None and ex.target is not None:
-            feats["output"].append(features(output[np.newaxis])[0])
-            feats["target"].append(features(ex.target[np.newaxis])[0])
         row = {"name": ex.name}
         for key, image in (("input", ex.input), ("output", output), ("target", ex.target)):
             if image is not None:
@@ -222,31 +218,26 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
                 save_png(os.path.join(output_dir, rel), _png(image))
                 row[key] = rel
         if ex.target is not None:
-            m = image_metrics(output[np.newaxis], ex.target[np.newaxis])
-            per_image.append({"name": ex.name, **{k: float(v[0]) for k, v in m.items()}})
+            scores = scorer.add(output[np.newaxis], ex.target[np.newaxis])[0]
+            per_image.append({"name": ex.name, **scores})
         rows.append(row)
         if bar is not None:
             bar.update(i + 1)
     if not rows:
         raise ConfigError("nothing to translate: every input was skipped or the source is empty")
     model = translator.config.model.model
-    if model == "cycle_gan":
-        model += f" {generator_slots(translator.config)[translator.direction][0]}"
+    slots = models.for_config(translator.config).generator_slots(translator.config)
+    if len(slots) > 1:  # name the generator of a model with several
+        model += f" {slots[translator.direction].root}"
     write_gallery(output_dir, rows, f"{model} ({translator.test_mode} mode) — "
                                     f"{translator.origin}")
     summary = {"count": len(rows), "test_mode": translator.test_mode, "protocol": protocol,
                "model": translator.origin, "skipped": skipped or [],
                "num_skipped": len(skipped or [])}
     if per_image:
-        summary.update({k: float(np.mean([p[k] for p in per_image]))
-                        for k in ("l1", "psnr", "ssim") if k in metrics})
-        if feats["output"]:
-            from tf_pix2pix.inception_metrics import scores
-
-            fid_kid = scores(np.stack(feats["output"]), np.stack(feats["target"]), metrics)
-            summary["inception_images"] = fid_kid.pop("count")
-            summary.update(fid_kid)
-        summary["scored"] = len(per_image)
+        scored = scorer.summary()
+        summary["scored"] = scored.pop("count")
+        summary.update(scored)
         summary["psnr_cap_db"] = PSNR_CAP
         with open(os.path.join(output_dir, "metrics.csv"), "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=["name", "l1", "psnr", "ssim"])

@@ -1,55 +1,44 @@
-"""The training loop: strategy, data, model, checkpoints and resume, summaries, progress.
+"""The training loop: one loop for every registered model.
 
-``train(config)`` is everything ``run_train.py`` does after parsing flags. A model directory holds::
+``train(config)`` is everything ``run_train.py`` does after parsing flags: it looks the model up
+in the registry (``tf_pix2pix.models``), builds it under the strategy, and runs steps with
+summaries, sample grids, validation, checkpoints and progress. A model directory holds::
 
     config.json            the resolved configuration (architecture checked on resume)
-    checkpoints/ckpt-N.*   G, D, both optimizers, step, dropout RNG state, input-iterator position
+    checkpoints/ckpt-N.*   the model's networks, optimizers and state, the step, the dropout RNG
+                           state and the input-iterator position (``checkpointing``)
     train/  val/           TensorBoard event files
-    samples/*.png          input | output | target grids
+    samples/*.png          the model's sample grids
 
-Under ``--strategy=multi_worker`` only the chief writes it; the other workers save their share of
-each checkpoint into a private temporary folder, stop together with the chief on a signal to any
-of them, and end with :class:`WorkerLostError` when another worker dies.
+Processes, signals and multi-worker agreement are ``workers``'; checkpoints and resume are
+``checkpointing``'s.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import shutil
-import signal
 import sys
-import tempfile
-import threading
 import time
 import weakref
-from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
-from tf_pix2pix import hardware
-from tf_pix2pix import visualize
-from tf_pix2pix.config import (ConfigError, ExperimentConfig, architecture_differences,
-                               input_pipeline_differences, load_config, save_config)
-from tf_pix2pix.cycle_gan import CycleGAN
-from tf_pix2pix.model_base import TranslationModel
-from tf_pix2pix.pix2pix import Pix2Pix
+from tf_pix2pix import hardware, models, visualize
+from tf_pix2pix import checkpointing as ckpt
+from tf_pix2pix import workers
+from tf_pix2pix.config import ConfigError, ExperimentConfig, save_config
 
-CHECKPOINT_SUBDIR = "checkpoints"
 SAMPLES_SUBDIR = "samples"
 
 
 class TrainingDivergedError(RuntimeError):
     """A loss became NaN or Inf; the message names the step and the last good checkpoint."""
-
-
-class WorkerLostError(RuntimeError):
-    """Another worker of a multi-worker job stopped answering (killed, crashed, unreachable)."""
 
 
 @dataclasses.dataclass
@@ -65,195 +54,6 @@ class TrainResult:
     weights_sha256: str = ""
 
 
-def weights_sha256(variables) -> str:
-    """SHA-256 of the values of ``variables`` in order: equal digests mean bit-identical weights
-    (the workers of one job print the same one; so do an interrupted and an uninterrupted run)."""
-    digest = hashlib.sha256()
-    for v in variables:
-        digest.update(np.ascontiguousarray(v.numpy()).tobytes())
-    return digest.hexdigest()
-
-
-def make_strategy(name: str) -> tf.distribute.Strategy:
-    """``default`` (one device), ``mirrored`` (all local devices) or ``multi_worker`` (TF_CONFIG)."""
-    if name == "default":
-        return tf.distribute.get_strategy()
-    if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
-    if name == "multi_worker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    raise ConfigError(f"strategy={name!r}: use default, mirrored or multi_worker")
-
-
-def num_workers(strategy: tf.distribute.Strategy) -> int:
-    """Processes taking part in ``strategy`` (``chief`` and ``worker`` tasks of TF_CONFIG)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None:
-        return 1
-    spec = resolver.cluster_spec().as_dict()
-    return max(1, len(spec.get("chief", [])) + len(spec.get("worker", [])))
-
-
-def build_model(config: ExperimentConfig, strategy: tf.distribute.Strategy,
-                steps_per_epoch: int) -> TranslationModel:
-    """The model ``config.model.model`` names (build inside ``strategy.scope()``)."""
-    kind = CycleGAN if config.model.model == "cycle_gan" else Pix2Pix
-    return kind(config, strategy, steps_per_epoch)
-
-
-def build_input(config: ExperimentConfig, split: str, training: bool,
-                skip_examples: int = 0, batch_size: int | None = None) -> tf.data.Dataset:
-    """The model's input pipeline: ``(input, target)`` pairs or CycleGAN's ``(real_A, real_B)``."""
-    if config.model.model == "cycle_gan":
-        return data_lib.build_unpaired_dataset(config.data, split, training,
-                                               skip_examples=skip_examples, batch_size=batch_size)
-    return data_lib.build_dataset(config.data, split, training, skip_examples=skip_examples,
-                                  batch_size=batch_size)
-
-
-def _split_size(config: ExperimentConfig, split: str) -> int:
-    """Examples of ``split`` (an unpaired epoch is ``max(|A|, |B|)``; val needs both domains)."""
-    if config.model.model == "cycle_gan":
-        sizes = data_lib.domain_sizes(config.data, split)
-        return max(sizes.values()) if min(sizes.values()) else 0
-    return data_lib.num_examples(config.data.data_dir, split)
-
-
-def checkpoint_dir(model_dir: str) -> str:
-    return os.path.join(model_dir, CHECKPOINT_SUBDIR)
-
-
-def _check_resume_config(config: ExperimentConfig) -> None:
-    saved = load_config(config.train.model_dir)
-    if saved is None:
-        return
-    diffs = architecture_differences(saved, config)
-    if diffs:
-        raise ConfigError(
-            f"--model_dir {config.train.model_dir} holds a model of another architecture "
-            f"({'; '.join(diffs)}); use a new --model_dir or the saved architecture flags")
-    diffs = input_pipeline_differences(saved, config)
-    has_checkpoint = tf.train.latest_checkpoint(checkpoint_dir(config.train.model_dir))
-    if diffs and has_checkpoint:
-        raise ConfigError(
-            f"--model_dir {config.train.model_dir} saved its input-pipeline position for other "
-            f"data flags ({'; '.join(diffs)}); resume with the saved values or use a new "
-            "--model_dir")
-
-
-def _saved_step(directory: str) -> int:
-    """The step counter stored in the latest checkpoint of ``directory`` (0 when none or torn;
-    ``restore`` repositions the pipeline if it resumes from another checkpoint)."""
-    latest = tf.train.latest_checkpoint(directory)
-    try:
-        return int(tf.train.load_variable(latest, "step/.ATTRIBUTES/VARIABLE_VALUE")) if latest \
-            else 0
-    except (ValueError, IndexError, tf.errors.OpError):
-        return 0
-
-
-def stop_agreement(strategy: tf.distribute.Strategy):
-    """``agree(local_flag) -> bool``: whether any worker's flag is set, by one all-reduce.
-
-    Every worker of the strategy must call it at the same point (once per step in the loop).
-    """
-
-    @tf.function
-    def any_set(flag):
-        flags = strategy.run(lambda: tf.identity(flag))
-        return strategy.reduce(tf.distribute.ReduceOp.SUM, flags, axis=None)
-
-    return lambda local: bool(any_set(tf.constant(float(local))) > 0)
-
-
-def _scratch_dir(strategy: tf.distribute.Strategy, model_dir: str) -> str:
-    """A non-chief worker's private checkpoint folder, emptied now and removed after the run.
-
-    Its name depends only on ``model_dir`` and the task, so a restart also removes what a killed
-    worker left behind.
-    """
-    resolver = strategy.cluster_resolver
-    key = hashlib.sha1(os.path.abspath(model_dir).encode()).hexdigest()[:12]
-    path = os.path.join(tempfile.gettempdir(),
-                        f"tf_pix2pix_{key}_{resolver.task_type}{resolver.task_id}")
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
-    return path
-
-
-def is_partial_save(name: str) -> bool:
-    """Whether ``name`` in a checkpoint folder is part of an unfinished save: TensorFlow writes a
-    checkpoint into ``ckpt-N_temp/`` and the state file through ``checkpoint.tmp*`` before
-    renaming them into place."""
-    return name.endswith("_temp") or name.startswith("checkpoint.tmp")
-
-
-def remove_partial_saves(folder: str) -> list[str]:
-    """Deletes what interrupted checkpoint writes left in ``folder``; returns the names.
-
-    A process killed during a save leaves its partial files (:func:`is_partial_save`: the
-    ``ckpt-N_temp`` folder, the ``checkpoint.tmp*`` file; a partial copy of the weights each)
-    behind, and a later save of the same step does not remove them.
-    Call it only while no save is running (the chief, before restoring).
-    """
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return []
-    removed = []
-    for name in sorted(names):
-        path = os.path.join(folder, name)
-        if name.endswith("_temp") and os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
-        elif name.startswith("checkpoint.tmp") and os.path.isfile(path):
-            os.remove(path)
-        else:
-            continue
-        removed.append(name)
-    return removed
-
-
-def _error_reason(error: tf.errors.OpError) -> str:
-    """The line of a TensorFlow runtime error that says what happened (not where in the graph)."""
-    for line in (error.message or "").splitlines():
-        line = line.strip()
-        if line and not line.startswith(("Graph execution error", "Detected at node", "File ",
-                                         "[[", "Additional GRPC")):
-            return f"{type(error).__name__}: {line[:200]}"
-    return type(error).__name__
-
-
-def _all_finite(variables) -> bool:
-    return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
-
-
-class _SignalCatcher:
-    """Turns SIGTERM/SIGINT into a flag so the loop can checkpoint and exit cleanly.
-
-    A second Ctrl-C while the first is being handled interrupts at once.
-    """
-
-    def __init__(self):
-        self.received: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def _handle(self, signum, frame):
-        if self.received is not None and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.received = signum
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        return False
-
-
 class _Trainer:
     """State of one training run; see :func:`train`."""
 
@@ -262,13 +62,14 @@ class _Trainer:
         self.progress = progress
         t = config.train
         self.model_dir = t.model_dir
-        self.strategy = make_strategy(t.strategy)
-        self.workers = num_workers(self.strategy)
+        self.model_class = models.for_config(config)
+        self.strategy = workers.make_strategy(t.strategy)
+        self.workers = workers.num_workers(self.strategy)
         replicas = self.strategy.num_replicas_in_sync
         if config.data.batch_size % replicas:
             raise ConfigError(f"batch_size={config.data.batch_size} is not divisible by the "
                               f"{replicas} replicas of --strategy={t.strategy}")
-        n_train = _split_size(config, "train")
+        n_train = self.model_class.split_size(config, "train")
         if not n_train:
             source = config.data.tfds_name or config.data.data_dir
             raise data_lib.DataError(f"{source} has no training examples")
@@ -284,28 +85,27 @@ class _Trainer:
         # (0.576 vs 0.585 s float32, 0.368 vs 0.371 s bfloat16, BENCHMARKS.md machine).
         tf.config.optimizer.set_experimental_options({"remapping": False})
         with self.strategy.scope():
-            self.model = build_model(config, self.strategy, self.steps_per_epoch)
+            self.model = self.model_class(config, self.strategy, self.steps_per_epoch)
         if replicas == 1 and not config.data.tfds_name:
             # The iterator itself is checkpointed (exact position, shuffle buffer included).
-            self.iterator = iter(build_input(config, "train", training=True))
+            self.iterator = iter(self.model_class.build_input(config, "train", training=True))
             checkpointed_iterator = {"iterator": self.iterator}
             self._skipped_to = 0
         else:
             # Distributed iterators (and TFDS's, in general) cannot be checkpointed; the pipeline
             # is deterministic, so it is repositioned by skipping the examples already trained
             # on (exact for any number of workers: see _reposition).
-            self._reposition(_saved_step(checkpoint_dir(self.model_dir)))
+            self._reposition(ckpt.saved_step(ckpt.checkpoint_dir(self.model_dir)))
             checkpointed_iterator = {}
         self.iterator_checkpointed = bool(checkpointed_iterator)
-        # CycleGAN's held-out images: val, or the reference's test split when there is no val.
-        val_split, val_size = "val", _split_size(config, "val")
-        if config.model.model == "cycle_gan" and not val_size:
-            val_split, val_size = "test", _split_size(config, "test")
+        val_split, val_size = self.model_class.validation_split(config)
         # Eval mode treats every image alone, so validation batches can be larger than training
         # ones (4 rows in the sample grids); paper mode's batch statistics keep the batch size.
         val_batch = max(config.data.batch_size, 4) if t.test_mode == "eval" else None
-        self.val_dataset = (build_input(config, val_split, training=False, batch_size=val_batch)
-                            if val_size and t.val_max_examples else None)
+        self.val_dataset = (
+            self.model_class.build_input(config, val_split, training=False,
+                                         batch_size=val_batch)
+            if val_size and t.val_max_examples else None)
 
         self.checkpoint = tf.train.Checkpoint(step=self.model.step,
                                               **self.model.checkpoint_objects(),
@@ -315,13 +115,13 @@ class _Trainer:
         # a private temporary folder, removed when the run ends.
         self.is_chief = self.strategy.extended.should_checkpoint
         if self.is_chief:
-            save_dir, keep = checkpoint_dir(self.model_dir), t.keep_checkpoints
+            save_dir, keep = ckpt.checkpoint_dir(self.model_dir), t.keep_checkpoints
             self.train_writer = tf.summary.create_file_writer(
                 os.path.join(self.model_dir, "train"))
             self.val_writer = tf.summary.create_file_writer(os.path.join(self.model_dir, "val"))
             os.makedirs(os.path.join(self.model_dir, SAMPLES_SUBDIR), exist_ok=True)
         else:
-            save_dir, keep = _scratch_dir(self.strategy, self.model_dir), 1
+            save_dir, keep = workers.scratch_dir(self.strategy, self.model_dir), 1
             self.train_writer = self.val_writer = tf.summary.create_noop_writer()
         self.remove_scratch = (lambda: None) if self.is_chief else weakref.finalize(
             self, shutil.rmtree, save_dir, True)
@@ -338,36 +138,19 @@ class _Trainer:
         ``kill -9`` or a full disk during a save) is skipped with a one-line warning naming it and
         the older checkpoint resumed from instead.
         """
+        folder = ckpt.checkpoint_dir(self.model_dir)
         if self.is_chief:
-            removed = remove_partial_saves(checkpoint_dir(self.model_dir))
+            removed = ckpt.remove_partial_saves(folder)
             if removed:
                 print(f"Removed {len(removed)} partial checkpoint write(s) of an interrupted "
                       f"save: {', '.join(removed)}")
-        state = tf.train.get_checkpoint_state(checkpoint_dir(self.model_dir))
-        candidates = list(reversed(state.all_model_checkpoint_paths)) if state else []
-        failures = []
-        for path in candidates:
-            try:
-                self.checkpoint.restore(path).assert_existing_objects_matched()
-            except (ValueError, AssertionError, IndexError, tf.errors.OpError) as e:
-                failures.append((path, str(e).strip().splitlines()[0] if str(e) else repr(e)))
-                continue
-            step = int(self.model.step.numpy())
-            if failures:
-                print(f"warning: checkpoint {failures[0][0]} is unreadable ({failures[0][1]}); "
-                      f"resumed from the older {path} instead", file=sys.stderr)
+        path = ckpt.restore_newest_readable(self.checkpoint, folder)
+        step = int(self.model.step.numpy())
+        if path is not None:
             if not self.iterator_checkpointed and step != self._skipped_to:
                 self._reposition(step)
             print(f"Resumed from {path} at step {step}")
-            return step
-        if failures:
-            latest, reason = failures[0]
-            raise ConfigError(
-                f"checkpoint {latest} does not match this run or cannot be read ({reason}); "
-                "the input-pipeline position is saved too, so resume with the same data "
-                "flags (data_dir, batch_size, preprocess sizes, shuffle_buffer) or use a new "
-                "--model_dir")
-        return int(self.model.step.numpy())
+        return step
 
     def _reposition(self, step: int) -> None:
         """Rebuilds a non-checkpointed input pipeline to start after ``step`` steps.
@@ -377,8 +160,8 @@ class _Trainer:
         for any number of workers and shard files, and skipping ``step`` global batches
         repositions every worker exactly.
         """
-        dataset = build_input(self.config, "train", training=True,
-                              skip_examples=step * self.config.data.batch_size)
+        dataset = self.model_class.build_input(self.config, "train", training=True,
+                                               skip_examples=step * self.config.data.batch_size)
         if self.strategy.num_replicas_in_sync > 1:
             options = tf.data.Options()
             options.experimental_distribute.auto_shard_policy = (
@@ -390,11 +173,11 @@ class _Trainer:
 
     def latest_checkpoint(self) -> str | None:
         """The newest checkpoint in ``model_dir`` (the chief's, on every worker)."""
-        return tf.train.latest_checkpoint(checkpoint_dir(self.model_dir))
+        return tf.train.latest_checkpoint(ckpt.checkpoint_dir(self.model_dir))
 
     def save(self) -> str:
         m = self.model
-        if not _all_finite(m.trainable_variables()):
+        if not ckpt.all_finite(m.trainable_variables()):
             raise TrainingDivergedError(
                 f"weights are not finite at step {int(m.step.numpy())}; not saving. Last good "
                 f"checkpoint: {self.latest_checkpoint()}")
@@ -411,7 +194,7 @@ class _Trainer:
         if self.workers == 1:
             return local
         if self._agree is None:
-            self._agree = stop_agreement(self.strategy)
+            self._agree = workers.stop_agreement(self.strategy)
         return self._agree(local)
 
     # -- summaries ---------------------------------------------------------------------------
@@ -460,9 +243,9 @@ class _Trainer:
                 raise
             # A worker that died (kill -9, a lost machine) surfaces here as a failed collective
             # once TensorFlow's coordination service misses its heartbeats.
-            raise WorkerLostError(
+            raise workers.WorkerLostError(
                 f"lost another worker of the {self.workers}-worker job at step "
-                f"{int(self.model.step.numpy())} ({_error_reason(e)}); restart "
+                f"{int(self.model.step.numpy())} ({workers.error_reason(e)}); restart "
                 "every worker with the same command: training resumes from "
                 f"{self.latest_checkpoint() or 'the start (no checkpoint yet)'}") from None
         finally:
@@ -484,7 +267,7 @@ class _Trainer:
         val_metrics: dict[str, float] = {}
         epoch_end = stopped = False
         last_time, last_step = time.perf_counter(), step
-        with _SignalCatcher() as signals:
+        with workers.SignalCatcher() as signals:
             while step < self.total_steps:
                 batch = next(self.iterator)
                 lr = self.model.current_lr()  # the rate this step trains with
@@ -531,11 +314,11 @@ class _Trainer:
                            weights_sha256=self.weights_sha256())
 
     def weights_sha256(self) -> str:
-        return weights_sha256(self.model.trainable_variables())
+        return ckpt.weights_sha256(self.model.trainable_variables())
 
     def _path_for(self, step: int) -> str:
         """The chief's checkpoint of ``step`` in ``model_dir``."""
-        return os.path.join(checkpoint_dir(self.model_dir), f"ckpt-{step}")
+        return os.path.join(ckpt.checkpoint_dir(self.model_dir), f"ckpt-{step}")
 
 
 def build_trainer(config: ExperimentConfig, progress: bool = True) -> _Trainer:
@@ -545,10 +328,11 @@ def build_trainer(config: ExperimentConfig, progress: bool = True) -> _Trainer:
     if not config.data.data_dir and not config.data.tfds_name:
         raise ConfigError("data_dir is empty; pass --data_dir (a folder made by "
                           "data_prep.build_tfrecords)" + (
-                              " or --tfds_name" if config.model.model == "cycle_gan" else ""))
+                              " or --tfds_name" if models.for_config(config).tfds_source
+                              else ""))
     if config.data.data_dir and config.data.tfds_name:
         raise ConfigError("pass one of --data_dir and --tfds_name, not both")
-    _check_resume_config(config)
+    ckpt.check_resume_config(config)
     trainer = _Trainer(config, progress)
     if trainer.is_chief:
         save_config(config, config.train.model_dir)
@@ -556,7 +340,7 @@ def build_trainer(config: ExperimentConfig, progress: bool = True) -> _Trainer:
 
 
 def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
-    """Trains (or resumes training of) a pix2pix or CycleGAN model as ``config`` says.
+    """Trains (or resumes training of) the model ``config.model.model`` names.
 
     Restarting with the same ``model_dir`` resumes from the latest checkpoint: step, weights,
     optimizer moments, dropout RNG state and input position, so an interrupted run continues as
@@ -566,6 +350,6 @@ def train(config: ExperimentConfig, progress: bool = True) -> TrainResult:
       ConfigError: invalid or mismatched configuration (e.g. another architecture in model_dir).
       DataError: missing or empty data.
       TrainingDivergedError: a loss became NaN/Inf; the latest checkpoint stays the last good one.
-      WorkerLostError: another worker of a multi-worker job died or became unreachable.
+      workers.WorkerLostError: another worker of a multi-worker job died or became unreachable.
     """
     return build_trainer(config, progress).run()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-from tf_pix2pix.networks.common import conv, norm_layer, use_bias
+from tf_pix2pix.networks.layers import conv, norm_layer, use_bias
 
 
 def _inputs(input_nc: int, output_nc: int, conditional: bool):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from tf_pix2pix.networks.common import (Dropout, ReflectionPad2D, TorchUpConv, conv, conv_init,
+from tf_pix2pix.networks.layers import (Dropout, ReflectionPad2D, TorchUpConv, conv, conv_init,
                                         norm_layer, upsample, use_bias)
 
 
@@ -17,7 +17,7 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
 
     The transposed convs are PyTorch's ``ConvTranspose2d(3, stride=2, padding=1,
     output_padding=1)`` (:class:`TorchUpConv`), so the function is the reference's, pixel for
-    pixel; ``upsample_mode="resize_conv"`` replaces them (see ``common.upsample``).
+    pixel; ``upsample_mode="resize_conv"`` replaces them (see ``layers.upsample``).
 
     Returns:
       A functional ``keras.Model``; H and W must be multiples of 4.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from tf_pix2pix.networks.common import (Dropout, UpConv, conv, conv_init, norm_layer, upsample,
-                                        use_bias)
+from tf_pix2pix.networks.kernels import UpConv
+from tf_pix2pix.networks.layers import Dropout, conv, conv_init, norm_layer, upsample, use_bias
 
 
 def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 64,

@@ -1,7 +1,7 @@
 """CycleGAN (Zhu et al., ICCV 2017): two generators, two discriminators, two image pools.
 
-The sibling of ``pix2pix.py`` behind the same interface (``model_base.TranslationModel``), so one
-training loop, checkpoint/resume path and summary writer serve both. The reference is
+Registered as ``--model=cycle_gan``, behind the interface of ``models.base.TranslationModel``,
+so the one training loop, checkpoint/resume path and summary writer serve it. The reference is
 ``cycle_gan_model.py`` of junyanz/pytorch-CycleGAN-and-pix2pix:
 
 * G_A: A -> B and G_B: B -> A; D_A judges domain B (real_B vs G_A's fakes), D_B judges domain A.
@@ -21,12 +21,16 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf_pix2pix import losses
+import keras
+
+from tf_pix2pix import data as data_lib
+from tf_pix2pix import inference, losses
 from tf_pix2pix.config import ConfigError, ExperimentConfig
 from tf_pix2pix.evaluate import evaluate
-from tf_pix2pix.model_base import (current_lr, distributed_step, dtype_policy, generate_fn,
-                                   generator_slots, make_optimizer, scaled, seed_states)
-from tf_pix2pix.networks import build_discriminator, build_generator
+from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr,
+                                    distributed_step, dtype_policy, make_optimizer, register,
+                                    scaled, seed_states, synthetic_demo_data)
+from tf_pix2pix.networks import build_discriminator
 
 LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
 
@@ -108,13 +112,90 @@ def cycle_gan_losses(real_A, real_B, rec_A, rec_B, idt_A, idt_B, d_fake_B, d_fak
     }
 
 
-class CycleGAN:
+# The reference's scripts/download_cyclegan_model.sh.
+_PUBLISHED = ("apple2orange", "orange2apple", "summer2winter_yosemite", "winter2summer_yosemite",
+              "horse2zebra", "zebra2horse", "monet2photo", "style_monet", "style_cezanne",
+              "style_ukiyoe", "style_vangogh", "sat2map", "map2sat", "cityscapes_photo2label",
+              "cityscapes_label2photo", "facades_photo2label", "facades_label2photo",
+              "iphone2dslr_flower")
+
+
+@register
+class CycleGAN(TranslationModel):
     """G_A, G_B, D_A, D_B, the two image pools, two Adam optimizers and the train step.
 
     Build it inside ``strategy.scope()``. See the module doc for the iteration.
     """
 
+    name = "cycle_gan"
     loss_names = LOSS_NAMES
+    # cycle_gan_model.py's modify_commandline_options and the reference's CycleGAN scripts.
+    reference_defaults = {"netG": "resnet_9blocks", "norm": "instance", "no_dropout": True,
+                          "gan_mode": "lsgan"}
+    # A small ResNet pair on 64x64 crops of the unpaired synthetic set (label maps <->
+    # renderings of other scenes), about 3 minutes on 2 CPU cores.
+    demo_preset = {
+        "model_dir": "runs/demo_cycle_gan", "demo_data_dir": "data/demo_cycle_gan",
+        "netG": "resnet_6blocks", "ngf": 16, "ndf": 16, "load_size": 72, "crop_size": 64,
+        "n_epochs": 3, "n_epochs_decay": 2, "summary_every_steps": 20,
+        "image_every_steps": 100, "save_every_steps": 500, "val_max_examples": 20,
+    }
+    sample_columns = "real_A | fake_B | rec_A, then real_B | fake_A | rec_B"
+    published_generators = {
+        name: f"http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{name}.pth"
+        for name in _PUBLISHED}
+    tfds_source = True
+    data_layout = "unaligned"
+
+    @classmethod
+    def check_config(cls, config: ExperimentConfig) -> None:
+        if config.train.lambda_identity and config.data.input_nc != config.data.output_nc:
+            # G_A(real_B) needs B images to fit G_A's input, as the reference asserts.
+            raise ConfigError(
+                f"lambda_identity={config.train.lambda_identity} needs input_nc == output_nc "
+                f"(got {config.data.input_nc} and {config.data.output_nc}); set "
+                "lambda_identity=0 or equal channel counts")
+        fixed = ("resize_and_crop", "crop", "scale_width_and_crop")
+        if config.train.pool_size and config.data.preprocess not in fixed:
+            raise ConfigError(
+                f"preprocess={config.data.preprocess} gives images of varying sizes, which "
+                "CycleGAN's image pool cannot store; use one of "
+                f"{', '.join(fixed)} (train on crops, translate full images later) or "
+                "pool_size=0")
+
+    @classmethod
+    def saved_state_fields(cls, config: ExperimentConfig) -> dict[str, Any]:
+        # The image pools are saved variables too.
+        return {"train.pool_size": config.train.pool_size,
+                "data.crop_size": config.data.crop_size}
+
+    @classmethod
+    def generator_slots(cls, config: ExperimentConfig) -> dict[str, GeneratorSlot]:
+        i, o = config.data.input_nc, config.data.output_nc
+        return {"AtoB": GeneratorSlot("G_A", i, o), "BtoA": GeneratorSlot("G_B", o, i)}
+
+    @classmethod
+    def build_input(cls, config: ExperimentConfig, split: str, training: bool,
+                    skip_examples: int = 0, batch_size: int | None = None) -> tf.data.Dataset:
+        """``(real_A, real_B)`` batches, each domain shuffled and jittered on its own."""
+        return data_lib.build_unpaired_dataset(config.data, split, training,
+                                               skip_examples=skip_examples, batch_size=batch_size)
+
+    @classmethod
+    def split_size(cls, config: ExperimentConfig, split: str) -> int:
+        """``max(|A|, |B|)``, the reference's epoch; 0 unless both domains have images."""
+        sizes = data_lib.domain_sizes(config.data, split)
+        return max(sizes.values()) if min(sizes.values()) else 0
+
+    @classmethod
+    def validation_split(cls, config: ExperimentConfig) -> tuple[str, int]:
+        """val, or the reference's test split when there is no val."""
+        size = cls.split_size(config, "val")
+        return ("val", size) if size else ("test", cls.split_size(config, "test"))
+
+    @classmethod
+    def prepare_demo_data(cls, folder: str) -> str:
+        return synthetic_demo_data(folder, size=64, unpaired=True)
 
     def __init__(self, config: ExperimentConfig, strategy: tf.distribute.Strategy,
                  steps_per_epoch: int):
@@ -126,11 +207,10 @@ class CycleGAN:
             raise ConfigError(f"CycleGAN's image pools run on one replica; with {replicas} "
                               "replicas use --pool_size=0 or --strategy=default")
         sync_bn = replicas > 1
-        slots = generator_slots(config)
-        nc_a, nc_b = slots["AtoB"][1], slots["AtoB"][2]
+        nc_a, nc_b = config.data.input_nc, config.data.output_nc
         with dtype_policy(t.precision):
-            self.G_A = build_generator(model, nc_a, nc_b, sync_bn, name="G_A")
-            self.G_B = build_generator(model, nc_b, nc_a, sync_bn, name="G_B")
+            self.G_A = self.build_generator(config, "AtoB", sync_bn)
+            self.G_B = self.build_generator(config, "BtoA", sync_bn)
             # D_A judges domain B (G_A's outputs), D_B judges domain A.
             self.D_A = build_discriminator(model, nc_a, nc_b, sync_bn, conditional=False,
                                            name="D_A")
@@ -151,6 +231,9 @@ class CycleGAN:
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
         self._step_fn = None
         self._generate_fns: dict[tuple[str, str], Any] = {}
+
+    def networks(self) -> dict[str, keras.Model]:
+        return {"G_A": self.G_A, "G_B": self.G_B, "D_A": self.D_A, "D_B": self.D_B}
 
     def checkpoint_objects(self) -> dict[str, Any]:
         return {"G_A": self.G_A, "G_B": self.G_B, "D_A": self.D_A, "D_B": self.D_B,
@@ -208,10 +291,10 @@ class CycleGAN:
 
     def generate(self, images: tf.Tensor, mode: str = "eval",
                  direction: str = "AtoB") -> tf.Tensor:
-        """Runs G_A (``AtoB``) or G_B (``BtoA``) in a test-time mode (``model_base``)."""
+        """Runs G_A (``AtoB``) or G_B (``BtoA``) in a test-time mode (``inference``)."""
         key = (mode, direction)
         if key not in self._generate_fns:
-            self._generate_fns[key] = generate_fn(
+            self._generate_fns[key] = inference.generator_fn(
                 self.G_A if direction == "AtoB" else self.G_B, mode)
         return self._generate_fns[key](images)
 

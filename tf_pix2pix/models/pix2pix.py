@@ -1,4 +1,5 @@
-"""The pix2pix model pair, its optimizers, the learning-rate schedule and the train step."""
+"""pix2pix (Isola et al., CVPR 2017): a generator, a conditional PatchGAN, two Adam optimizers
+and the reference's train step, registered as ``--model=pix2pix``."""
 
 from __future__ import annotations
 
@@ -6,17 +7,20 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf_pix2pix import losses
-from tf_pix2pix.config import ExperimentConfig
+import keras
+
+from tf_pix2pix import inference, losses
+from tf_pix2pix.config import ConfigError, ExperimentConfig
 from tf_pix2pix.evaluate import evaluate
-from tf_pix2pix.model_base import (current_lr, distributed_step, dtype_policy, generate_fn,
-                                   make_optimizer, scaled, seed_states)
-from tf_pix2pix.networks import build_discriminator, build_generator
+from tf_pix2pix.models.base import (TranslationModel, current_lr, distributed_step, dtype_policy,
+                                    make_optimizer, register, scaled, seed_states)
+from tf_pix2pix.networks import build_discriminator
 
 LOSS_NAMES = ("G_GAN", "G_L1", "D_real", "D_fake")
 
 
-class Pix2Pix:
+@register
+class Pix2Pix(TranslationModel):
     """Generator, discriminator, their Adam optimizers and the distributed train step.
 
     Build it inside ``strategy.scope()``. ``train_step`` runs one reference iteration: a generator
@@ -28,6 +32,34 @@ class Pix2Pix:
     ``condition_D=False`` gives D only the output image (the "L1 + GAN" row).
     """
 
+    name = "pix2pix"
+    # Values of --preset=demo: a 128x128 U-Net that learns the synthetic translation in a few
+    # minutes on 2 CPU cores.
+    demo_preset = {
+        "model_dir": "runs/demo", "netG": "unet_128", "ngf": 32, "ndf": 32, "load_size": 142,
+        "crop_size": 128, "batch_size": 4, "n_epochs": 10, "n_epochs_decay": 5,
+        "summary_every_steps": 20, "image_every_steps": 100, "save_every_steps": 500,
+        "val_max_examples": 50,
+    }
+    # The reference's scripts/download_pix2pix_model.sh.
+    published_generators = {
+        name: f"http://efrosgans.eecs.berkeley.edu/pix2pix/models-pytorch/{name}.pth"
+        for name in ("facades_label2photo", "sat2map", "map2sat", "edges2shoes", "day2night")}
+
+    @classmethod
+    def check_config(cls, config: ExperimentConfig) -> None:
+        if config.train.lambda_gan == 0 and config.train.lambda_l1 == 0:
+            raise ConfigError("lambda_gan and lambda_l1 are both 0: the generator would have no "
+                              "objective")
+        if config.data.tfds_name:
+            raise ConfigError("tfds_name is a CycleGAN source (cycle_gan/*); pix2pix reads "
+                              "TFRecords of pairs from data_dir")
+
+    @classmethod
+    def saved_state_fields(cls, config: ExperimentConfig) -> dict[str, Any]:
+        # lambda_gan 0 trains (and saves) no discriminator.
+        return {"train.lambda_gan>0": config.train.lambda_gan > 0}
+
     def __init__(self, config: ExperimentConfig, strategy: tf.distribute.Strategy,
                  steps_per_epoch: int):
         self.config = config
@@ -37,7 +69,7 @@ class Pix2Pix:
         t = config.train
         self.adversarial = t.lambda_gan > 0
         with dtype_policy(t.precision):
-            self.generator = build_generator(model, data.input_nc, data.output_nc, sync_bn)
+            self.generator = self.build_generator(config, "AtoB", sync_bn)
             self.discriminator = (build_discriminator(model, data.input_nc, data.output_nc,
                                                       sync_bn, conditional=model.condition_D)
                                   if self.adversarial else None)
@@ -56,16 +88,22 @@ class Pix2Pix:
         """Dropout seed-generator states, which Keras layers do not put in checkpoints."""
         return seed_states(self.generator)
 
+    @property
+    def has_discriminator(self) -> bool:
+        return self.adversarial
+
+    def networks(self) -> dict[str, keras.Model]:
+        nets = {"generator": self.generator}
+        if self.adversarial:
+            nets["discriminator"] = self.discriminator
+        return nets
+
     def checkpoint_objects(self) -> dict[str, Any]:
         objects = {"generator": self.generator, "g_optimizer": self.g_optimizer,
                    "rng": self.rng_state}
         if self.adversarial:
             objects.update(discriminator=self.discriminator, d_optimizer=self.d_optimizer)
         return objects
-
-    def trainable_variables(self) -> list[tf.Variable]:
-        d = self.discriminator.trainable_variables if self.adversarial else []
-        return self.generator.trainable_variables + d
 
     def current_lr(self) -> float:
         return current_lr(self.g_optimizer)
@@ -115,9 +153,9 @@ class Pix2Pix:
         return self._step_fn(batch)
 
     def generate(self, inputs: tf.Tensor, mode: str = "eval") -> tf.Tensor:
-        """Runs the generator in a named test-time mode (see ``model_base.generate_fn``)."""
+        """Runs the generator in a named test-time mode (see ``inference.generator_fn``)."""
         if mode not in self._generate_fns:
-            self._generate_fns[mode] = generate_fn(self.generator, mode)
+            self._generate_fns[mode] = inference.generator_fn(self.generator, mode)
         return self._generate_fns[mode](inputs)
 
     def sample_grids(self, batch, mode: str) -> dict[str, list[tf.Tensor]]:

@@ -1,187 +1,24 @@
-"""Normalisation, initialisation and padding helpers shared by the network builders."""
+"""CPU speed kernels: ``Conv`` and ``UpConv`` with matmul, im2col and patch-matmul paths that
+compute the same function as Keras's ``Conv2D`` / ``Conv2DTranspose`` (tested) where oneDNN's CPU
+convolutions are slow, and the switches that choose them.
+
+Each fast layer takes ``patch_matmul`` (None: by CPU class; True/False: forced) and ``portable``
+(plain ops only, for the TFLite/ONNX converters) as constructor arguments, kept in its
+``get_config``; :func:`layer_switches` sets their defaults for the layers built inside it (the
+benchmarks' A/B), :func:`make_portable` copies a model with every switch set to portable. The
+layers the reference defines (norms, padding, PyTorch's transposed convolution) are ``layers``'.
+"""
 
 from __future__ import annotations
+
+import contextlib
+import contextvars
+from typing import Iterator
 
 import keras
 import tensorflow as tf
 
 from tf_pix2pix import hardware
-from tf_pix2pix.config import UPSAMPLE_MODES
-
-
-def conv_init(gain: float = 0.02) -> keras.initializers.Initializer:
-    """The reference's ``normal`` init: conv weights drawn from N(0, gain)."""
-    return keras.initializers.RandomNormal(mean=0.0, stddev=gain)
-
-
-def use_bias(norm: str) -> bool:
-    """The reference's rule: convs followed by a norm layer have a bias only under instance norm.
-
-    The reference computes ``use_bias`` as "the norm layer is InstanceNorm2d", so under ``--norm
-    none`` these convs have no bias either (README, faithfulness notes: we keep its function).
-    Convs the reference builds with an explicit bias (the first and last discriminator convs, the
-    outermost generator layers) pass ``True`` themselves.
-    """
-    return norm == "instance"
-
-
-def norm_layer(norm: str, gain: float = 0.02, synchronized: bool = False,
-               name: str | None = None) -> keras.layers.Layer:
-    """Batch norm (PyTorch momentum/epsilon), affine-free instance norm, or identity.
-
-    Args:
-      norm: ``batch``, ``instance`` or ``none``.
-      gain: standard deviation of batch norm's gamma init around 1, as in the reference.
-      synchronized: use cross-replica batch statistics (for more than one replica).
-      name: layer name.
-    """
-    if norm == "batch":
-        return BatchNorm(
-            momentum=0.9, epsilon=1e-5, synchronized=synchronized,
-            gamma_initializer=keras.initializers.RandomNormal(1.0, gain),
-            beta_initializer="zeros", name=name)
-    if norm == "instance":
-        # PyTorch's InstanceNorm2d default: no affine parameters, no running statistics.
-        return InstanceNorm(epsilon=1e-5, name=name)
-    if norm == "none":
-        return keras.layers.Identity(name=name)
-    raise ValueError(f"unknown norm {norm!r}")
-
-
-@keras.saving.register_keras_serializable(package="tf_pix2pix")
-class BatchNorm(keras.layers.BatchNormalization):
-    """``BatchNormalization`` with PyTorch's running variance and TensorFlow's fused kernel.
-
-    PyTorch's ``BatchNorm2d`` (the reference) normalises with the biased batch variance but
-    updates ``running_var`` with the unbiased one (Bessel's correction, ``n / (n - 1)``); Keras
-    updates it with the biased one, which makes eval-mode outputs drift from the reference where
-    ``n`` is small (the U-Net's 2x2 and 4x4 levels at batch size 1). Here the running variance is
-    the reference's. On 4-D channels-last inputs the batch statistics, normalisation and gradient
-    come from ``FusedBatchNormV3`` in the input's own dtype (about twice as fast on CPU as the
-    Keras composite, with no float32 round trip under mixed precision); the synchronized
-    (multi-replica) version uses Keras's cross-replica moments with the same correction.
-    """
-
-    def call(self, inputs, training=None, mask=None):
-        fusable = (mask is None and not self.renorm and len(inputs.shape) == 4
-                   and self.axis in (-1, 3) and self.scale and self.center)
-        if not fusable:
-            return super().call(inputs, training=training, mask=mask)
-        gamma = tf.cast(self.gamma, tf.float32)
-        beta = tf.cast(self.beta, tf.float32)
-        if not (training and self.trainable):
-            outputs, _, _ = tf.compat.v1.nn.fused_batch_norm(
-                inputs, gamma, beta, mean=tf.cast(self.moving_mean, tf.float32),
-                variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
-                is_training=False)
-            return tf.cast(outputs, self.compute_dtype)
-        if self.synchronized:
-            x = tf.cast(inputs, tf.float32)
-            mean, variance = self._moments(x, None)
-            count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-            context = tf.distribute.get_replica_context()
-            if context is not None:
-                count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
-            outputs = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
-            unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
-        else:
-            # Training mode returns the batch mean and the unbiased batch variance.
-            outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
-                inputs, gamma, beta, epsilon=self.epsilon, is_training=True)
-        m = self.momentum
-        self.moving_mean.assign(self.moving_mean * m + tf.stop_gradient(mean) * (1.0 - m))
-        self.moving_variance.assign(
-            self.moving_variance * m + tf.stop_gradient(unbiased) * (1.0 - m))
-        return tf.cast(outputs, self.compute_dtype)
-
-
-@keras.saving.register_keras_serializable(package="tf_pix2pix")
-class InstanceNorm(keras.layers.Layer):
-    """Affine-free instance normalisation (PyTorch's ``InstanceNorm2d`` default) on NHWC inputs.
-
-    Each (image, channel) plane is normalised by its own mean and biased variance, in training
-    and inference alike. It computes ``GroupNormalization(groups=-1, center=False, scale=False)``
-    (tested) through TensorFlow's fused batch-norm kernel: the images of a batch are laid side by
-    side as channels of one image, so the kernel's per-channel batch statistics are per-instance
-    statistics. About twice as fast on CPU, forward and backward, as the Keras composite
-    (BENCHMARKS.md), and it stays in the activation's dtype under mixed precision.
-    """
-
-    def __init__(self, epsilon: float = 1e-5, **kwargs):
-        super().__init__(**kwargs)
-        self.epsilon = epsilon
-        self.portable = False  # set by make_portable(): plain ops for TFLite/ONNX converters
-
-    def call(self, inputs):
-        if self.portable:
-            x = tf.cast(inputs, tf.float32)
-            mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
-            out = (x - mean) * tf.math.rsqrt(variance + self.epsilon)
-            return tf.cast(out, self.compute_dtype)
-        single = inputs.shape[0] == 1  # training's usual batch of 1: no transpose needed
-        if single:
-            x = inputs
-        else:
-            shape = tf.shape(inputs)
-            n, h, w, c = shape[0], shape[1], shape[2], shape[3]
-            x = tf.reshape(tf.transpose(inputs, [1, 2, 0, 3]), [1, h, w, n * c])
-        ones = tf.ones([tf.shape(x)[3]], tf.float32)
-        out, _, _ = tf.compat.v1.nn.fused_batch_norm(x, ones, tf.zeros_like(ones),
-                                                     epsilon=self.epsilon, is_training=True)
-        if not single:
-            out = tf.transpose(tf.reshape(out, [h, w, n, c]), [2, 0, 1, 3])
-        return tf.cast(out, self.compute_dtype)
-
-    def compute_output_shape(self, shape):
-        return shape
-
-    def get_config(self):
-        return {**super().get_config(), "epsilon": self.epsilon}
-
-
-@keras.saving.register_keras_serializable(package="tf_pix2pix")
-class Dropout(keras.layers.Dropout):
-    """``keras.layers.Dropout`` whose masks differ between the replicas of a strategy.
-
-    Keras's layer draws every mask's seed from one seed-generator state, which is the same on
-    every replica, so under ``mirrored``/``multi_worker`` all replicas would drop the same units
-    of their shares of the batch — correlated noise that one device never draws. Here the
-    replica's id is folded into the seed (``stateless_fold_in``). Replica 0 (and so one device)
-    keeps Keras's seed: the layer is then exactly Keras's (tested), and single-device runs are
-    unchanged.
-    """
-
-    def call(self, inputs, training=False):
-        if not training or self.rate <= 0:
-            return inputs
-        seed = tf.cast(tf.math.floormod(self.seed_generator.next(), tf.int32.max - 1), tf.int32)
-        context = tf.distribute.get_replica_context()
-        replica = context.replica_id_in_sync_group if context is not None else 0
-        replica = tf.cast(replica, tf.int32)
-        seed = tf.where(replica == 0, seed,
-                        tf.random.experimental.stateless_fold_in(seed, replica))
-        return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate, seed=seed,
-                                                    noise_shape=self.noise_shape)
-
-
-@keras.saving.register_keras_serializable(package="tf_pix2pix")
-class ReflectionPad2D(keras.layers.Layer):
-    """Pads height and width by ``padding`` pixels, mirroring without repeating the edge."""
-
-    def __init__(self, padding: int, **kwargs):
-        super().__init__(**kwargs)
-        self.padding = padding
-
-    def call(self, x):
-        p = self.padding
-        return keras.ops.pad(x, [[0, 0], [p, p], [p, p], [0, 0]], mode="reflect")
-
-    def compute_output_shape(self, shape):
-        grow = lambda d: None if d is None else d + 2 * self.padding  # noqa: E731
-        return (shape[0], grow(shape[1]), grow(shape[2]), shape[3])
-
-    def get_config(self):
-        return {**super().get_config(), "padding": self.padding}
 
 
 @keras.saving.register_keras_serializable(package="tf_pix2pix")
@@ -211,7 +48,17 @@ class Conv(keras.layers.Conv2D):
     TAPS_MAX_COLUMNS = 64
     PATCH_MATMUL_KERNELS = ((4, 4),)
 
-    portable = False  # set by make_portable(): the plain convolution for TFLite/ONNX
+    def __init__(self, *args, patch_matmul: bool | None = None, portable: bool | None = None,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        # None: the patch-matmul path by CPU class (patch_matmul_enabled); True/False: forced.
+        self.patch_matmul = switch("patch_matmul", self, patch_matmul)
+        # The plain convolution for the TFLite/ONNX converters (make_portable).
+        self.portable = switch("portable", self, portable)
+
+    def get_config(self):
+        return {**super().get_config(), "patch_matmul": self.patch_matmul,
+                "portable": self.portable}
 
     def convolution_op(self, inputs, kernel):
         h, w = inputs.shape[1], inputs.shape[2]
@@ -227,8 +74,6 @@ class Conv(keras.layers.Conv2D):
                 and patch_matmul_enabled(self.patch_matmul)):
             return patch_matmul_conv(inputs, kernel, self.strides, self.padding)
         return super().convolution_op(inputs, kernel)
-
-    patch_matmul = None  # None: by CPU class (patch_matmul_enabled); True/False: forced
 
     def _im2col(self, inputs, kernel):
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
@@ -355,26 +200,61 @@ def patch_matmul_enabled(forced: bool | None = None) -> bool:
     return not hardware.has_gpu() and hardware.this_cpu_class() == "AVX2"
 
 
-def make_portable(model: keras.Model, portable: bool = True) -> keras.Model:
-    """Switches the model's fast layers to plain TensorFlow ops (in place) and returns it;
-    ``portable=False`` switches them back.
+def make_portable(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` (same weights) whose fast layers run plain TensorFlow ops.
 
     The matmul paths of ``Conv``/``UpConv`` (and ``UpConv``'s size branch) and ``InstanceNorm``'s
     fused kernel compute the same function with ops that converters handle badly: TFLite has no
     training-mode ``FusedBatchNormV3`` and tf2onnx cannot convert a transposed conv inside a
-    ``tf.cond``. Exports to TFLite and ONNX use this; training and the SavedModel keep the fast
-    paths.
+    ``tf.cond``. Exports to TFLite and ONNX convert this copy; training and the SavedModel keep
+    the fast paths.
     """
-    for layer in model._flatten_layers(include_self=False, recursive=True):
+    from tf_pix2pix.networks.layers import InstanceNorm
+
+    def clone(layer):
+        config = layer.get_config()
         if isinstance(layer, (Conv, UpConv, InstanceNorm)):
-            layer.portable = portable
-    return model
+            config["portable"] = True
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy
 
 
-def conv(filters: int, kernel: int, stride: int, bias: bool, gain: float, name: str,
-         padding: str = "valid") -> keras.layers.Conv2D:
-    return Conv(filters, kernel, strides=stride, padding=padding, use_bias=bias,
-                kernel_initializer=conv_init(gain), bias_initializer="zeros", name=name)
+@contextlib.contextmanager
+def layer_switches(portable: tuple[str, ...] = (), patch_matmul: bool | None = None
+                   ) -> Iterator[None]:
+    """Default switches of the fast layers built inside this scope (for A/B measurements).
+
+    Args:
+      portable: class names (``Conv``, ``UpConv``, ``InstanceNorm``) whose layers take their
+        plain path.
+      patch_matmul: forces the patch-matmul paths on or off (None: by CPU class).
+
+    Layers keep the value they were built with (it is in their ``get_config``); a switch passed
+    to a layer's constructor wins over the scope.
+    """
+    token = _SWITCHES.set({"portable": tuple(portable), "patch_matmul": patch_matmul})
+    try:
+        yield
+    finally:
+        _SWITCHES.reset(token)
+
+
+def switch(name: str, layer: keras.layers.Layer, value):
+    """The value of the switch ``name`` for ``layer``: ``value`` if given, else the scope's
+    (:func:`layer_switches`)."""
+    if value is not None:
+        return value
+    scope = _SWITCHES.get()
+    if name == "portable":
+        return type(layer).__name__ in scope["portable"]
+    return scope["patch_matmul"]
+
+
+_SWITCHES = contextvars.ContextVar("tf_pix2pix_layer_switches",
+                                   default={"portable": (), "patch_matmul": None})
 
 
 @keras.saving.register_keras_serializable(package="tf_pix2pix")
@@ -391,7 +271,19 @@ class UpConv(keras.layers.Conv2DTranspose):
     """
 
     MATMUL_MAX_PIXELS = 64
-    portable = False  # set by make_portable(): the plain transposed conv, no branch
+
+    def __init__(self, *args, patch_matmul: bool | None = None, portable: bool | None = None,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        # None: the patch-matmul gradients by CPU class (patch_matmul_enabled); True/False:
+        # forced.
+        self.patch_matmul = switch("patch_matmul", self, patch_matmul)
+        # The plain transposed conv, no branch, for the TFLite/ONNX converters (make_portable).
+        self.portable = switch("portable", self, portable)
+
+    def get_config(self):
+        return {**super().get_config(), "patch_matmul": self.patch_matmul,
+                "portable": self.portable}
 
     def call(self, inputs):
         h, w = inputs.shape[1], inputs.shape[2]
@@ -414,8 +306,6 @@ class UpConv(keras.layers.Conv2DTranspose):
                 output_padding=self.output_padding, data_format=self.data_format,
                 dilation_rate=self.dilation_rate)
         return patch_matmul_conv_transpose(inputs, self.kernel, self.strides, self.padding)
-
-    patch_matmul = None  # None: by CPU class (patch_matmul_enabled); True/False: forced
 
     def _matmul_path(self, inputs):
         kh, kw, cout, cin = self.kernel.shape
@@ -442,61 +332,3 @@ class UpConv(keras.layers.Conv2DTranspose):
         full = tf.reshape(tf.stack(phases, axis=2), [n, 2 * h + 2, 2 * w + 2, cout])
         # "same" padding of a 4x4 stride-2 transposed conv crops one pixel on each side.
         return full[:, 1:2 * h + 1, 1:2 * w + 1, :]
-
-
-@keras.saving.register_keras_serializable(package="tf_pix2pix")
-class TorchUpConv(keras.layers.Conv2DTranspose):
-    """A stride-2 ``Conv2DTranspose`` equal to PyTorch's ``ConvTranspose2d(padding=p,
-    output_padding=1)`` with ``kernel_size = 2p + 1`` (the ResNet generator's 3x3, p = 1).
-
-    PyTorch's output rows are rows ``[p, p + 2n)`` of the full (``valid``) transposed convolution
-    of an ``n``-row input; Keras's ``same`` padding keeps rows ``[0, 2n)`` instead, which shifts the
-    image by one pixel per layer. Here the full result is computed and the reference's rows kept.
-    (``patch_matmul_conv_transpose``'s gradients were measured here too, on the AVX2 class: no
-    gain, so this layer keeps oneDNN's.)
-    """
-
-    def __init__(self, filters, kernel_size=3, **kwargs):
-        kwargs.update(strides=2, padding="valid")
-        super().__init__(filters, kernel_size, **kwargs)
-
-    def call(self, inputs):
-        p = (self.kernel_size[0] - 1) // 2
-        shape = tf.shape(inputs)
-        return super().call(inputs)[:, p:p + 2 * shape[1], p:p + 2 * shape[2], :]
-
-    def compute_output_shape(self, shape):
-        double = lambda d: None if d is None else 2 * d  # noqa: E731
-        return (shape[0], double(shape[1]), double(shape[2]), self.filters)
-
-    def get_config(self):
-        config = super().get_config()
-        for key in ("strides", "padding"):
-            config.pop(key, None)
-        return config
-
-
-def upsample(x, filters: int, mode: str, transpose: keras.layers.Layer, bias: bool, gain: float,
-             name: str):
-    """Upsamples the tensor ``x`` by 2: ``transpose`` (the reference's) or ``resize_conv``.
-
-    ``resize_conv`` is nearest-neighbour x2 then a reflection-padded 3x3 conv (Odena et al., 2016),
-    the fix proposed for the checkerboard artifacts of stride-2 transposed convolutions (reference
-    issues #190, #518): every output pixel of a constant input then sees the same weights.
-
-    Args:
-      x: the input tensor.
-      filters: output channels.
-      mode: ``transpose`` applies ``transpose``; ``resize_conv`` builds the alternative.
-      transpose: the reference's transposed-conv layer for this position.
-      bias: whether the resize-conv's conv has a bias.
-      gain: std of the N(0, gain) init.
-      name: name of the conv (the resize and padding layers get ``name`` + a suffix).
-    """
-    if mode == "transpose":
-        return transpose(x)
-    if mode != "resize_conv":
-        raise ValueError(f"unknown upsample mode {mode!r}; use one of {', '.join(UPSAMPLE_MODES)}")
-    x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
-    x = ReflectionPad2D(1, name=f"{name}_pad")(x)
-    return conv(filters, 3, 1, bias, gain, name)(x)

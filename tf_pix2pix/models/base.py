@@ -1,0 +1,315 @@
+"""The interface between a model and everything else, and the machinery models share.
+
+A model is one module of this package holding one :class:`TranslationModel` subclass, registered
+by name with :func:`tf_pix2pix.models.register`. The training loop, the CLIs, export, prediction,
+the experiment runner and the importer ask the model class (looked up from
+``config.model.model``) for everything that differs between models: its reference defaults, its
+demo preset and data, its input pipeline and split sizes, its exportable generators, its sample
+columns, its dry-run report and the checks of its configuration. No code outside
+``tf_pix2pix/models/`` compares a model's name.
+
+Also here: the learning-rate schedule, optimizers, loss scaling, dropout seed states and the
+distributed step every model's ``train_step`` uses.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+import os
+from typing import Any, ClassVar, Iterator, NamedTuple
+
+import keras
+import tensorflow as tf
+
+from tf_pix2pix import data as data_lib
+from tf_pix2pix.config import ExperimentConfig
+from tf_pix2pix.optim import FusedAdam
+
+
+class GeneratorSlot(NamedTuple):
+    """One exportable generator of a model: its name in the checkpoint (``generator``,
+    ``G_A``, ...) and the channels it reads and writes."""
+
+    root: str
+    input_nc: int
+    output_nc: int
+
+
+class TranslationModel(abc.ABC):
+    """One image-to-image translation model: its networks, optimizers and train step, and
+    (as class methods) what the loop and the tools need to know before building it.
+
+    Subclasses set the class attributes and implement the abstract methods; the class methods
+    have defaults for paired data that a model overrides where it differs.
+
+    Class attributes:
+      name: the registry name (``--model``).
+      reference_defaults: option values that differ from the config fields' defaults for this
+        model (as the reference's ``modify_commandline_options``), by flag name.
+      demo_preset: values of ``--preset=demo`` (flag names; ``model_dir`` and ``demo_data_dir``
+        included), given to the flags the user did not set.
+      sample_columns: what the rows of the sample grids show, for the console.
+      published_generators: ``{name: .pth URL}`` of the authors' published generators
+        (``import_torch --url``).
+      tfds_source: whether ``DataConfig.tfds_name`` can feed it.
+      data_layout: the TFRecord layout it trains on: ``paired`` (aligned or paired records of
+        input and target) or ``unaligned`` (two unrelated domains).
+    """
+
+    name: ClassVar[str] = ""
+    reference_defaults: ClassVar[dict[str, Any]] = {}
+    demo_preset: ClassVar[dict[str, Any]] = {}
+    sample_columns: ClassVar[str] = "input | output | target"
+    published_generators: ClassVar[dict[str, str]] = {}
+    tfds_source: ClassVar[bool] = False
+    data_layout: ClassVar[str] = "paired"
+
+    loss_names: tuple[str, ...]
+    step: tf.Variable
+
+    # -- before the model exists: configuration, data, export slots ------------------------
+
+    @classmethod
+    def check_config(cls, config: ExperimentConfig) -> None:
+        """Raises ``ConfigError`` for combinations this model cannot train (called by
+        ``ExperimentConfig`` on construction)."""
+
+    @classmethod
+    def saved_state_fields(cls, config: ExperimentConfig) -> dict[str, Any]:
+        """Fields besides the networks' that shape this model's saved variables (must match
+        on resume), as ``{"section.field": value}``."""
+        return {}
+
+    @classmethod
+    def generator_slots(cls, config: ExperimentConfig) -> dict[str, GeneratorSlot]:
+        """The exportable generators by direction (``AtoB`` always exists)."""
+        return {"AtoB": GeneratorSlot("generator", config.data.input_nc, config.data.output_nc)}
+
+    @classmethod
+    def build_generator(cls, config: ExperimentConfig, direction: str = "AtoB",
+                        sync_bn: bool = False) -> keras.Model:
+        """A freshly initialised generator of the slot ``direction``, named as its slot (how
+        training builds it, and how export and prediction rebuild it to restore it)."""
+        from tf_pix2pix.networks import build_generator
+
+        slot = cls.generator_slots(config)[direction]
+        return build_generator(config.model, slot.input_nc, slot.output_nc, sync_bn,
+                               name=slot.root)
+
+    @classmethod
+    def pad_multiple(cls, config: ExperimentConfig) -> int:
+        """Image sides the generators take unpadded are multiples of this."""
+        return 2 ** config.model.num_downs
+
+    @classmethod
+    def build_input(cls, config: ExperimentConfig, split: str, training: bool,
+                    skip_examples: int = 0, batch_size: int | None = None) -> tf.data.Dataset:
+        """The batches ``train_step`` and ``validate`` take (default: ``(input, target)``)."""
+        return data_lib.build_dataset(config.data, split, training, skip_examples=skip_examples,
+                                      batch_size=batch_size)
+
+    @classmethod
+    def split_size(cls, config: ExperimentConfig, split: str) -> int:
+        """Examples in one epoch of ``split``."""
+        return data_lib.num_examples(config.data.data_dir, split)
+
+    @classmethod
+    def validation_split(cls, config: ExperimentConfig) -> tuple[str, int]:
+        """The held-out split scored during training and its size (0: none)."""
+        return "val", cls.split_size(config, "val")
+
+    @classmethod
+    def prepare_demo_data(cls, folder: str) -> str:
+        """Generates the demo's data set in ``folder`` once; returns its TFRecord folder."""
+        return synthetic_demo_data(folder, size=128, unpaired=False)
+
+    @classmethod
+    def dry_run(cls, config: ExperimentConfig) -> str:
+        """Builds the model and reports its networks' parameter counts (and the receptive field
+        of its discriminators) as one line."""
+        from tf_pix2pix.networks import count_params
+
+        model = cls(config, tf.distribute.get_strategy(), steps_per_epoch=1)
+        line = " ".join(f"{name}_params={count_params(network)}"
+                        for name, network in model.networks().items())
+        if model.has_discriminator:
+            line += f" receptive_field={config.model.receptive_field}"
+        return line
+
+    # -- the built model --------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def __init__(self, config: ExperimentConfig, strategy: tf.distribute.Strategy,
+                 steps_per_epoch: int):
+        """Builds networks and optimizers (call inside ``strategy.scope()``)."""
+
+    @property
+    def has_discriminator(self) -> bool:
+        """Whether the model judges patches (the dry run then reports the receptive field)."""
+        return True
+
+    @abc.abstractmethod
+    def networks(self) -> dict[str, keras.Model]:
+        """Every network by name (parameter counts, per-layer switches of the benchmarks)."""
+
+    @abc.abstractmethod
+    def train_step(self, batch) -> dict[str, tf.Tensor]:
+        """One (distributed) training step; returns the losses by ``loss_names``."""
+
+    @abc.abstractmethod
+    def checkpoint_objects(self) -> dict[str, Any]:
+        """Everything a checkpoint holds besides the step and the input position; the
+        generators under their ``generator_slots`` roots."""
+
+    def trainable_variables(self) -> list[tf.Variable]:
+        """All trainable weights (checked for NaN/Inf before every save)."""
+        return [v for network in self.networks().values() for v in network.trainable_variables]
+
+    @abc.abstractmethod
+    def current_lr(self) -> float:
+        """The learning rate the next step trains with."""
+
+    @abc.abstractmethod
+    def sample_grids(self, batch, mode: str) -> dict[str, list[tf.Tensor]]:
+        """Image columns to show for a batch: ``{tag: [column, ...]}`` of ``[N, H, W, C]``."""
+
+    @abc.abstractmethod
+    def validate(self, dataset: tf.data.Dataset, max_examples: int,
+                 mode: str) -> dict[str, float]:
+        """Metrics on a held-out dataset (``count`` included)."""
+
+
+_REGISTRY: dict[str, type[TranslationModel]] = {}
+
+
+def register(cls: type[TranslationModel]) -> type[TranslationModel]:
+    """Class decorator: makes ``cls`` available as ``--model=<cls.name>``."""
+    if not cls.name:
+        raise ValueError(f"{cls.__name__} has no name")
+    if _REGISTRY.get(cls.name, cls) is not cls:
+        raise ValueError(f"model name {cls.name!r} is already registered by "
+                         f"{_REGISTRY[cls.name].__module__}")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def registered() -> dict[str, type[TranslationModel]]:
+    """The registered models by name (a copy)."""
+    return dict(_REGISTRY)
+
+
+def synthetic_demo_data(folder: str, size: int, unpaired: bool) -> str:
+    """Generates the synthetic set (``data_prep.make_synthetic``) and its TFRecords once.
+
+    Args:
+      folder: holds ``images/`` and ``tfrecords/``.
+      size: image side.
+      unpaired: CycleGAN's layout (trainA/trainB/...), built unaligned.
+
+    Returns:
+      The TFRecord folder.
+    """
+    from data_prep.build_tfrecords import BuildConfig, build
+    from data_prep.make_synthetic import SyntheticConfig, make_synthetic
+
+    images, records = os.path.join(folder, "images"), os.path.join(folder, "tfrecords")
+    if not os.path.isfile(os.path.join(records, "manifest.json")):
+        print(f"Generating the synthetic demo set in {images} ...")
+        make_synthetic(SyntheticConfig(output_dir=images, size=size, unpaired=unpaired))
+        build(BuildConfig(input_dir=images, output_dir=records, overwrite=True, progress=False,
+                          layout="unaligned" if unpaired else "aligned"))
+    return records
+
+
+def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    """Adam with the configured schedule; dynamic loss scaling under ``mixed_float16``."""
+    t = config.train
+    opt = FusedAdam(learning_rate(config, steps_per_epoch), beta_1=t.beta1, beta_2=t.beta2,
+                    epsilon=1e-8)
+    # float16 gradients underflow without dynamic loss scaling; bfloat16 does not need it.
+    if t.precision == "mixed_float16":
+        opt = keras.mixed_precision.LossScaleOptimizer(opt)
+    return opt
+
+
+def scaled(optimizer: keras.optimizers.Optimizer, loss: tf.Tensor) -> tf.Tensor:
+    """The loss as ``optimizer`` must differentiate it (scaled under float16 loss scaling).
+
+    Call it inside the tape: the scaling must be differentiated too.
+    """
+    if isinstance(optimizer, keras.mixed_precision.LossScaleOptimizer):
+        return optimizer.scale_loss(loss)
+    return loss
+
+
+def current_lr(optimizer: keras.optimizers.Optimizer) -> float:
+    lr = optimizer.learning_rate
+    return float(lr.numpy() if hasattr(lr, "numpy") else lr)
+
+
+def seed_states(*models: keras.Model) -> dict[str, tf.Variable]:
+    """Dropout seed-generator states, which Keras layers do not put in checkpoints."""
+    seeds = [v for m in models for v in m.non_trainable_variables if "seed_generator" in v.path]
+    return {f"seed_{i}": v for i, v in enumerate(seeds)}
+
+
+def distributed_step(strategy: tf.distribute.Strategy, replica_fn, step: tf.Variable):
+    """A ``tf.function`` running ``replica_fn(*batch)`` on every replica, counting the step and
+    summing the (already globally averaged) per-replica losses."""
+
+    @tf.function
+    def step_fn(batch):
+        per_replica = strategy.run(replica_fn, args=batch)
+        step.assign_add(1)
+        return {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
+                for k, v in per_replica.items()}
+
+    return step_fn
+
+
+@keras.saving.register_keras_serializable(package="tf_pix2pix")
+class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """The reference's ``linear`` policy, per epoch, from the optimizer's step count.
+
+    During epoch ``e`` (0-based) the rate is ``lr * (1 - max(0, e + 1 - n_epochs) /
+    (n_epochs_decay + 1))``: constant for ``n_epochs`` epochs, then falling linearly; like the
+    reference, the last epoch trains at ``lr / (n_epochs_decay + 1)``, not at exactly zero.
+    """
+
+    def __init__(self, lr: float, steps_per_epoch: int, n_epochs: int, n_epochs_decay: int):
+        self.lr = lr
+        self.steps_per_epoch = steps_per_epoch
+        self.n_epochs = n_epochs
+        self.n_epochs_decay = n_epochs_decay
+
+    def __call__(self, step):
+        epoch = tf.cast(step, tf.float32) // float(self.steps_per_epoch)
+        decayed = tf.maximum(0.0, epoch + 1.0 - self.n_epochs) / float(self.n_epochs_decay + 1)
+        return self.lr * tf.maximum(1.0 - decayed, 0.0)
+
+    def get_config(self):
+        return {"lr": self.lr, "steps_per_epoch": self.steps_per_epoch,
+                "n_epochs": self.n_epochs, "n_epochs_decay": self.n_epochs_decay}
+
+
+def learning_rate(config: ExperimentConfig, steps_per_epoch: int):
+    """The schedule (or constant) named by ``train.lr_policy``."""
+    t = config.train
+    if t.lr_policy == "constant":
+        return t.lr
+    return LinearDecay(t.lr, steps_per_epoch, t.n_epochs, t.n_epochs_decay)
+
+
+@contextlib.contextmanager
+def dtype_policy(name: str) -> Iterator[None]:
+    """Builds layers under the Keras dtype policy ``name``, then restores the previous one.
+
+    Layers keep the policy they were built with, so no global state outlives the build.
+    """
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
