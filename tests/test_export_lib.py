@@ -222,8 +222,8 @@ def test_cycle_gan_exports_either_generator(cycle_gan_dir, tmp_path, direction, 
                     tf.float32)  # not a multiple of 4: padded and cropped back
     out = loaded.signatures["translate"](images=x)["images"]
     assert out.shape == (1, 20, 28, channels[1])
-    np.testing.assert_allclose(out.numpy(), padded_translate(mode_call(generator, "eval"), x, 4).numpy(),
-                               atol=1e-5)
+    expected = padded_translate(mode_call(generator, "eval"), x, 4).numpy()
+    np.testing.assert_allclose(out.numpy(), expected, atol=1e-5)
     png = tf.io.encode_png(random_image(12, 16, 3 if direction == "AtoB" else 1))
     reply = loaded.signatures["serving_default"](image_bytes=tf.stack([png]))["image_bytes"]
     assert tf.io.decode_png(reply[0]).shape == (12, 16, channels[1])

@@ -570,3 +570,33 @@ def test_dropout_is_keras_dropout_on_one_device_and_differs_between_replicas():
     np.testing.assert_array_equal(first, single(x[:1], training=True))
     for mask in (first, second):
         assert set(np.unique(mask)) == {0.0, 2.0} and 0.2 < (mask == 0).mean() < 0.8
+
+
+def test_layer_switches_are_constructor_arguments_and_make_portable_copies():
+    import tensorflow as tf
+
+    from tf_pix2pix.networks.kernels import Conv, UpConv, layer_switches, make_portable
+    from tf_pix2pix.networks.layers import InstanceNorm
+
+    config = ModelConfig(netG="resnet_6blocks", ngf=8, norm="instance", no_dropout=True)
+    g = build_generator(config, 3, 3)
+    fast = [layer for layer in g.layers if isinstance(layer, (Conv, UpConv, InstanceNorm))]
+    assert fast and not any(layer.portable for layer in fast)
+    portable = make_portable(g)
+    copies = [layer for layer in portable.layers if isinstance(layer, (Conv, UpConv,
+                                                                        InstanceNorm))]
+    assert len(copies) == len(fast) and all(layer.portable for layer in copies)
+    assert not any(layer.portable for layer in fast)  # the original keeps its fast paths
+    x = tf.random.uniform([2, 16, 24, 3], -1, 1, seed=0)
+    np.testing.assert_allclose(portable(x).numpy(), g(x).numpy(), atol=1e-5)
+    # A scope sets the defaults of the layers built inside it; an argument wins over it.
+    with layer_switches(portable=("InstanceNorm",), patch_matmul=True):
+        scoped = build_generator(config, 3, 3)
+        forced = Conv(4, 4, patch_matmul=False)
+    norms = [layer for layer in scoped.layers if isinstance(layer, InstanceNorm)]
+    convs = [layer for layer in scoped.layers if isinstance(layer, Conv)]
+    assert norms and all(layer.portable for layer in norms)
+    assert convs and all(layer.patch_matmul is True and not layer.portable for layer in convs)
+    assert forced.patch_matmul is False
+    assert Conv.from_config(convs[0].get_config()).patch_matmul is True
+    assert Conv(4, 4).patch_matmul is None  # outside the scope: by CPU class

@@ -93,3 +93,30 @@ def test_dry_run_of_the_paper_ablations():
     assert "discriminator_params=" in result.stdout and "receptive_field=16" in result.stdout
     result = _run("--dry_run", "--lambda_gan=0", "--lambda_l1=0")
     assert result.returncode == 1 and "no objective" in result.stderr.splitlines()[-1]
+
+
+# Every flag run_train.py had before its flags were generated from the config fields.
+_FLAGS_USERS_TYPE = (
+    "model data_dir tfds_name tfds_data_dir direction preprocess load_size crop_size input_nc "
+    "output_nc no_flip batch_size shuffle_buffer netG ngf netD ndf n_layers_D norm no_dropout "
+    "init_gain upsample model_dir gan_mode lambda_l1 lambda_gan no_condition_D lambda_A lambda_B "
+    "lambda_identity pool_size lr beta1 beta2 lr_policy n_epochs n_epochs_decay max_steps "
+    "save_every_steps summary_every_steps image_every_steps keep_checkpoints val_max_examples "
+    "test_mode strategy precision seed preset demo_data_dir dry_run progress").split()
+
+
+def test_helpfull_lists_every_flag_with_its_default():
+    result = _run("--helpfull")  # absl prints the usage and exits with 1
+    assert "Traceback" not in result.stderr
+    text = result.stdout
+    start = text.index("run_train.py:")
+    section = text[start:text.index("\n\n", start)] if "\n\n" in text[start:] else text[start:]
+    blocks = {}
+    for block in ("\n" + section).split("\n  --")[1:]:
+        name = block.split(":", 1)[0].strip()
+        blocks[name.replace("[no]", "")] = block
+    for name in _FLAGS_USERS_TYPE:
+        assert name in blocks, name
+        assert "(default:" in blocks[name] or name == "preset", (name, blocks[name])
+    assert "(default: '100.0')" in blocks["lambda_l1"] and "(default: 'unet_256')" in blocks[
+        "netG"]

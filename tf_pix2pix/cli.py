@@ -20,7 +20,11 @@ from typing import Any, Callable, TypeVar
 # Quiet TensorFlow's C++ start-up banner before TensorFlow is imported by any CLI.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app  # noqa: E402
+from absl import app, flags  # noqa: E402
+
+# Flags that define_flags() defines belong to the module that calls it (run_train.py, ...), so
+# that --help lists them as that command's own.
+flags.disclaim_key_flags()
 
 
 class UserError(Exception):

@@ -27,7 +27,8 @@ class WorkerLostError(RuntimeError):
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """``default`` (one device), ``mirrored`` (all local devices) or ``multi_worker`` (TF_CONFIG)."""
+    """``default`` (one device), ``mirrored`` (all local devices) or ``multi_worker``
+    (from TF_CONFIG)."""
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":

@@ -21,8 +21,30 @@ import tensorflow as tf
 from tf_pix2pix import hardware
 
 
+# The defaults layer_switches() sets for the layers built inside it.
+_SWITCHES = contextvars.ContextVar("tf_pix2pix_layer_switches",
+                                   default={"portable": (), "patch_matmul": None})
+
+
+class _Switched:
+    """The switches of a fast layer, constructor arguments kept in its ``get_config``:
+    ``patch_matmul`` (None: the patch-matmul paths by CPU class, ``patch_matmul_enabled``;
+    True/False: forced) and ``portable`` (plain ops only, for the TFLite/ONNX converters,
+    ``make_portable``). Not given, they take :func:`layer_switches`' values."""
+
+    def __init__(self, *args, patch_matmul: bool | None = None, portable: bool | None = None,
+                 **kwargs):
+        super().__init__(*args, **kwargs)
+        self.patch_matmul = switch("patch_matmul", self, patch_matmul)
+        self.portable = switch("portable", self, portable)
+
+    def get_config(self):
+        return {**super().get_config(), "patch_matmul": self.patch_matmul,
+                "portable": self.portable}
+
+
 @keras.saving.register_keras_serializable(package="tf_pix2pix")
-class Conv(keras.layers.Conv2D):
+class Conv(_Switched, keras.layers.Conv2D):
     """``Conv2D`` with matmul paths for the shapes oneDNN's CPU convolutions run slowly.
 
     * Tiny inputs (at most ``IM2COL_MAX_PIXELS`` pixels, e.g. the U-Net's 4x4 and 2x2 encoder
@@ -47,18 +69,6 @@ class Conv(keras.layers.Conv2D):
     IM2COL_MAX_PIXELS = 16
     TAPS_MAX_COLUMNS = 64
     PATCH_MATMUL_KERNELS = ((4, 4),)
-
-    def __init__(self, *args, patch_matmul: bool | None = None, portable: bool | None = None,
-                 **kwargs):
-        super().__init__(*args, **kwargs)
-        # None: the patch-matmul path by CPU class (patch_matmul_enabled); True/False: forced.
-        self.patch_matmul = switch("patch_matmul", self, patch_matmul)
-        # The plain convolution for the TFLite/ONNX converters (make_portable).
-        self.portable = switch("portable", self, portable)
-
-    def get_config(self):
-        return {**super().get_config(), "patch_matmul": self.patch_matmul,
-                "portable": self.portable}
 
     def convolution_op(self, inputs, kernel):
         h, w = inputs.shape[1], inputs.shape[2]
@@ -253,12 +263,8 @@ def switch(name: str, layer: keras.layers.Layer, value):
     return scope["patch_matmul"]
 
 
-_SWITCHES = contextvars.ContextVar("tf_pix2pix_layer_switches",
-                                   default={"portable": (), "patch_matmul": None})
-
-
 @keras.saving.register_keras_serializable(package="tf_pix2pix")
-class UpConv(keras.layers.Conv2DTranspose):
+class UpConv(_Switched, keras.layers.Conv2DTranspose):
     """A 4x4 stride-2 "same" ``Conv2DTranspose`` with a faster path for tiny inputs.
 
     At the U-Net's bottleneck (inputs of 1x1 to 8x8 with 512-1024 channels) the oneDNN transposed
@@ -272,18 +278,6 @@ class UpConv(keras.layers.Conv2DTranspose):
 
     MATMUL_MAX_PIXELS = 64
 
-    def __init__(self, *args, patch_matmul: bool | None = None, portable: bool | None = None,
-                 **kwargs):
-        super().__init__(*args, **kwargs)
-        # None: the patch-matmul gradients by CPU class (patch_matmul_enabled); True/False:
-        # forced.
-        self.patch_matmul = switch("patch_matmul", self, patch_matmul)
-        # The plain transposed conv, no branch, for the TFLite/ONNX converters (make_portable).
-        self.portable = switch("portable", self, portable)
-
-    def get_config(self):
-        return {**super().get_config(), "patch_matmul": self.patch_matmul,
-                "portable": self.portable}
 
     def call(self, inputs):
         h, w = inputs.shape[1], inputs.shape[2]
