@@ -57,7 +57,6 @@ def translator_from_model_dir(model_dir: str, test_mode: str, checkpoint: str = 
                               direction: str = "AtoB") -> Translator:
     """Restores a generator of a training directory (latest checkpoint unless given);
     ``direction`` picks CycleGAN's G_A (``AtoB``) or G_B (``BtoA``)."""
-    check_test_mode(test_mode)
     generator, config, path = restore_generator(model_dir, checkpoint, direction)
     check_test_mode(test_mode, config.model)
     call, multiple = mode_call(generator, test_mode), pad_multiple(config)
