@@ -23,6 +23,7 @@ beside OUT and renamed into place only when everything succeeded.
 from __future__ import annotations
 
 import collections
+import hashlib
 import dataclasses
 import json
 import math
@@ -186,6 +187,15 @@ def progress(total: int, enabled: bool) -> Iterator[None]:
             bar.update(i + 1, finalize=i + 1 == total)
 
 
+def sha256_of(path: str) -> str:
+    """The SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _write_split(config: BuildConfig, split: str, items: list[Item], workdir: str,
                  skipped: list[dict[str, str]]) -> dict[str, Any]:
     """Writes the shards ``<split>-NNNNN-of-NNNNN.tfrecord``; returns the split's manifest entry.
@@ -218,7 +228,12 @@ def _write_split(config: BuildConfig, split: str, items: list[Item], workdir: st
     finally:
         for w in writers:
             w.close()
-    return {"num_examples": written, "shards": names, "image_sizes": dict(sorted(sizes.items())),
+    paths = [os.path.join(workdir, n) for n in names]
+    # Sizes (checked at every training start) and checksums (data_prep.verify) of the shards.
+    return {"num_examples": written, "shards": names,
+            "shard_bytes": [os.path.getsize(p) for p in paths],
+            "shard_sha256": [sha256_of(p) for p in paths],
+            "image_sizes": dict(sorted(sizes.items())),
             "converted_to_rgb": dict(sorted(converted.items()))}
 
 

@@ -24,7 +24,6 @@ B = labels, so labels -> photo is ``--direction BtoA``), saved as PNG rather tha
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -35,6 +34,7 @@ import zipfile
 from typing import Any
 
 from data_prep.atomic import atomic_output_dir, check_output_dir
+from data_prep.build_tfrecords import sha256_of
 from tf_pix2pix.cli import UserError, writable_dir, run_main
 
 PIX2PIX_DATASETS = ("facades", "maps", "edges2shoes", "edges2handbags", "night2day")
@@ -84,14 +84,6 @@ class DownloadConfig:
     def url(self) -> str:
         base = (self.base_url or BASE_URLS[self.family]).rstrip("/")
         return f"{base}/{self.archive_name}"
-
-
-def sha256_of(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def fetch(config: DownloadConfig) -> tuple[str, str]:

@@ -332,3 +332,40 @@ def test_exported_versions_are_readable_by_other_users_and_failures_leave_nothin
         export(ExportConfig(model_dir=model_dir, export_dir=str(tmp_path / "e")))
     assert sorted(os.listdir(tmp_path / "e")) == ["1"]  # no partial version folder
     assert made and not any(os.path.exists(p) for p in made)  # nor the info folder
+
+
+def test_versions_are_claimed_atomically(tmp_path, monkeypatch):
+    from tf_pix2pix import export_lib
+
+    out = tmp_path / "e"
+    assert export_lib.claim_version(str(out)) == 1
+    assert (out / ".claim-1").is_dir()
+    assert export_lib.claim_version(str(out)) == 2  # 1 is being exported by someone else
+    (out / "3").mkdir()
+    assert export_lib.claim_version(str(out)) == 4
+    with pytest.raises(ConfigError, match="version 2 of .* is being exported by another"):
+        export_lib.claim_version(str(out), 2)
+    with pytest.raises(ConfigError, match="3 already exists"):
+        export_lib.claim_version(str(out), 3)
+    # Two exports that computed the same next number: the second one's mkdir loses and it
+    # takes the following number.
+    answers = iter([5, 5, 6])
+    monkeypatch.setattr(export_lib, "next_version", lambda d: next(answers))
+    assert export_lib.claim_version(str(out)) == 5
+    assert export_lib.claim_version(str(out)) == 6
+
+
+def test_two_exports_into_one_folder_at_once_give_two_complete_versions(model_dir, tmp_path):
+    export_dir = str(tmp_path / "e")
+    procs = [subprocess.Popen([sys.executable, os.path.join(REPO, "run_export.py"),
+                               "--model_dir", model_dir, "--export_dir", export_dir],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [p.communicate(timeout=300) for p in procs]
+    for p, (out, err) in zip(procs, results):
+        assert p.returncode == 0 and "Traceback" not in err, err
+    assert sorted(os.listdir(export_dir)) == ["1", "2"]  # no claims or partial folders left
+    for version in ("1", "2"):
+        loaded = tf.saved_model.load(os.path.join(export_dir, version))
+        assert read_export_info(os.path.join(export_dir, version))["version"] == int(version)
+        assert "serving_default" in loaded.signatures

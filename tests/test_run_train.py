@@ -120,3 +120,22 @@ def test_helpfull_lists_every_flag_with_its_default():
         assert "(default:" in blocks[name] or name == "preset", (name, blocks[name])
     assert "(default: '100.0')" in blocks["lambda_l1"] and "(default: 'unet_256')" in blocks[
         "netG"]
+
+
+def test_a_corrupt_shard_is_one_line_naming_it(records_dir, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(records_dir, data)
+    shard = data / json.load(open(data / "manifest.json"))["splits"]["train"]["shards"][1]
+    raw = bytearray(shard.read_bytes())
+    raw[len(raw) // 2:len(raw) // 2 + 40] = bytes(40)
+    shard.write_bytes(bytes(raw))
+    result = _run("--data_dir", str(data), "--model_dir", str(tmp_path / "m"), "--netG=unet_32",
+                  "--ngf=8", "--ndf=8", "--load_size=36", "--crop_size=32", "--batch_size=2",
+                  "--shuffle_buffer=2", "--max_steps=20", "--noprogress",
+                  "--val_max_examples=0")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"error: {shard} has a corrupted record at ") and (
+        "python -m data_prep.verify" in last)

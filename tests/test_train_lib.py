@@ -1,4 +1,8 @@
+import dataclasses
+import json
 import os
+import re
+import shutil
 import signal
 
 import numpy as np
@@ -225,3 +229,101 @@ def test_partial_writes_of_an_interrupted_save_are_removed_before_resuming(recor
     assert not [n for n in names if n.endswith("_temp") or ".tmp" in n]
     assert set(kept) - {"ckpt-6_temp", "checkpoint.tmp0123abcd"} <= set(names)
     assert remove_partial_saves(str(tmp_path / "nothing")) == []
+
+
+def _copy_with_bad_shard(records_dir, dest, how):
+    """A copy of the records whose first train shard has 40 bytes flipped in its middle
+    (``flip``) or lost its second half (``truncate``); returns (copy, shard path)."""
+    shutil.copytree(records_dir, dest)
+    manifest = json.load(open(os.path.join(dest, "manifest.json")))
+    shard = os.path.join(dest, manifest["splits"]["train"]["shards"][0])
+    data = bytearray(open(shard, "rb").read())
+    middle = len(data) // 2
+    if how == "flip":
+        data[middle:middle + 40] = bytes(b ^ 0xFF for b in data[middle:middle + 40])
+    else:
+        del data[middle:]
+    open(shard, "wb").write(bytes(data))
+    return str(dest), shard
+
+
+def test_a_corrupt_record_mid_epoch_stops_with_a_checkpoint_and_resumes_exactly(records_dir,
+                                                                                tmp_path):
+    from tf_pix2pix.data import CorruptDataError
+
+    def config(data_dir, model_dir):  # a small shuffle buffer: records are read as needed
+        cfg = tiny_config(data_dir, model_dir, max_steps=10)
+        return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, shuffle_buffer=2))
+
+    straight = train(config(records_dir, tmp_path / "a"), progress=False)
+    data_dir, shard = _copy_with_bad_shard(records_dir, tmp_path / "bad", "flip")
+    cfg = config(data_dir, tmp_path / "b")
+    with pytest.raises(CorruptDataError) as error:
+        train(cfg, progress=False)
+    message = str(error.value)
+    match = re.search(r"training stopped at step (\d+), saved in (\S+ckpt-\d+)", message)
+    assert match, message
+    assert message.startswith(f"{shard} has a corrupted record at ")
+    assert "python -m data_prep.verify --data_dir" in message and "\n" not in message
+    step = int(match.group(1))
+    assert 0 < step < 10  # in the middle of the run, not at its start
+    assert tf.train.latest_checkpoint(checkpoint_dir(cfg.train.model_dir)).endswith(
+        f"ckpt-{step}")
+    # The shard rebuilt (here: copied again), the same command continues exactly.
+    shutil.copy(os.path.join(records_dir, os.path.basename(shard)), shard)
+    resumed = train(cfg, progress=False)
+    assert resumed.step == 10 and resumed.weights_sha256 == straight.weights_sha256
+
+
+def test_a_truncated_shard_is_refused_at_start_up_naming_it(records_dir, tmp_path):
+    from tf_pix2pix.data import DataError
+
+    data_dir, shard = _copy_with_bad_shard(records_dir, tmp_path / "cut", "truncate")
+    with pytest.raises(DataError, match=rf"shard {shard} is \d+ bytes, the manifest says \d+ .*"
+                                        r"python -m data_prep.verify"):
+        train(tiny_config(data_dir, tmp_path / "m", max_steps=2), progress=False)
+    assert not os.path.exists(tmp_path / "m" / "checkpoints")
+
+
+def test_a_failed_checkpoint_write_is_one_line_and_leaves_the_last_complete_one(
+        records_dir, tmp_path, monkeypatch):
+    from tf_pix2pix.checkpointing import CheckpointWriteError
+
+    cfg = tiny_config(records_dir, tmp_path / "m", max_steps=8)
+    real_save = tf.train.CheckpointManager.save
+
+    def full_disk(manager, checkpoint_number=None, **kwargs):
+        if int(checkpoint_number) < 8:
+            return real_save(manager, checkpoint_number=checkpoint_number, **kwargs)
+        # What a full disk leaves: a partial copy of the weights, then the error.
+        os.makedirs(os.path.join(manager.directory, f"ckpt-{int(checkpoint_number)}_temp"))
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
+    with pytest.raises(CheckpointWriteError) as error:
+        train(cfg, progress=False)
+    message = str(error.value)
+    folder = checkpoint_dir(cfg.train.model_dir)
+    assert message.startswith(f"could not write checkpoint {folder}/ckpt-8 (ResourceExhausted"
+                              "Error: No space left on device; it needs about ")
+    assert "MiB free); the newest complete checkpoint is " + f"{folder}/ckpt-6" in message
+    assert "rerun the same command to resume from it" in message and "\n" not in message
+    assert "ckpt-8_temp" not in os.listdir(folder)  # the partial write is gone at once
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", real_save)
+    resumed = build_trainer(cfg, progress=False)
+    assert resumed.restore() == 6 and resumed.run().step == 8
+
+
+def test_sample_grids_that_cannot_be_written_are_reported_once(records_dir, tmp_path,
+                                                               monkeypatch, capsys):
+    from tf_pix2pix import visualize
+
+    def full(path, png):
+        raise OSError(28, "No space left on device", path)
+
+    monkeypatch.setattr(visualize, "save_png", full)
+    result = train(tiny_config(records_dir, tmp_path / "m", max_steps=8), progress=False)
+    assert result.step == 8  # training and checkpoints went on
+    err = capsys.readouterr().err
+    assert err.count("warning: could not write the sample grids to") == 1
+    assert "No space left on device" in err

@@ -22,6 +22,11 @@ from tf_pix2pix.config import (ConfigError, ExperimentConfig, architecture_diffe
 CHECKPOINT_SUBDIR = "checkpoints"
 
 
+class CheckpointWriteError(RuntimeError):
+    """A checkpoint could not be written (no space, quota, read-only); the message names it, the
+    space it needed and had, and the newest complete checkpoint to resume from."""
+
+
 def checkpoint_dir(model_dir: str) -> str:
     """The checkpoint folder of a model directory."""
     return os.path.join(model_dir, CHECKPOINT_SUBDIR)
@@ -56,6 +61,14 @@ def saved_step(directory: str) -> int:
             else 0
     except (ValueError, IndexError, tf.errors.OpError):
         return 0
+
+
+def has_iterator(path: str) -> bool:
+    """Whether the checkpoint ``path`` holds an input-iterator state (False when unreadable)."""
+    try:
+        return any(name.startswith("iterator/") for name, _ in tf.train.list_variables(path))
+    except (ValueError, tf.errors.OpError):
+        return False
 
 
 def is_partial_save(name: str) -> bool:
@@ -138,3 +151,36 @@ def weights_sha256(variables) -> str:
 def all_finite(variables) -> bool:
     """Whether every value of ``variables`` is finite (checked before each save)."""
     return bool(tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+
+
+def checkpoint_bytes(prefix: str) -> int:
+    """Bytes of the files of the checkpoint ``prefix`` (its data shards and index)."""
+    folder, name = os.path.split(prefix)
+    return sum(os.path.getsize(os.path.join(folder, n)) for n in os.listdir(folder)
+               if n.startswith(name + "."))
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def space_report(folder: str, need: int) -> str:
+    """What a checkpoint of ``need`` bytes needs and what the file system of ``folder`` has
+    free, as words for an error message."""
+    try:
+        free = shutil.disk_usage(folder).free
+    except OSError:
+        return f"it needs about {_mib(need)}"
+    return f"it needs about {_mib(need)}, {_mib(free)} free"
+
+
+def room_warning(folder: str, prefix: str) -> str | None:
+    """A warning when the file system of ``folder`` has no room for two more checkpoints of the
+    size of ``prefix`` (checked once, after the first save)."""
+    size = checkpoint_bytes(prefix)
+    free = shutil.disk_usage(folder).free
+    if free < 2 * size:
+        return (f"{folder} has {_mib(free)} free, less than two checkpoints of "
+                f"{_mib(size)}; training may stop at a later save. Free some space or lower "
+                "--keep_checkpoints")
+    return None

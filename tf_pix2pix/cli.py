@@ -32,12 +32,14 @@ class UserError(Exception):
 
 
 def user_error_types() -> tuple[type[BaseException], ...]:
+    from tf_pix2pix.checkpointing import CheckpointWriteError
     from tf_pix2pix.config import ConfigError
     from tf_pix2pix.data import DataError
     from tf_pix2pix.image_io import BadImageError
     from tf_pix2pix.train_lib import TrainingDivergedError
     from tf_pix2pix.workers import WorkerLostError
     return (UserError, ConfigError, DataError, BadImageError, TrainingDivergedError,
+            CheckpointWriteError,
             WorkerLostError,
             FileNotFoundError,
             NotADirectoryError, PermissionError)

@@ -219,6 +219,9 @@ class TrainConfig:
                            STRATEGIES)
     precision: str = option("float32", "Keras mixed-precision policy.", PRECISIONS)
     seed: int = option(0, "Seed of weights, dropout and the data pipeline.")
+    lock_timeout: int = option(600, "Seconds after which the model_dir lock of a trainer on "
+                                    "another host that stopped refreshing it counts as stale "
+                                    "(a lock of a dead process on this host is stale at once).")
 
     def __post_init__(self) -> None:
         _check_choice("gan_mode", self.gan_mode, GAN_MODES)

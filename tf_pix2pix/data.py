@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any
 
 import tensorflow as tf
@@ -40,6 +41,11 @@ _MAX_SHUFFLE_BUFFER = 10_000
 
 class DataError(ValueError):
     """The data on disk cannot be used; the message names the path and what to do."""
+
+
+class CorruptDataError(DataError):
+    """A TFRecord shard holds a corrupted or truncated record; the message names the shard, the
+    byte offset and the remedies."""
 
 
 def _bytes_feature(value: bytes) -> tf.train.Feature:
@@ -273,7 +279,54 @@ def shard_paths(data_dir: str, manifest: dict[str, Any], split: str,
     missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise DataError(f"shard {missing[0]} listed in the manifest is missing; rebuild the data")
+    # A cheap check of every start: a shard of another size is truncated, cut or replaced.
+    for path, expected in zip(paths, info.get("shard_bytes") or []):
+        size = os.path.getsize(path)
+        if size != expected:
+            raise DataError(
+                f"shard {path} is {size} bytes, the manifest says {expected} (an interrupted "
+                f"copy or another file); check the folder with `python -m data_prep.verify "
+                f"--data_dir {data_dir}` and rebuild or copy the shard again")
     return paths
+
+
+def split_shards(data_dir: str, split: str) -> list[str]:
+    """Every shard file of ``split`` (both domains of unaligned data)."""
+    info = read_manifest(data_dir)["splits"].get(split, {})
+    parts = [info] if "shards" in info else [info[d] for d in DOMAINS if d in info]
+    return [os.path.join(data_dir, name) for part in parts for name in part.get("shards", [])]
+
+
+def corrupt_record(path: str) -> str | None:
+    """The first record-level fault of one shard found by TensorFlow's framing and CRC checks
+    (``corrupted record at 37460``, ``truncated record at 29335``), or None."""
+    try:
+        for _ in tf.data.TFRecordDataset(path):
+            pass
+    except tf.errors.DataLossError as e:
+        return error_text(e)
+    return None
+
+
+def error_text(error: tf.errors.OpError) -> str:
+    """A TensorFlow op error's own words, without the function and op names around them."""
+    line = (error.message or str(error)).strip().splitlines()[0]
+    return re.sub(r"\{\{[^}]*\}\}\s*", "", line).split(" [Op:")[0].strip() or type(error).__name__
+
+
+def corruption_error(data_dir: str, split: str, error: tf.errors.DataLossError,
+                     during: str) -> CorruptDataError:
+    """The one-line error for a corrupt record met ``during`` reading ``split``: the shard
+    (found by checking the split's shards one by one), the byte offset, and the remedies."""
+    bad = [(path, fault) for path in split_shards(data_dir, split)
+           for fault in [corrupt_record(path)] if fault]
+    where = (f"{bad[0][0]} has a {bad[0][1]}" + (f" ({len(bad) - 1} more bad shard(s))"
+                                                  if len(bad) > 1 else "")) if bad else (
+        f"a shard of split {split!r} of {data_dir} is corrupt ({error_text(error)[:120]})")
+    return CorruptDataError(
+        f"{where}; {during}. List every bad shard with `python -m data_prep.verify --data_dir "
+        f"{data_dir}` and rebuild them with data_prep.build_tfrecords, then rerun the same "
+        "command")
 
 
 def _read_shards(paths: list[str], seed: int, training: bool) -> tf.data.Dataset:

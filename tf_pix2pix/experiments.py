@@ -139,13 +139,19 @@ def _test_images(runner: RunnerConfig, config: ExperimentConfig):
     """The test split as the reference's test.py sees it: resized to crop_size, no crop."""
     from tf_pix2pix import data as data_lib
 
+    import tensorflow as tf
+
     data = dataclasses.replace(config.data, load_size=runner.crop_size, batch_size=1)
     inputs, targets = [], []
-    for x, y in data_lib.build_dataset(data, runner.split, training=False):
-        inputs.append(x.numpy()[0])
-        targets.append(y.numpy()[0])
-        if runner.max_examples and len(inputs) >= runner.max_examples:
-            break
+    try:
+        for x, y in data_lib.build_dataset(data, runner.split, training=False):
+            inputs.append(x.numpy()[0])
+            targets.append(y.numpy()[0])
+            if runner.max_examples and len(inputs) >= runner.max_examples:
+                break
+    except tf.errors.DataLossError as e:
+        raise data_lib.corruption_error(runner.data_dir, runner.split, e,
+                                        "the trained runs are kept") from None
     if not inputs:
         raise UserError(f"split {runner.split!r} of {runner.data_dir} is empty")
     return np.stack(inputs), np.stack(targets)

@@ -76,16 +76,15 @@ class ExportConfig:
     def __post_init__(self) -> None:
         from tf_pix2pix.convert_lib import FORMATS, TFLITE_VARIANTS
 
-        # The SavedModel is always written, first.
-        object.__setattr__(self, "formats", tuple(dict.fromkeys(("saved_model",
-                                                                 *self.formats))))
-
         for name, values, allowed in (("format", self.formats, FORMATS),
                                       ("quantize", self.tflite_variants, TFLITE_VARIANTS)):
             bad = [v for v in values if v not in allowed]
             if bad or not values:
                 raise ConfigError(f"--{name}={','.join(values)}: use one or more of "
                                   f"{', '.join(allowed)}")
+        # The SavedModel is always written, first.
+        object.__setattr__(self, "formats", tuple(dict.fromkeys(("saved_model",
+                                                                 *self.formats))))
         if self.test_mode == "paper" and set(self.formats) - {"saved_model"}:
             raise ConfigError("--test_mode=paper exports only as a SavedModel: TFLite and ONNX "
                               "files run the generator in eval mode")
@@ -150,29 +149,65 @@ class Pix2PixServable(tf.Module):
 
 
 def next_version(export_dir: str) -> int:
-    """One more than the largest integer-named folder in ``export_dir`` (1 when none)."""
+    """One more than the largest integer-named folder, or version claimed by a running export
+    (``.claim-<version>``), in ``export_dir`` (1 when none)."""
     if not os.path.isdir(export_dir):
         return 1
     versions = [int(n) for n in os.listdir(export_dir) if n.isdigit()]
+    versions += [int(n[len(_CLAIM):]) for n in os.listdir(export_dir)
+                 if n.startswith(_CLAIM) and n[len(_CLAIM):].isdigit()]
     return max(versions, default=0) + 1
+
+
+_CLAIM = ".claim-"
+
+
+def claim_version(export_dir: str, version: int = 0) -> int:
+    """Claims a version number in ``export_dir`` atomically and returns it.
+
+    The claim is the folder ``.claim-<version>`` (``mkdir`` is atomic), so exports started at the
+    same moment into one folder get different versions (1 and 2, ...), as TF Serving's version
+    watcher expects. ``version`` 0 takes the next free number; a given one must be free.
+    """
+    os.makedirs(export_dir, exist_ok=True)
+    while True:
+        candidate = version or next_version(export_dir)
+        if os.path.exists(os.path.join(export_dir, str(candidate))):
+            if version:
+                raise ConfigError(f"{os.path.join(export_dir, str(version))} already exists; "
+                                  "pick another --version or omit it")
+            continue
+        try:
+            os.mkdir(os.path.join(export_dir, f"{_CLAIM}{candidate}"))
+        except FileExistsError:
+            if version:
+                raise ConfigError(f"version {version} of {export_dir} is being exported by "
+                                  "another process; pick another --version or omit it") from None
+            continue
+        if os.path.exists(os.path.join(export_dir, str(candidate))):  # finished meanwhile
+            os.rmdir(os.path.join(export_dir, f"{_CLAIM}{candidate}"))
+            if version:
+                raise ConfigError(f"{os.path.join(export_dir, str(version))} already exists; "
+                                  "pick another --version or omit it")
+            continue
+        return candidate
 
 
 def export(config: ExportConfig) -> str:
     """Exports the generator of ``config.model_dir``; returns ``export_dir/<version>``.
 
-    The SavedModel is written to a temporary folder and renamed into place, so TF Serving, which
-    watches ``export_dir``, never loads a half-written version; a failed export leaves nothing
-    behind. The version folder gets the permissions of any folder the user creates (umask), so a
+    The version is claimed atomically (:func:`claim_version`: concurrent exports get different
+    versions) and the SavedModel is written to a temporary folder and renamed into place, so TF
+    Serving, which watches ``export_dir``, never loads a half-written version; a failed export
+    leaves nothing behind. The version folder gets the permissions of any folder the user creates (umask), so a
     server running as another user can read it.
     """
     generator, exp_config, ckpt = restore_generator(config.model_dir, config.checkpoint,
                                                     config.direction)
     check_test_mode(config.test_mode, exp_config.model)
-    version = config.version or next_version(config.export_dir)
+    version = claim_version(config.export_dir, config.version)
+    claim = os.path.join(config.export_dir, f"{_CLAIM}{version}")
     final = os.path.join(config.export_dir, str(version))
-    if os.path.exists(final):
-        raise ConfigError(f"{final} already exists; pick another --version or omit it")
-    os.makedirs(config.export_dir, exist_ok=True)
     # Not tempfile.mkdtemp: its folders are private (0700) whatever the umask.
     staging = os.path.join(config.export_dir, f".{version}.partial-{uuid.uuid4().hex[:12]}")
     os.mkdir(staging)
@@ -204,6 +239,7 @@ def export(config: ExportConfig) -> str:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
         shutil.rmtree(info_dir, ignore_errors=True)
+        shutil.rmtree(claim, ignore_errors=True)
     return final
 
 

@@ -97,17 +97,20 @@ def iterate_examples(source: str, path: str, config: ExperimentConfig, split: st
     if source == "tfrecord":
         manifest = data_lib.read_manifest(path)
         layout = manifest.get("layout", "aligned")
-        if layout == "unaligned":
-            domain = "B" if swap else "A"
-            for serialized in tf.data.TFRecordDataset(
-                    data_lib.shard_paths(path, manifest, split, domain)):
-                ex = data_lib.decode_image_record(serialized)
-                yield Example(_stem(ex["filename"]), _normalise(ex["image"], in_nc), None)
-            return
-        for serialized in tf.data.TFRecordDataset(data_lib.shard_paths(path, manifest, split)):
-            ex = data_lib.decode_record(serialized, layout)
-            a, b = (ex["B"], ex["A"]) if swap else (ex["A"], ex["B"])
-            yield Example(_stem(ex["filename"]), _normalise(a, in_nc), _normalise(b, out_nc))
+        domain = ("B" if swap else "A") if layout == "unaligned" else None
+        records = tf.data.TFRecordDataset(data_lib.shard_paths(path, manifest, split, domain))
+        try:
+            for serialized in records:
+                if domain:
+                    ex = data_lib.decode_image_record(serialized)
+                    yield Example(_stem(ex["filename"]), _normalise(ex["image"], in_nc), None)
+                    continue
+                ex = data_lib.decode_record(serialized, layout)
+                a, b = (ex["B"], ex["A"]) if swap else (ex["A"], ex["B"])
+                yield Example(_stem(ex["filename"]), _normalise(a, in_nc), _normalise(b, out_nc))
+        except tf.errors.DataLossError as e:
+            raise data_lib.corruption_error(path, split, e, "the images before it were "
+                                                            "translated") from None
         return
     if source not in ("images", "aligned"):
         raise ConfigError(f"source={source!r}: use one of {', '.join(SOURCES)}")

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
-from tf_pix2pix import hardware, models, visualize
+from tf_pix2pix import hardware, locking, models, visualize
 from tf_pix2pix import checkpointing as ckpt
 from tf_pix2pix import workers
 from tf_pix2pix.config import ConfigError, ExperimentConfig, save_config
@@ -65,6 +65,12 @@ class _Trainer:
         self.model_class = models.for_config(config)
         self.strategy = workers.make_strategy(t.strategy)
         self.workers = workers.num_workers(self.strategy)
+        # One trainer per model_dir (the chief's lock), taken before anything is written there;
+        # released when the run ends, or when this trainer is dropped without running.
+        self.lock = None
+        if self.strategy.extended.should_checkpoint:
+            self.lock = locking.ModelDirLock(self.model_dir, t.lock_timeout).acquire()
+            self._release_lock = weakref.finalize(self, self.lock.release)
         replicas = self.strategy.num_replicas_in_sync
         if config.data.batch_size % replicas:
             raise ConfigError(f"batch_size={config.data.batch_size} is not divisible by the "
@@ -107,9 +113,6 @@ class _Trainer:
                                          batch_size=val_batch)
             if val_size and t.val_max_examples else None)
 
-        self.checkpoint = tf.train.Checkpoint(step=self.model.step,
-                                              **self.model.checkpoint_objects(),
-                                              **checkpointed_iterator)
         # Only the chief writes into model_dir. Every worker must take part in a save (the
         # pattern TensorFlow documents for MultiWorkerMirroredStrategy), so the others save into
         # a private temporary folder, removed when the run ends.
@@ -125,11 +128,30 @@ class _Trainer:
             self.train_writer = self.val_writer = tf.summary.create_noop_writer()
         self.remove_scratch = (lambda: None) if self.is_chief else weakref.finalize(
             self, shutil.rmtree, save_dir, True)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, save_dir, max_to_keep=keep,
-                                                  step_counter=self.model.step)
+        self._save_dir, self._keep = save_dir, keep
+        self._track(checkpointed_iterator)
         self._agree = None
+        self._room_checked = False
+        self._warned: set[str] = set()
 
     # -- checkpoints -------------------------------------------------------------------------
+
+    def _track(self, iterator: dict) -> None:
+        """The checkpoint (the model's objects, the step and ``iterator``, if given) and its
+        manager."""
+        self.checkpoint = tf.train.Checkpoint(step=self.model.step,
+                                              **self.model.checkpoint_objects(), **iterator)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, self._save_dir,
+                                                  max_to_keep=self._keep,
+                                                  step_counter=self.model.step)
+
+    def _stop_checkpointing_iterator(self) -> None:
+        """From now on, checkpoints hold no input-iterator state and resuming repositions the
+        deterministic pipeline by skipping (exact, as with several replicas): after a data
+        error the iterator's state holds the error, and a checkpoint of it would replay it."""
+        self.iterator_checkpointed = False
+        self._skipped_to = None
+        self._track({})
 
     def restore(self) -> int:
         """Restores the newest readable checkpoint; returns its step (0 without one).
@@ -144,6 +166,9 @@ class _Trainer:
             if removed:
                 print(f"Removed {len(removed)} partial checkpoint write(s) of an interrupted "
                       f"save: {', '.join(removed)}")
+        newest = tf.train.latest_checkpoint(folder)
+        if self.iterator_checkpointed and newest and not ckpt.has_iterator(newest):
+            self._stop_checkpointing_iterator()  # written when a data error stopped training
         path = ckpt.restore_newest_readable(self.checkpoint, folder)
         step = int(self.model.step.numpy())
         if path is not None:
@@ -177,13 +202,45 @@ class _Trainer:
 
     def save(self) -> str:
         m = self.model
+        step = int(m.step.numpy())
         if not ckpt.all_finite(m.trainable_variables()):
             raise TrainingDivergedError(
-                f"weights are not finite at step {int(m.step.numpy())}; not saving. Last good "
+                f"weights are not finite at step {step}; not saving. Last good "
                 f"checkpoint: {self.latest_checkpoint()}")
-        self.manager.save(checkpoint_number=m.step)
-        self._last_save = int(m.step.numpy())
+        try:
+            self.manager.save(checkpoint_number=m.step)
+        except (OSError, tf.errors.OpError) as e:
+            raise self._save_failed(step, e) from None
+        self._last_save = step
+        if self.is_chief and not self._room_checked:
+            self._room_checked = True
+            warning = ckpt.room_warning(self.manager.directory, self._path_for(step))
+            if warning:
+                print(f"warning: {warning}", file=sys.stderr)
         return self._path_for(self._last_save)
+
+    def _checkpoint_size(self) -> int:
+        """Bytes of a checkpoint: the newest one's, or before the first, the weights and Adam's
+        two moments of each."""
+        latest = self.latest_checkpoint()
+        if latest:
+            return ckpt.checkpoint_bytes(latest)
+        return 3 * sum(int(np.prod(v.shape)) * v.dtype.size
+                       for v in self.model.trainable_variables())
+
+    def _save_failed(self, step: int, error: Exception) -> ckpt.CheckpointWriteError:
+        """The one-line error of a checkpoint that could not be written (full disk, quota,
+        read-only folder), after removing what the failed write left."""
+        folder = self.manager.directory
+        if self.is_chief:
+            ckpt.remove_partial_saves(folder)
+        reason = (workers.error_reason(error) if isinstance(error, tf.errors.OpError)
+                  else f"{type(error).__name__}: {error}")
+        return ckpt.CheckpointWriteError(
+            f"could not write checkpoint {self._path_for(step)} ({reason}; "
+            f"{ckpt.space_report(folder, self._checkpoint_size())}); the newest complete "
+            f"checkpoint is {self.latest_checkpoint() or 'none yet'}: make room or fix the folder "
+            "and rerun the same command to resume from it")
 
     def stop_requested(self, local: bool) -> bool:
         """Whether any worker received SIGTERM/SIGINT (every worker must ask at the same step).
@@ -211,8 +268,12 @@ class _Trainer:
                 rows.append(grid)
         png = visualize.rows_png(tf.concat(rows, axis=0))
         samples = os.path.join(self.model_dir, SAMPLES_SUBDIR)
-        visualize.save_png(os.path.join(samples, f"{name}_step{step:07d}.png"), png)
-        visualize.save_png(os.path.join(samples, f"{name}_latest.png"), png)
+        try:
+            visualize.save_png(os.path.join(samples, f"{name}_step{step:07d}.png"), png)
+            visualize.save_png(os.path.join(samples, f"{name}_latest.png"), png)
+        except OSError as e:  # a full disk: say so once, keep training (checkpoints decide)
+            self._warn_once("samples", f"could not write the sample grids to {samples} ({e}); "
+                                       "training goes on")
 
     def validate(self, step: int) -> dict[str, float]:
         """Scores the val split (on the chief only: the other workers have nothing to write)."""
@@ -250,6 +311,8 @@ class _Trainer:
                 f"{self.latest_checkpoint() or 'the start (no checkpoint yet)'}") from None
         finally:
             self.remove_scratch()
+            if self.lock is not None:
+                self.lock.release()
 
     def _run(self) -> TrainResult:
         t = self.config.train
@@ -269,7 +332,10 @@ class _Trainer:
         last_time, last_step = time.perf_counter(), step
         with workers.SignalCatcher() as signals:
             while step < self.total_steps:
-                batch = next(self.iterator)
+                try:
+                    batch = next(self.iterator)
+                except tf.errors.DataLossError as e:
+                    raise self._corrupt_data(step, e) from None
                 lr = self.model.current_lr()  # the rate this step trains with
                 values = {k: float(v) for k, v in self.model.train_step(batch).items()}
                 step += 1
@@ -279,6 +345,8 @@ class _Trainer:
                         f"Last good checkpoint: {self.latest_checkpoint()}. Lower --lr or "
                         "check the data")
                 bar.update(step, [(k, v) for k, v in values.items()] + [("lr", lr)])
+                if self.lock is not None:
+                    self.lock.heartbeat()
                 if step % t.summary_every_steps == 0:
                     now = time.perf_counter()
                     rate = (step - last_step) / max(now - last_time, 1e-9)
@@ -307,11 +375,35 @@ class _Trainer:
                     break
         if step == self.total_steps and self.val_dataset is not None and not epoch_end:
             val_metrics = self.validate(step)
-        self.train_writer.flush()
-        self.val_writer.flush()
+        for writer in (self.train_writer, self.val_writer):
+            try:
+                writer.flush()
+            except (OSError, tf.errors.OpError) as e:
+                self._warn_once("events", f"could not write TensorBoard events to "
+                                          f"{self.model_dir} ({e})")
         return TrainResult(step, self.total_steps, values, self._path_for(self._last_save),
                            val_metrics, stopped_by_signal=stopped,
                            weights_sha256=self.weights_sha256())
+
+    def _corrupt_data(self, step: int, error: tf.errors.DataLossError) -> data_lib.DataError:
+        """Saves the last completed step, then names the corrupt shard and the remedies."""
+        if self._last_save != step:
+            if self.iterator_checkpointed:
+                self._stop_checkpointing_iterator()
+            self.save()
+        during = (f"training stopped at step {step}, saved in {self._path_for(step)}"
+                  if step else "training stopped before its first step")
+        if self.config.data.tfds_name:
+            return data_lib.CorruptDataError(
+                f"TensorFlow Datasets {self.config.data.tfds_name} has a corrupt record "
+                f"({workers.error_reason(error)}); {during}. Delete its prepared files and let "
+                "TFDS prepare them again")
+        return data_lib.corruption_error(self.config.data.data_dir, "train", error, during)
+
+    def _warn_once(self, what: str, message: str) -> None:
+        if what not in self._warned:
+            self._warned.add(what)
+            print(f"warning: {message}", file=sys.stderr)
 
     def weights_sha256(self) -> str:
         return ckpt.weights_sha256(self.model.trainable_variables())
