@@ -386,8 +386,12 @@ class _Trainer:
                            weights_sha256=self.weights_sha256())
 
     def _corrupt_data(self, step: int, error: tf.errors.DataLossError) -> data_lib.DataError:
-        """Saves the last completed step, then names the corrupt shard and the remedies."""
-        if self._last_save != step:
+        """Saves the last completed step, then names the corrupt shard and the remedies.
+
+        The save holds no input-iterator state (:meth:`_stop_checkpointing_iterator`), even when
+        this step was just saved: the prefetched error may be part of that state.
+        """
+        if step and (self.iterator_checkpointed or self._last_save != step):
             if self.iterator_checkpointed:
                 self._stop_checkpointing_iterator()
             self.save()
