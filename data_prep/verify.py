@@ -108,7 +108,7 @@ def main(argv: list[str]) -> int:
     bad = len(result["problems"])
     print(f"checked {result['shards']} shard(s) of {config.data_dir}: "
           + ("all good" if not bad else f"{bad} bad; rebuild them with data_prep.build_tfrecords "
-                                        "and check the copies they came from"))
+                                        "(or train with --on_corrupt_record=skip)"))
     return 1 if bad else 0
 
 

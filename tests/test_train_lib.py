@@ -327,3 +327,23 @@ def test_sample_grids_that_cannot_be_written_are_reported_once(records_dir, tmp_
     err = capsys.readouterr().err
     assert err.count("warning: could not write the sample grids to") == 1
     assert "No space left on device" in err
+
+
+def test_skipping_corrupt_records_counts_them_and_resumes_exactly(records_dir, tmp_path,
+                                                                   capsys):
+    data_dir, shard = _copy_with_bad_shard(records_dir, tmp_path / "bad", "flip")
+
+    def config(model_dir, max_steps):
+        cfg = tiny_config(data_dir, model_dir, max_steps=max_steps)
+        return dataclasses.replace(cfg, data=dataclasses.replace(
+            cfg.data, shuffle_buffer=2, on_corrupt_record="skip"))
+
+    straight = train(config(tmp_path / "a", 10), progress=False)
+    assert straight.step == 10
+    err = capsys.readouterr().err
+    assert err.count(f"warning: skipping 1 corrupt record(s) of {shard} (corrupted record at ") \
+        == 1
+    assert "data/skipped_records" in event_tags(tmp_path / "a" / "train")
+    train(config(tmp_path / "b", 4), progress=False)
+    resumed = train(config(tmp_path / "b", 10), progress=False)
+    assert resumed.weights_sha256 == straight.weights_sha256

@@ -44,4 +44,4 @@ def test_a_good_folder_passes_and_bad_shards_are_each_named(records_dir, unpaire
     lines = result.stdout.strip().splitlines()
     assert any(line.startswith(f"{bad}/{flipped}: corrupted record at ") for line in lines)
     assert lines[-1] == f"checked 6 shard(s) of {bad}: 2 bad; rebuild them with " \
-                        "data_prep.build_tfrecords and check the copies they came from"
+                        "data_prep.build_tfrecords (or train with --on_corrupt_record=skip)"

@@ -92,6 +92,10 @@ class DataConfig:
                                 "instead of --data_dir (TFDS downloads it once), for models "
                                 "that read TFDS.")
     tfds_data_dir: str = option("", "TFDS's data folder (default: TFDS's own).")
+    on_corrupt_record: str = option("fail", "A corrupted record in a TFRecord shard: fail (stop "
+                                            "with a checkpoint and a line naming the shard) or "
+                                            "skip (train on the shard's good records, count the "
+                                            "bad ones).", ("fail", "skip"))
 
     def __post_init__(self) -> None:
         _check_choice("direction", self.direction, DIRECTIONS)

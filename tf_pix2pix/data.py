@@ -314,10 +314,30 @@ def error_text(error: tf.errors.OpError) -> str:
     return re.sub(r"\{\{[^}]*\}\}\s*", "", line).split(" [Op:")[0].strip() or type(error).__name__
 
 
+def readable_shards(paths: list[str], policy: str) -> tuple[list[str], dict[str, int]]:
+    """The shards to read under ``on_corrupt_record=policy``: ``paths`` as they are (``fail``),
+    or with every damaged shard replaced by a copy of its good records (``skip``,
+    ``tfrecord_repair.clean_copy``); and the records dropped per damaged shard."""
+    if policy != "skip":
+        return paths, {}
+    from tf_pix2pix import tfrecord_repair
+
+    readable, dropped = [], {}
+    for path in paths:
+        if corrupt_record(path):
+            copy, count = tfrecord_repair.clean_copy(path)
+            readable.append(copy)
+            dropped[path] = count
+        else:
+            readable.append(path)
+    return readable, dropped
+
+
 def corruption_error(data_dir: str, split: str, error: tf.errors.DataLossError,
-                     during: str) -> CorruptDataError:
+                     during: str, skip_flag: bool = False) -> CorruptDataError:
     """The one-line error for a corrupt record met ``during`` reading ``split``: the shard
-    (found by checking the split's shards one by one), the byte offset, and the remedies."""
+    (found by checking the split's shards one by one), the byte offset, and the remedies
+    (``skip_flag``: also ``--on_corrupt_record=skip``)."""
     bad = [(path, fault) for path in split_shards(data_dir, split)
            for fault in [corrupt_record(path)] if fault]
     where = (f"{bad[0][0]} has a {bad[0][1]}" + (f" ({len(bad) - 1} more bad shard(s))"
@@ -326,7 +346,8 @@ def corruption_error(data_dir: str, split: str, error: tf.errors.DataLossError,
     return CorruptDataError(
         f"{where}; {during}. List every bad shard with `python -m data_prep.verify --data_dir "
         f"{data_dir}` and rebuild them with data_prep.build_tfrecords, then rerun the same "
-        "command")
+        "command" + (", or rerun it with --on_corrupt_record=skip to train on the good records"
+                     if skip_flag else ""))
 
 
 def _read_shards(paths: list[str], seed: int, training: bool) -> tf.data.Dataset:
@@ -380,7 +401,8 @@ def _tfds_domain(config: DataConfig, split: str, domain: str) -> tuple[tf.data.D
 def _records_domain(config: DataConfig, manifest: dict[str, Any], split: str, domain: str,
                     training: bool) -> tuple[tf.data.Dataset, int]:
     """Encoded images of one domain of ``unaligned`` TFRecords, and their count."""
-    paths = shard_paths(config.data_dir, manifest, split, domain)
+    paths, _ = readable_shards(shard_paths(config.data_dir, manifest, split, domain),
+                               config.on_corrupt_record)
     spec = _feature_spec("aligned")  # one image per record, as the aligned layout
     seed = config.seed + 2 * DOMAINS.index(domain)
     records = _read_shards(paths, seed, training)
@@ -484,7 +506,8 @@ def build_dataset(config: DataConfig, split: str, training: bool, repeat: bool |
     if layout == "unaligned":
         raise DataError(f"{config.data_dir} holds unaligned (unpaired) data; pix2pix needs pairs "
                         "(use --model=cycle_gan, or build A|B pairs with --layout=aligned)")
-    paths = shard_paths(config.data_dir, manifest, split)
+    paths, _ = readable_shards(shard_paths(config.data_dir, manifest, split),
+                               config.on_corrupt_record)
     repeat = training if repeat is None else repeat
     batch_size = batch_size or config.batch_size
     count = manifest["splits"][split]["num_examples"]

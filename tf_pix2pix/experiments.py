@@ -120,7 +120,7 @@ def experiment_config(runner: RunnerConfig, overrides: dict[str, dict[str, Any]]
 # Fields that change what is logged or kept, not what is trained.
 _NOT_TRAINING = ("train.model_dir", "train.save_every_steps", "train.summary_every_steps",
                  "train.image_every_steps", "train.keep_checkpoints", "train.val_max_examples",
-                 "train.test_mode")
+                 "train.test_mode", "train.lock_timeout")
 
 
 def config_key(config: ExperimentConfig) -> str:

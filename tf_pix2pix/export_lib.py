@@ -199,8 +199,8 @@ def export(config: ExportConfig) -> str:
     The version is claimed atomically (:func:`claim_version`: concurrent exports get different
     versions) and the SavedModel is written to a temporary folder and renamed into place, so TF
     Serving, which watches ``export_dir``, never loads a half-written version; a failed export
-    leaves nothing behind. The version folder gets the permissions of any folder the user creates (umask), so a
-    server running as another user can read it.
+    leaves nothing behind. The version folder gets the permissions of any folder the user
+    creates (umask), so a server running as another user can read it.
     """
     generator, exp_config, ckpt = restore_generator(config.model_dir, config.checkpoint,
                                                     config.direction)

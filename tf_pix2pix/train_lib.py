@@ -92,7 +92,11 @@ class _Trainer:
         tf.config.optimizer.set_experimental_options({"remapping": False})
         with self.strategy.scope():
             self.model = self.model_class(config, self.strategy, self.steps_per_epoch)
-        if replicas == 1 and not config.data.tfds_name:
+        # Skipped records: the stream is repositioned by skipping on resume (below), so that a
+        # run that switches to skipping resumes exactly on the shards' good records.
+        self.skipped_records = self._report_skipped_records()
+        if replicas == 1 and not config.data.tfds_name and (
+                config.data.on_corrupt_record == "fail"):
             # The iterator itself is checkpointed (exact position, shuffle buffer included).
             self.iterator = iter(self.model_class.build_input(config, "train", training=True))
             checkpointed_iterator = {"iterator": self.iterator}
@@ -326,6 +330,9 @@ class _Trainer:
                                   stateful_metrics=list(self.model.loss_names) + ["lr"],
                                   verbose=1 if self.progress else 0, unit_name="step")
         bar.update(step)
+        if self.config.data.on_corrupt_record == "skip":
+            with self.train_writer.as_default(step=step):
+                tf.summary.scalar("data/skipped_records", self.skipped_records)
         values: dict[str, float] = {}
         val_metrics: dict[str, float] = {}
         epoch_end = stopped = False
@@ -402,7 +409,22 @@ class _Trainer:
                 f"TensorFlow Datasets {self.config.data.tfds_name} has a corrupt record "
                 f"({workers.error_reason(error)}); {during}. Delete its prepared files and let "
                 "TFDS prepare them again")
-        return data_lib.corruption_error(self.config.data.data_dir, "train", error, during)
+        return data_lib.corruption_error(self.config.data.data_dir, "train", error, during,
+                                         skip_flag=True)
+
+    def _report_skipped_records(self) -> int:
+        """Under ``on_corrupt_record=skip``: one warning per damaged training shard; returns the
+        records skipped in all (written to TensorBoard as ``data/skipped_records``)."""
+        data = self.config.data
+        if data.on_corrupt_record != "skip" or data.tfds_name:
+            return 0
+        _, dropped = data_lib.readable_shards(data_lib.split_shards(data.data_dir, "train"),
+                                              "skip")
+        for path, count in dropped.items():
+            print(f"warning: skipping {count} corrupt record(s) of {path} "
+                  f"({data_lib.corrupt_record(path)}); check the data with `python -m "
+                  f"data_prep.verify --data_dir {data.data_dir}`", file=sys.stderr)
+        return sum(dropped.values())
 
     def _warn_once(self, what: str, message: str) -> None:
         if what not in self._warned:
