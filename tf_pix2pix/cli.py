@@ -22,6 +22,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
+from tf_pix2pix.config import option_name  # noqa: E402
+
 # Flags that define_flags() defines belong to the module that calls it (run_train.py, ...), so
 # that --help lists them as that command's own.
 flags.disclaim_key_flags()
@@ -84,11 +86,6 @@ def writable_dir(path: str, flag: str) -> str:
 T = TypeVar("T")
 
 
-def flag_name(field: dataclasses.Field) -> str:
-    """The flag of a config field: its name, or the name its metadata gives."""
-    return field.metadata.get("flag") or field.name
-
-
 def define_flags(*classes: type, exclude: tuple[str, ...] = (), flag_values=None) -> None:
     """Defines one absl flag per field of the config ``classes``.
 
@@ -101,7 +98,7 @@ def define_flags(*classes: type, exclude: tuple[str, ...] = (), flag_values=None
     fv = flags.FLAGS if flag_values is None else flag_values
     for klass in classes:
         for field in dataclasses.fields(klass):
-            name = flag_name(field)
+            name = option_name(field)
             if field.name in exclude or name in fv:
                 continue
             meta = field.metadata
@@ -143,7 +140,7 @@ def from_flags(klass: type[T], flag_values=None, **overrides: Any) -> T:
     for field in dataclasses.fields(klass):
         if field.name in overrides:
             continue
-        value = fv[flag_name(field)].value
+        value = fv[option_name(field)].value
         if field.metadata.get("inverted"):
             value = not value
         elif isinstance(field.default, tuple) or (value is not None and isinstance(value, list)):

@@ -53,6 +53,11 @@ def option(default: Any, help: str, choices: tuple[str, ...] | None = None,
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def option_name(field: dataclasses.Field) -> str:
+    """The command-line name of a config field: its name, or the flag its metadata gives."""
+    return field.metadata.get("flag") or field.name
+
+
 def option_of(klass: type, name: str) -> Any:
     """A field with the default and help of ``klass``'s field ``name`` (a tool's config that
     repeats a training option states it once, there)."""
@@ -306,7 +311,7 @@ class ExperimentConfig:
         for section, klass in (("data", DataConfig), ("model", ModelConfig),
                                ("train", TrainConfig)):
             for field in dataclasses.fields(klass):
-                name = field.metadata.get("flag") or field.name
+                name = option_name(field)
                 if name in options:
                     value = options[name]
                     sections[section][field.name] = (not value if field.metadata.get("inverted")

@@ -290,11 +290,20 @@ def shard_paths(data_dir: str, manifest: dict[str, Any], split: str,
     return paths
 
 
+def split_parts(manifest: dict[str, Any], split: str) -> list[tuple[str, dict[str, Any]]]:
+    """The shard lists of ``split`` in a manifest as ``(name, entry)``: the split itself, or
+    each domain of unaligned data (``trainA``, ``trainB``)."""
+    info = manifest["splits"].get(split, {})
+    if "shards" in info:
+        return [(split, info)]
+    return [(f"{split}{d}", info[d]) for d in DOMAINS if d in info]
+
+
 def split_shards(data_dir: str, split: str) -> list[str]:
     """Every shard file of ``split`` (both domains of unaligned data)."""
-    info = read_manifest(data_dir)["splits"].get(split, {})
-    parts = [info] if "shards" in info else [info[d] for d in DOMAINS if d in info]
-    return [os.path.join(data_dir, name) for part in parts for name in part.get("shards", [])]
+    return [os.path.join(data_dir, name)
+            for _, part in split_parts(read_manifest(data_dir), split)
+            for name in part.get("shards", [])]
 
 
 def corrupt_record(path: str) -> str | None:
@@ -314,20 +323,23 @@ def error_text(error: tf.errors.OpError) -> str:
     return re.sub(r"\{\{[^}]*\}\}\s*", "", line).split(" [Op:")[0].strip() or type(error).__name__
 
 
-def readable_shards(paths: list[str], policy: str) -> tuple[list[str], dict[str, int]]:
+def readable_shards(paths: list[str], policy: str
+                    ) -> tuple[list[str], dict[str, tuple[int, str]]]:
     """The shards to read under ``on_corrupt_record=policy``: ``paths`` as they are (``fail``),
     or with every damaged shard replaced by a copy of its good records (``skip``,
-    ``tfrecord_repair.clean_copy``); and the records dropped per damaged shard."""
+    ``tfrecord_repair.clean_copy``); and per damaged shard, the records dropped and its first
+    fault (:func:`corrupt_record`)."""
     if policy != "skip":
         return paths, {}
     from tf_pix2pix import tfrecord_repair
 
     readable, dropped = [], {}
     for path in paths:
-        if corrupt_record(path):
+        fault = corrupt_record(path)
+        if fault:
             copy, count = tfrecord_repair.clean_copy(path)
             readable.append(copy)
-            dropped[path] = count
+            dropped[path] = (count, fault)
         else:
             readable.append(path)
     return readable, dropped

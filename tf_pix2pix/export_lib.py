@@ -153,10 +153,8 @@ def next_version(export_dir: str) -> int:
     (``.claim-<version>``), in ``export_dir`` (1 when none)."""
     if not os.path.isdir(export_dir):
         return 1
-    versions = [int(n) for n in os.listdir(export_dir) if n.isdigit()]
-    versions += [int(n[len(_CLAIM):]) for n in os.listdir(export_dir)
-                 if n.startswith(_CLAIM) and n[len(_CLAIM):].isdigit()]
-    return max(versions, default=0) + 1
+    names = [n[len(_CLAIM):] if n.startswith(_CLAIM) else n for n in os.listdir(export_dir)]
+    return max((int(n) for n in names if n.isdigit()), default=0) + 1
 
 
 _CLAIM = ".claim-"
@@ -172,25 +170,22 @@ def claim_version(export_dir: str, version: int = 0) -> int:
     os.makedirs(export_dir, exist_ok=True)
     while True:
         candidate = version or next_version(export_dir)
-        if os.path.exists(os.path.join(export_dir, str(candidate))):
-            if version:
-                raise ConfigError(f"{os.path.join(export_dir, str(version))} already exists; "
-                                  "pick another --version or omit it")
-            continue
-        try:
-            os.mkdir(os.path.join(export_dir, f"{_CLAIM}{candidate}"))
-        except FileExistsError:
-            if version:
-                raise ConfigError(f"version {version} of {export_dir} is being exported by "
-                                  "another process; pick another --version or omit it") from None
-            continue
-        if os.path.exists(os.path.join(export_dir, str(candidate))):  # finished meanwhile
-            os.rmdir(os.path.join(export_dir, f"{_CLAIM}{candidate}"))
-            if version:
-                raise ConfigError(f"{os.path.join(export_dir, str(version))} already exists; "
-                                  "pick another --version or omit it")
-            continue
-        return candidate
+        final = os.path.join(export_dir, str(candidate))
+        claim = os.path.join(export_dir, f"{_CLAIM}{candidate}")
+        if not os.path.exists(final):
+            try:
+                os.mkdir(claim)
+            except FileExistsError:
+                if version:
+                    raise ConfigError(f"version {version} of {export_dir} is being exported by "
+                                      "another process; pick another --version or omit it"
+                                      ) from None
+                continue
+            if not os.path.exists(final):
+                return candidate
+            os.rmdir(claim)  # another export finished this version meanwhile
+        if version:
+            raise ConfigError(f"{final} already exists; pick another --version or omit it")
 
 
 def export(config: ExportConfig) -> str:

@@ -407,7 +407,7 @@ class _Trainer:
         if self.config.data.tfds_name:
             return data_lib.CorruptDataError(
                 f"TensorFlow Datasets {self.config.data.tfds_name} has a corrupt record "
-                f"({workers.error_reason(error)}); {during}. Delete its prepared files and let "
+                f"({data_lib.error_text(error)}); {during}. Delete its prepared files and let "
                 "TFDS prepare them again")
         return data_lib.corruption_error(self.config.data.data_dir, "train", error, during,
                                          skip_flag=True)
@@ -420,11 +420,11 @@ class _Trainer:
             return 0
         _, dropped = data_lib.readable_shards(data_lib.split_shards(data.data_dir, "train"),
                                               "skip")
-        for path, count in dropped.items():
-            print(f"warning: skipping {count} corrupt record(s) of {path} "
-                  f"({data_lib.corrupt_record(path)}); check the data with `python -m "
-                  f"data_prep.verify --data_dir {data.data_dir}`", file=sys.stderr)
-        return sum(dropped.values())
+        for path, (count, fault) in dropped.items():
+            print(f"warning: skipping {count} corrupt record(s) of {path} ({fault}); check the "
+                  f"data with `python -m data_prep.verify --data_dir {data.data_dir}`",
+                  file=sys.stderr)
+        return sum(count for count, _ in dropped.values())
 
     def _warn_once(self, what: str, message: str) -> None:
         if what not in self._warned:
