@@ -49,7 +49,8 @@ def apply_preset() -> type:
     from tf_pix2pix import models
 
     model = models.get(FLAGS.model)
-    values = dict(model.reference_defaults)
+    values = model.reference_options({name: FLAGS[name].value for name in FLAGS
+                                      if FLAGS[name].present})
     if FLAGS.preset == "demo":
         values.update(model.demo_preset)
     for name, value in values.items():

@@ -63,3 +63,27 @@ def test_unknown_gan_mode():
 def test_bfloat16_logits_give_float32_loss():
     loss = losses.gan_loss(tf.zeros([1, 2, 2, 1], tf.bfloat16), True, "vanilla")
     assert loss.dtype == tf.float32
+
+
+def test_patch_nce_loss_on_a_hand_computed_case():
+    """Two patches, orthonormal features, T = 1: for each patch the logits are the positive 1,
+    the masked diagonal -10 and the other patch 0."""
+    from tf_pix2pix.losses import patch_nce_loss
+
+    q = tf.constant([[[1.0, 0.0], [0.0, 1.0]]])
+    expected = np.log(np.e + np.exp(-10.0) + 1.0) - 1.0
+    np.testing.assert_allclose(patch_nce_loss(q, q, 1.0).numpy(), [expected], rtol=1e-6)
+    # The temperature divides every logit; images do not see each other's patches.
+    both = tf.concat([q, tf.constant([[[1.0, 0.0], [0.6, 0.8]]])], 0)  # <q0, q1> = 0.6
+    t = 0.5
+    logsumexp = lambda *v: np.log(np.sum(np.exp(np.array(v) / t)))  # noqa: E731
+    np.testing.assert_allclose(patch_nce_loss(both, both, t).numpy(),
+                               [logsumexp(1, -10, 0) - 1 / t, logsumexp(1, -10, 0.6) - 1 / t],
+                               rtol=1e-6)
+    # k is detached: the gradient reaches q only.
+    k = tf.Variable(q)
+    with tf.GradientTape(persistent=True) as tape:
+        qv = tf.identity(q)
+        tape.watch(qv)
+        loss = tf.reduce_sum(patch_nce_loss(qv, k, 0.5))
+    assert tape.gradient(loss, k) is None and tape.gradient(loss, qv) is not None

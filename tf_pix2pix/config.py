@@ -30,6 +30,8 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 TEST_MODES = ("eval", "paper")
 UPSAMPLE_MODES = ("transpose", "resize_conv")
+INIT_TYPES = ("normal", "xavier")
+CUT_MODES = ("cut", "fastcut")
 
 CONFIG_FILENAME = "config.json"
 
@@ -150,6 +152,21 @@ class ModelConfig:
     condition_D: bool = option(True, "pix2pix: the discriminator sees only the output image "
                                      "(the paper's L1 + GAN row).", flag="no_condition_D",
                                inverted=True)
+    init_type: str = option("normal", "Weight init of convs and linear layers: normal "
+                                      "(N(0, init_gain)) or xavier (xavier_normal with gain "
+                                      "init_gain, CUT's).", INIT_TYPES)
+    antialias: bool = option(False, "No antialiased downsampling: the ResNet generator and the "
+                                    "PatchGAN downsample with stride-2 convs (pix2pix, "
+                                    "CycleGAN) instead of stride-1 convs and a fixed blur "
+                                    "with stride 2 (CUT's default).", flag="no_antialias",
+                             inverted=True)
+    antialias_up: bool = option(False, "No antialiased upsampling: the ResNet generator "
+                                       "upsamples with transposed convs (pix2pix, CycleGAN) "
+                                       "instead of bilinear x2 and a 3x3 conv (CUT's default).",
+                                flag="no_antialias_up", inverted=True)
+    nce_layers: str = option("0,4,8,12,16", "CUT: the generator's layers (indices of the "
+                                            "reference's module list) that PatchNCE compares.")
+    netF_nc: int = option(256, "CUT: channels of the patch projection MLPs.")
 
     def __post_init__(self) -> None:
         from tf_pix2pix import models  # the registry imports this module
@@ -159,6 +176,19 @@ class ModelConfig:
         _check_choice("netG", self.netG, GENERATORS)
         _check_choice("netD", self.netD, DISCRIMINATORS)
         _check_choice("norm", self.norm, NORMS)
+        _check_choice("init_type", self.init_type, INIT_TYPES)
+        if (self.antialias or self.antialias_up) and not self.netG.startswith("resnet"):
+            raise ConfigError(f"netG={self.netG}: antialiased sampling is built into the ResNet "
+                              "generators only; pass --no_antialias --no_antialias_up or a "
+                              "resnet netG")
+        try:
+            layers = [int(i) for i in self.nce_layers.split(",")]
+        except ValueError:
+            layers = []
+        if not layers or layers != sorted(set(layers)) or layers[0] < 0:
+            raise ConfigError(f"nce_layers={self.nce_layers!r} is not valid; give increasing "
+                              "layer indices such as 0,4,8,12,16")
+        _check_positive("netF_nc", self.netF_nc)
         _check_positive("ngf", self.ngf)
         _check_positive("ndf", self.ndf)
         _check_positive("n_layers_D", self.n_layers_D)
@@ -170,16 +200,27 @@ class ModelConfig:
         return not self.no_dropout or self.norm == "batch"
 
     @property
+    def nce_layer_ids(self) -> tuple[int, ...]:
+        return tuple(int(i) for i in self.nce_layers.split(","))
+
+    @property
     def receptive_field(self) -> int:
         """Side of the input patch each discriminator output sees (1, 16, 70, 286, ...)."""
         if self.netD == "pixel":
             return 1
         n_layers = 3 if self.netD == "basic" else self.n_layers_D
-        # 4x4 convs: n_layers with stride 2, then two with stride 1 (from the output back).
+        # (kernel, stride) from the output back: two stride-1 4x4 convs, then n_layers stride-2
+        # 4x4 convs, each antialiased one a stride-1 4x4 conv and a 3x3 stride-2 blur.
+        down = [(3, 2), (4, 1)] if self.antialias else [(4, 2)]
         field = 1
-        for stride in [1, 1] + [2] * n_layers:
-            field = field * stride + (4 - stride)
+        for kernel, stride in [(4, 1), (4, 1)] + down * n_layers:
+            field = field * stride + (kernel - stride)
         return field
+
+    @property
+    def n_blocks(self) -> int:
+        """ResNet blocks of a ``resnet_*`` generator."""
+        return 9 if self.netG == "resnet_9blocks" else 6
 
     @property
     def num_downs(self) -> int:
@@ -200,8 +241,8 @@ class TrainConfig:
 
     model_dir: str = option("", "Checkpoints, config.json, TensorBoard events, samples.")
     gan_mode: str = option("vanilla", "GAN objective.", GAN_MODES)
-    lambda_gan: float = option(1.0, "pix2pix: weight of the adversarial term; 0 builds and "
-                                    "trains no discriminator (the paper's L1 row).")
+    lambda_gan: float = option(1.0, "Weight of the adversarial term (pix2pix, CUT); for pix2pix "
+                                    "0 builds and trains no discriminator (the paper's L1 row).")
     lambda_l1: float = option(100.0, "pix2pix: weight of the L1 term (0: the paper's cGAN row).")
     lambda_A: float = option(10.0, "CycleGAN: weight of the cycle loss A -> B -> A.")
     lambda_B: float = option(10.0, "CycleGAN: weight of the cycle loss B -> A -> B.")
@@ -209,6 +250,18 @@ class TrainConfig:
                                          "lambda_A/B (0 disables it and its two generator "
                                          "passes); the reference's remedy for colour inversion.")
     pool_size: int = option(50, "CycleGAN: fakes kept per discriminator; 0 = no pool.")
+    cut_mode: str = option("cut", "CUT: cut (NCE identity loss, lambda_NCE 1, 200 + 200 "
+                                  "epochs) or fastcut (no identity loss, lambda_NCE 10, flip "
+                                  "equivariance, 150 + 50 epochs); sets those flags' defaults.",
+                           CUT_MODES)
+    lambda_NCE: float = option(1.0, "CUT: weight of the PatchNCE loss.")
+    nce_idt: bool = option(False, "CUT: also the PatchNCE loss of G(B) against B (the identity "
+                                  "term), averaged with the main one.")
+    nce_T: float = option(0.07, "CUT: temperature of the PatchNCE loss.")
+    num_patches: int = option(256, "CUT: patches sampled per layer and image.")
+    flip_equivariance: bool = option(False, "CUT (FastCUT): flip the batch with probability 1/2 "
+                                            "before G and flip G's features back before "
+                                            "PatchNCE.")
     lr: float = option(2e-4, "Adam learning rate.")
     beta1: float = option(0.5, "Adam beta1.")
     beta2: float = option(0.999, "Adam beta2.")
@@ -238,9 +291,12 @@ class TrainConfig:
         _check_choice("test_mode", self.test_mode, TEST_MODES)
         _check_choice("strategy", self.strategy, STRATEGIES)
         _check_choice("precision", self.precision, PRECISIONS)
+        _check_choice("cut_mode", self.cut_mode, CUT_MODES)
+        _check_positive("nce_T", self.nce_T)
+        _check_positive("num_patches", self.num_patches)
         _check_positive("lr", self.lr)
         for name in ("lambda_gan", "lambda_l1", "lambda_A", "lambda_B", "lambda_identity",
-                     "pool_size"):
+                     "pool_size", "lambda_NCE"):
             _check_positive(name, getattr(self, name), allow_zero=True)
         _check_positive("n_epochs", self.n_epochs, allow_zero=True)
         _check_positive("n_epochs_decay", self.n_epochs_decay, allow_zero=True)

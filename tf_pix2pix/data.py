@@ -20,6 +20,7 @@ independent draws.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -440,7 +441,8 @@ def domain_sizes(config: DataConfig, split: str) -> dict[str, int]:
 
 def build_unpaired_dataset(config: DataConfig, split: str, training: bool,
                            repeat: bool | None = None, batch_size: int | None = None,
-                           skip_examples: int = 0) -> tf.data.Dataset:
+                           skip_examples: int = 0,
+                           unscaled_from: int | None = None) -> tf.data.Dataset:
     """CycleGAN's input pipeline: ``(real_A, real_B)`` batches from two unrelated domains.
 
     The reference's epoch is ``max(|A|, |B|)`` steps and draws a random B image for each A. Here
@@ -456,6 +458,8 @@ def build_unpaired_dataset(config: DataConfig, split: str, training: bool,
       repeat: repeat forever; defaults to ``training``.
       batch_size: defaults to ``config.batch_size``.
       skip_examples: start this many elements into both streams (exact repositioning).
+      unscaled_from: from this element of each stream on, ``load_size`` is ``crop_size`` (the
+        images are resized to the crop, flips stay): CUT's jitter in its decay epochs.
 
     Returns:
       A dataset of ``(real_A, real_B)`` float32 batches in [-1, 1] with ``input_nc`` and
@@ -486,7 +490,13 @@ def build_unpaired_dataset(config: DataConfig, split: str, training: bool,
             if training:
                 seed = tf.random.experimental.stateless_fold_in(
                     tf.stack([tf.constant(config.seed, tf.int64), index]), i)
-            return preprocess_image(decode_rgb(data), channels, config, training, seed)
+            image = decode_rgb(data)
+            jitter = lambda c: preprocess_image(image, channels, c, training, seed)  # noqa: E731
+            if unscaled_from is None:
+                return jitter(config)
+            unscaled = dataclasses.replace(config, load_size=config.crop_size)
+            return tf.cond(index >= unscaled_from, lambda: jitter(unscaled),
+                           lambda: jitter(config))
 
         streams.append(stream.map(prepare, num_parallel_calls=tf.data.AUTOTUNE,
                                   deterministic=True))

@@ -51,3 +51,30 @@ def generator_loss(fake_logits: tf.Tensor, output: tf.Tensor, target: tf.Tensor,
                    lambda_l1: float) -> tuple[tf.Tensor, tf.Tensor]:
     """Per-example ``(G_GAN, G_L1)``; G minimises ``G_GAN + lambda_l1 * G_L1`` (non-saturating)."""
     return gan_loss(fake_logits, True, gan_mode), l1_loss(output, target)
+
+
+def patch_nce_loss(q: tf.Tensor, k: tf.Tensor, temperature: float) -> tf.Tensor:
+    """CUT's ``PatchNCELoss`` of one layer, per image: ``[N]``.
+
+    For image ``n`` and patch ``i`` the logits are ``<q_i, k_i>`` (the positive) and
+    ``<q_i, k_j>`` for every patch ``j`` of the same image, with ``j = i`` replaced by -10 (the
+    reference's masked diagonal; it stays a negative of weight ``exp(-10 / T)``), all divided
+    by ``temperature``; the loss is their cross-entropy with the positive as the class, averaged
+    over the patches. Negatives come only from the same image
+    (``nce_includes_all_negatives_from_minibatch`` off), so replicas need not exchange features.
+
+    Args:
+      q: ``[N, P, D]`` projected features of the output (gradients flow).
+      k: ``[N, P, D]`` projected features of the input (detached here, as the reference).
+      temperature: ``nce_T``.
+    """
+    q = tf.cast(q, tf.float32)
+    k = tf.stop_gradient(tf.cast(k, tf.float32))
+    positive = tf.reduce_sum(q * k, axis=-1, keepdims=True)          # [N, P, 1]
+    negatives = tf.matmul(q, k, transpose_b=True)                     # [N, P, P]
+    diagonal = tf.eye(tf.shape(q)[1], dtype=tf.bool)[tf.newaxis]
+    negatives = tf.where(diagonal, tf.constant(-10.0), negatives)
+    logits = tf.concat([positive, negatives], axis=-1) / temperature
+    per_patch = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels=tf.zeros(tf.shape(logits)[:2], tf.int32), logits=logits)
+    return tf.reduce_mean(per_patch, axis=1)

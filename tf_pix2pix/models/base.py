@@ -71,6 +71,12 @@ class TranslationModel(abc.ABC):
     # -- before the model exists: configuration, data, export slots ------------------------
 
     @classmethod
+    def reference_options(cls, chosen: dict[str, Any]) -> dict[str, Any]:
+        """The option defaults of this model given the options the user chose (``{flag name:
+        value}``): ``reference_defaults``, unless a model's mode option changes them."""
+        return dict(cls.reference_defaults)
+
+    @classmethod
     def check_config(cls, config: ExperimentConfig) -> None:
         """Raises ``ConfigError`` for combinations this model cannot train (called by
         ``ExperimentConfig`` on construction)."""

@@ -6,11 +6,11 @@ import keras
 
 from tf_pix2pix.config import ModelConfig
 from tf_pix2pix.networks.patchgan import nlayer_discriminator, pixel_discriminator
-from tf_pix2pix.networks.resnet import resnet_generator
+from tf_pix2pix.networks.resnet import resnet_generator, resnet_module_names
 from tf_pix2pix.networks.unet import unet_generator
 
 __all__ = ["build_generator", "build_discriminator", "count_params", "unet_generator",
-           "resnet_generator", "nlayer_discriminator", "pixel_discriminator"]
+           "resnet_generator", "resnet_module_names", "nlayer_discriminator", "pixel_discriminator"]
 
 
 def build_generator(config: ModelConfig, input_nc: int, output_nc: int,
@@ -18,11 +18,12 @@ def build_generator(config: ModelConfig, input_nc: int, output_nc: int,
     """Builds the generator named by ``config.netG``."""
     common = dict(input_nc=input_nc, output_nc=output_nc, ngf=config.ngf, norm=config.norm,
                   use_dropout=not config.no_dropout, gain=config.init_gain, sync_bn=sync_bn,
-                  upsample_mode=config.upsample, name=name)
+                  upsample_mode=config.upsample, init_type=config.init_type, name=name)
     if config.netG.startswith(("unet", "encoder_decoder")):
         return unet_generator(num_downs=config.num_downs,
                               skips=config.netG.startswith("unet"), **common)
-    return resnet_generator(n_blocks=9 if config.netG == "resnet_9blocks" else 6, **common)
+    return resnet_generator(n_blocks=config.n_blocks, antialias=config.antialias,
+                            antialias_up=config.antialias_up, **common)
 
 
 def build_discriminator(config: ModelConfig, input_nc: int, output_nc: int,
@@ -34,11 +35,12 @@ def build_discriminator(config: ModelConfig, input_nc: int, output_nc: int,
     Unconditional (CycleGAN): judges single images of ``output_nc`` channels.
     """
     common = dict(input_nc=input_nc, output_nc=output_nc, ndf=config.ndf, norm=config.norm,
-                  gain=config.init_gain, sync_bn=sync_bn, conditional=conditional, name=name)
+                  gain=config.init_gain, sync_bn=sync_bn, conditional=conditional,
+                  init_type=config.init_type, name=name)
     if config.netD == "pixel":
         return pixel_discriminator(**common)
     n_layers = 3 if config.netD == "basic" else config.n_layers_D
-    return nlayer_discriminator(n_layers=n_layers, **common)
+    return nlayer_discriminator(n_layers=n_layers, antialias=config.antialias, **common)
 
 
 def count_params(model: keras.Model) -> int:

@@ -15,14 +15,24 @@ from typing import Iterator
 import keras
 import tensorflow as tf
 
-from tf_pix2pix.config import UPSAMPLE_MODES
+from tf_pix2pix.config import INIT_TYPES, UPSAMPLE_MODES
 from tf_pix2pix.networks import kernels
 from tf_pix2pix.networks.kernels import Conv
 
 
-def conv_init(gain: float = 0.02) -> keras.initializers.Initializer:
-    """The reference's ``normal`` init: conv weights drawn from N(0, gain)."""
-    return keras.initializers.RandomNormal(mean=0.0, stddev=gain)
+def conv_init(gain: float = 0.02, init_type: str = "normal") -> keras.initializers.Initializer:
+    """The reference's weight inits for convs and linear layers.
+
+    ``normal`` (pix2pix, CycleGAN): N(0, gain). ``xavier`` (CUT): PyTorch's ``xavier_normal_``
+    with ``gain``, N(0, gain * sqrt(2 / (fan_in + fan_out))) untruncated (Keras's
+    ``GlorotNormal`` truncates, so it is not used).
+    """
+    if init_type == "normal":
+        return keras.initializers.RandomNormal(mean=0.0, stddev=gain)
+    if init_type == "xavier":
+        return keras.initializers.VarianceScaling(scale=gain ** 2, mode="fan_avg",
+                                                  distribution="untruncated_normal")
+    raise ValueError(f"unknown init_type {init_type!r}; use one of {', '.join(INIT_TYPES)}")
 
 
 def use_bias(norm: str) -> bool:
@@ -254,13 +264,44 @@ class TorchUpConv(keras.layers.Conv2DTranspose):
 
 
 def conv(filters: int, kernel: int, stride: int, bias: bool, gain: float, name: str,
-         padding: str = "valid") -> keras.layers.Conv2D:
+         padding: str = "valid", init_type: str = "normal") -> keras.layers.Conv2D:
     return Conv(filters, kernel, strides=stride, padding=padding, use_bias=bias,
-                kernel_initializer=conv_init(gain), bias_initializer="zeros", name=name)
+                kernel_initializer=conv_init(gain, init_type), bias_initializer="zeros",
+                name=name)
+
+
+def blur_kernel() -> tf.Tensor:
+    """The antialiasing filter of CUT's ``Downsample``: ``[1, 2, 1]^T [1, 2, 1] / 16``."""
+    taps = tf.constant([1.0, 2.0, 1.0])
+    return tf.tensordot(taps, taps, axes=0) / 16.0
+
+
+@keras.saving.register_keras_serializable(package="tf_pix2pix")
+class BlurDownsample(keras.layers.Layer):
+    """CUT's ``Downsample`` (Zhang, "Making convolutional networks shift-invariant again",
+    2019): reflection pad 1, then each channel blurred by the fixed :func:`blur_kernel` with
+    stride 2. No weights; ``H -> (H - 1) // 2 + 1``."""
+
+    def call(self, x):
+        channels = x.shape[-1]
+        kernel = tf.cast(tf.tile(blur_kernel()[:, :, None, None], [1, 1, channels, 1]), x.dtype)
+        x = keras.ops.pad(x, [[0, 0], [1, 1], [1, 1], [0, 0]], mode="reflect")
+        return tf.nn.depthwise_conv2d(x, kernel, strides=[1, 2, 2, 1], padding="VALID")
+
+    def compute_output_shape(self, shape):
+        half = lambda d: None if d is None else (d - 1) // 2 + 1  # noqa: E731
+        return (shape[0], half(shape[1]), half(shape[2]), shape[3])
+
+
+def bilinear_upsample(name: str) -> keras.layers.Layer:
+    """CUT's ``Upsample`` (replicate pad 1, the fixed ``[1, 3, 3, 1]`` transposed filter, crop):
+    that is bilinear x2 with half-pixel centres (``align_corners=False``), tested equal to it, so
+    Keras's bilinear ``UpSampling2D`` computes it."""
+    return keras.layers.UpSampling2D(2, interpolation="bilinear", name=name)
 
 
 def upsample(x, filters: int, mode: str, transpose: keras.layers.Layer, bias: bool, gain: float,
-             name: str):
+             name: str, init_type: str = "normal"):
     """Upsamples the tensor ``x`` by 2: ``transpose`` (the reference's) or ``resize_conv``.
 
     ``resize_conv`` is nearest-neighbour x2 then a reflection-padded 3x3 conv (Odena et al., 2016),
@@ -275,6 +316,7 @@ def upsample(x, filters: int, mode: str, transpose: keras.layers.Layer, bias: bo
       bias: whether the resize-conv's conv has a bias.
       gain: std of the N(0, gain) init.
       name: name of the conv (the resize and padding layers get ``name`` + a suffix).
+      init_type: the conv's init (:func:`conv_init`).
     """
     if mode == "transpose":
         return transpose(x)
@@ -282,4 +324,4 @@ def upsample(x, filters: int, mode: str, transpose: keras.layers.Layer, bias: bo
         raise ValueError(f"unknown upsample mode {mode!r}; use one of {', '.join(UPSAMPLE_MODES)}")
     x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
     x = ReflectionPad2D(1, name=f"{name}_pad")(x)
-    return conv(filters, 3, 1, bias, gain, name)(x)
+    return conv(filters, 3, 1, bias, gain, name, init_type=init_type)(x)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-from tf_pix2pix.networks.layers import conv, norm_layer, use_bias
+from tf_pix2pix.networks.layers import BlurDownsample, conv, norm_layer, use_bias
 
 
 def _inputs(input_nc: int, output_nc: int, conditional: bool):
@@ -23,40 +23,49 @@ def _inputs(input_nc: int, output_nc: int, conditional: bool):
 
 def nlayer_discriminator(input_nc: int = 3, output_nc: int = 3, ndf: int = 64, n_layers: int = 3,
                          norm: str = "batch", gain: float = 0.02, sync_bn: bool = False,
-                         conditional: bool = True, name: str = "discriminator") -> keras.Model:
+                         conditional: bool = True, antialias: bool = False,
+                         init_type: str = "normal",
+                         name: str = "discriminator") -> keras.Model:
     """PatchGAN with ``n_layers`` stride-2 4x4 convs; ``n_layers=3`` is the 70x70 ``basic`` D.
 
     All convs use 4x4 kernels with 1 pixel of zero padding (as the reference), so a 256x256 input
     gives 30x30 logits for ``n_layers=3``. The output is logits (no sigmoid), float32. A
     conditional D is called as ``D([condition, image])``, an unconditional one as ``D(image)``.
+    ``antialias`` is CUT's: each stride-2 conv becomes a stride-1 conv whose activation is then
+    downsampled by ``layers.BlurDownsample`` (a 256x256 input gives 30x30 logits too).
     """
     bias = use_bias(norm)
     inputs, x = _inputs(input_nc, output_nc, conditional)
     x = keras.layers.ZeroPadding2D(1, name="conv0_pad")(x)
-    x = conv(ndf, 4, 2, True, gain, "conv0")(x)
+    x = conv(ndf, 4, 1 if antialias else 2, True, gain, "conv0", init_type=init_type)(x)
     x = keras.layers.LeakyReLU(0.2, name="conv0_lrelu")(x)
+    if antialias:
+        x = BlurDownsample(name="conv0_blur")(x)
     for n in range(1, n_layers + 1):
-        stride = 2 if n < n_layers else 1
+        stride = 2 if n < n_layers and not antialias else 1
         x = keras.layers.ZeroPadding2D(1, name=f"conv{n}_pad")(x)
-        x = conv(ndf * min(2 ** n, 8), 4, stride, bias, gain, f"conv{n}")(x)
+        x = conv(ndf * min(2 ** n, 8), 4, stride, bias, gain, f"conv{n}", init_type=init_type)(x)
         x = norm_layer(norm, gain, sync_bn, name=f"conv{n}_norm")(x)
         x = keras.layers.LeakyReLU(0.2, name=f"conv{n}_lrelu")(x)
+        if antialias and n < n_layers:
+            x = BlurDownsample(name=f"conv{n}_blur")(x)
     x = keras.layers.ZeroPadding2D(1, name="logits_pad")(x)
-    x = conv(1, 4, 1, True, gain, "logits")(x)
+    x = conv(1, 4, 1, True, gain, "logits", init_type=init_type)(x)
     outputs = keras.layers.Activation("linear", name="logits_f32", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
 
 
 def pixel_discriminator(input_nc: int = 3, output_nc: int = 3, ndf: int = 64,
                         norm: str = "batch", gain: float = 0.02, sync_bn: bool = False,
-                        conditional: bool = True, name: str = "discriminator") -> keras.Model:
+                        conditional: bool = True, init_type: str = "normal",
+                        name: str = "discriminator") -> keras.Model:
     """1x1 PixelGAN: classifies every pixel; output has the input's height and width."""
     inputs, x = _inputs(input_nc, output_nc, conditional)
-    x = conv(ndf, 1, 1, True, gain, "conv0")(x)
+    x = conv(ndf, 1, 1, True, gain, "conv0", init_type=init_type)(x)
     x = keras.layers.LeakyReLU(0.2, name="conv0_lrelu")(x)
-    x = conv(ndf * 2, 1, 1, use_bias(norm), gain, "conv1")(x)
+    x = conv(ndf * 2, 1, 1, use_bias(norm), gain, "conv1", init_type=init_type)(x)
     x = norm_layer(norm, gain, sync_bn, name="conv1_norm")(x)
     x = keras.layers.LeakyReLU(0.2, name="conv1_lrelu")(x)
-    x = conv(1, 1, 1, use_bias(norm), gain, "logits")(x)
+    x = conv(1, 1, 1, use_bias(norm), gain, "logits", init_type=init_type)(x)
     outputs = keras.layers.Activation("linear", name="logits_f32", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)

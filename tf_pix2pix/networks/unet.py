@@ -11,7 +11,8 @@ from tf_pix2pix.networks.layers import Dropout, conv, conv_init, norm_layer, ups
 def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 64,
                    norm: str = "batch", use_dropout: bool = True, gain: float = 0.02,
                    sync_bn: bool = False, upsample_mode: str = "transpose",
-                   skips: bool = True, name: str = "generator") -> keras.Model:
+                   skips: bool = True, init_type: str = "normal",
+                   name: str = "generator") -> keras.Model:
     """U-Net with ``num_downs`` 4x4 stride-2 downsamplings and mirrored skip connections.
 
     Encoder: conv (no norm) then ``LeakyReLU(0.2) -> conv -> norm`` blocks with ngf, 2ngf, 4ngf and
@@ -33,6 +34,7 @@ def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ng
         (nearest x2 + reflection-padded 3x3 conv, against checkerboard artifacts).
       skips: the U-Net's skip connections; False gives the paper's encoder-decoder ablation
         (the same layers, each decoder block seeing only the block below it).
+      init_type: ``normal`` or ``xavier`` (``layers.conv_init``).
       name: model name.
 
     Returns:
@@ -46,22 +48,25 @@ def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ng
     filters = [ngf * min(2 ** i, 8) for i in range(num_downs)]
     inputs = keras.Input(shape=(None, None, input_nc), name="input")
 
-    x = conv(filters[0], 4, 2, bias, gain, "down0_conv", padding="same")(inputs)
+    x = conv(filters[0], 4, 2, bias, gain, "down0_conv", padding="same",
+             init_type=init_type)(inputs)
     features = []
     for i in range(1, num_downs):
         x = keras.layers.LeakyReLU(0.2, name=f"down{i}_lrelu")(x)
         features.append(x)
         innermost = i == num_downs - 1
         # The innermost conv has no norm; like the reference it still has no bias under batch norm.
-        x = conv(filters[i], 4, 2, bias, gain, f"down{i}_conv", padding="same")(x)
+        x = conv(filters[i], 4, 2, bias, gain, f"down{i}_conv", padding="same",
+                 init_type=init_type)(x)
         if not innermost:
             x = norm_layer(norm, gain, sync_bn, name=f"down{i}_norm")(x)
 
     for i in range(num_downs - 1, 0, -1):
         x = keras.layers.ReLU(name=f"up{i}_relu")(x)
         deconv = UpConv(filters[i - 1], 4, strides=2, padding="same", use_bias=bias,
-                        kernel_initializer=conv_init(gain), name=f"up{i}_deconv")
-        x = upsample(x, filters[i - 1], upsample_mode, deconv, bias, gain, f"up{i}_deconv")
+                        kernel_initializer=conv_init(gain, init_type), name=f"up{i}_deconv")
+        x = upsample(x, filters[i - 1], upsample_mode, deconv, bias, gain, f"up{i}_deconv",
+                         init_type)
         x = norm_layer(norm, gain, sync_bn, name=f"up{i}_norm")(x)
         # Dropout sits on the num_downs - 5 blocks between the 8ngf level and the innermost one.
         if use_dropout and 4 <= i <= num_downs - 2:
@@ -71,7 +76,8 @@ def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ng
 
     x = keras.layers.ReLU(name="up0_relu")(x)
     deconv = keras.layers.Conv2DTranspose(output_nc, 4, strides=2, padding="same", use_bias=True,
-                                          kernel_initializer=conv_init(gain), name="up0_deconv")
-    x = upsample(x, output_nc, upsample_mode, deconv, True, gain, "up0_deconv")
+                                          kernel_initializer=conv_init(gain, init_type),
+                                          name="up0_deconv")
+    x = upsample(x, output_nc, upsample_mode, deconv, True, gain, "up0_deconv", init_type)
     outputs = keras.layers.Activation("tanh", name="tanh", dtype="float32")(x)
     return keras.Model(inputs, outputs, name=name)
