@@ -39,7 +39,7 @@ def _export_fresh_model() -> str:
 
     model_dir = scratch_dir("bench_serving_")
     model = models.get(FLAGS.model)
-    config = ExperimentConfig.from_options({**model.reference_defaults, "model": FLAGS.model,
+    config = ExperimentConfig.from_options({**model.reference_options({}), "model": FLAGS.model,
                                             "model_dir": model_dir})
     save_config(config, model_dir)
     root = model.generator_slots(config)["AtoB"].root

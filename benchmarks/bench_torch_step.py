@@ -1,8 +1,9 @@
-"""The reference's training steps in PyTorch (pix2pix, CycleGAN): a same-machine yardstick.
+"""The reference's training steps in PyTorch (pix2pix, CycleGAN, CUT): a same-machine yardstick.
 
 Usage:
   python benchmarks/bench_torch_step.py [--steps=20 --warmup=5]
   python benchmarks/bench_torch_step.py --model=cycle_gan --steps=8 --warmup=2
+  python benchmarks/bench_torch_step.py --model=cut --cut_mode=fastcut --steps=8 --warmup=2
   # the AVX2 class on an AVX-512 machine (both libraries' kernels capped at AVX2):
   ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/bench_torch_step.py
 
@@ -14,7 +15,11 @@ with logits, one generator forward, a discriminator update on the detached outpu
 then a generator update on GAN + 100 * L1, Adam(2e-4, 0.5, 0.999), batch 1, 256x256 random
 images. ``--model=cycle_gan``: two ``resnet_9blocks`` generators and two basic PatchGANs with
 affine-free instance norm, LSGAN, cycle weight 10, identity 0.5, the generators' joint update then
-both discriminators' (the image pools, which only copy images, are left out). Compare with
+both discriminators' (the image pools, which only copy images, are left out). ``--model=cut``:
+CUT's iteration (taesungp/contrastive-unpaired-translation): antialiased ``resnet_9blocks`` and
+basic PatchGAN (blur-pool downsampling, bilinear upsampling), xavier init, D's update, then G's and
+F's on LSGAN + PatchNCE over layers 0,4,8,12,16 with 256 patches (``--cut_mode=cut``: on
+``[A; B]`` with the identity term; ``fastcut``: on A, weight 10, a random flip). Compare with
 ``bench_train_step.py`` (same ``--model``) run in the same session. PyTorch is the ``test`` extra's
 CPU wheel.
 """
@@ -32,7 +37,8 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")
 flags.DEFINE_integer("warmup", 5, "Untimed steps first.")
 flags.DEFINE_integer("threads", 0, "torch.set_num_threads; 0 = the number of CPUs.")
-flags.DEFINE_enum("model", "pix2pix", ["pix2pix", "cycle_gan"], "Which reference step.")
+flags.DEFINE_enum("model", "pix2pix", ["pix2pix", "cycle_gan", "cut"], "Which reference step.")
+flags.DEFINE_enum("cut_mode", "cut", ["cut", "fastcut"], "CUT or FastCUT (--model=cut).")
 
 
 def build(torch):
@@ -192,7 +198,8 @@ def main(argv):
     torch.manual_seed(0)
     torch.set_num_threads(FLAGS.threads or os.cpu_count())
     # The PyTorch re-implementations of the reference's steps, by the --model they match.
-    step = {"pix2pix": pix2pix_step, "cycle_gan": cycle_gan_step}[FLAGS.model](torch)
+    step = {"pix2pix": pix2pix_step, "cycle_gan": cycle_gan_step,
+            "cut": cut_step}[FLAGS.model](torch)
     for _ in range(FLAGS.warmup):
         step()
     times = []
@@ -204,12 +211,13 @@ def main(argv):
     from benchmarks.common import machine, report, summary
 
     stats = summary(times)
-    result = {"benchmark": "torch_reference_step", "model": FLAGS.model,
+    model = FLAGS.model + (f"/{FLAGS.cut_mode}" if FLAGS.model == "cut" else "")
+    result = {"benchmark": "torch_reference_step", "model": model,
               "torch": torch.__version__,
               "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
               "threads": torch.get_num_threads(), **stats, **machine()}
     report(result, [
-        (f"PyTorch {FLAGS.model} step", f"{stats['median_s']:.3f} s median, min "
+        (f"PyTorch {model} step", f"{stats['median_s']:.3f} s median, min "
                                         f"{stats['min_s']:.3f} ({FLAGS.steps} steps, batch 1, "
                                         "256x256)"),
         ("ATen CPU capability", result["aten_cpu_capability"]),
@@ -245,6 +253,149 @@ def pix2pix_step(torch):
         loss_g = bce(pred_fake, torch.ones_like(pred_fake)) + 100.0 * l1(fake_b, real_b)
         loss_g.backward()
         opt_g.step()
+        return float(loss_g)
+
+    return step
+
+
+def cut_step(torch):
+    """One reference CUT / FastCUT iteration (see the module docstring)."""
+    import random
+
+    nn, F = torch.nn, torch.nn.functional
+    fast = FLAGS.cut_mode == "fastcut"
+
+    def norm(c):
+        return nn.InstanceNorm2d(c, affine=False, track_running_stats=False)
+
+    class Blur(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            a = torch.tensor([1.0, 2.0, 1.0])
+            self.register_buffer("filt", (a[:, None] * a[None] / 16)[None, None].repeat(c, 1, 1, 1))
+
+        def forward(self, x):
+            return F.conv2d(F.pad(x, [1, 1, 1, 1], mode="reflect"), self.filt, stride=2,
+                            groups=x.shape[1])
+
+    class Up(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            a = torch.tensor([1.0, 3.0, 3.0, 1.0])
+            self.register_buffer("filt",
+                                 (a[:, None] * a[None] / 64 * 4)[None, None].repeat(c, 1, 1, 1))
+
+        def forward(self, x):
+            out = F.conv_transpose2d(F.pad(x, [1, 1, 1, 1], mode="replicate"), self.filt,
+                                     stride=2, padding=2, groups=x.shape[1])
+            return out[:, :, 1:-1, 1:-1]
+
+    class ResBlock(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            self.block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), norm(c),
+                                       nn.ReLU(True), nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3),
+                                       norm(c))
+
+        def forward(self, x):
+            return x + self.block(x)
+
+    ngf = ndf = 64
+    layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), norm(ngf), nn.ReLU(True)]
+    for mult in (1, 2):
+        layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, 1, 1), norm(ngf * mult * 2),
+                   nn.ReLU(True), Blur(ngf * mult * 2)]
+    layers += [ResBlock(ngf * 4) for _ in range(9)]
+    for mult in (4, 2):
+        layers += [Up(ngf * mult), nn.Conv2d(ngf * mult, ngf * mult // 2, 3, 1, 1),
+                   norm(ngf * mult // 2), nn.ReLU(True)]
+    layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
+    G = nn.Sequential(*layers)
+    d = [nn.Conv2d(3, ndf, 4, 1, 1), nn.LeakyReLU(0.2, True), Blur(ndf)]
+    for prev, mult in ((1, 2), (2, 4)):
+        d += [nn.Conv2d(ndf * prev, ndf * mult, 4, 1, 1), norm(ndf * mult),
+              nn.LeakyReLU(0.2, True), Blur(ndf * mult)]
+    d += [nn.Conv2d(ndf * 4, ndf * 8, 4, 1, 1), norm(ndf * 8), nn.LeakyReLU(0.2, True),
+          nn.Conv2d(ndf * 8, 1, 4, 1, 1)]
+    D = nn.Sequential(*d)
+    nce_layers = [0, 4, 8, 12, 16]
+    mlps = nn.ModuleList([nn.Sequential(nn.Linear(c, 256), nn.ReLU(), nn.Linear(256, 256))
+                          for c in (3, 128, 256, 256, 256)])
+    for net in (G, D, mlps):
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_normal_(m.weight, gain=0.02)
+                nn.init.zeros_(m.bias)
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_f = torch.optim.Adam(mlps.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    mse = nn.MSELoss()
+    ce = nn.CrossEntropyLoss(reduction="none")
+    real_a = torch.rand(1, 3, 256, 256) * 2 - 1
+    real_b = torch.rand(1, 3, 256, 256) * 2 - 1
+
+    def encode(x):
+        feats = []
+        for i, layer in enumerate(G):
+            x = layer(x)
+            if i in nce_layers:
+                feats.append(x)
+            if i == nce_layers[-1]:
+                return feats
+
+    def project(feats, ids=None):
+        out, new_ids = [], []
+        for i, f in enumerate(feats):
+            flat = f.permute(0, 2, 3, 1).flatten(1, 2)
+            pid = ids[i] if ids is not None else torch.randperm(flat.shape[1])[:256]
+            x = mlps[i](flat[:, pid, :].flatten(0, 1))
+            out.append(x / (x.pow(2).sum(1, keepdim=True).sqrt() + 1e-7))
+            new_ids.append(pid)
+        return out, new_ids
+
+    def nce(src, tgt, flipped):
+        q = encode(tgt)
+        if flipped:
+            q = [torch.flip(f, [3]) for f in q]
+        k_pool, ids = project(encode(src))
+        q_pool, _ = project(q, ids)
+        total = 0.0
+        for fq, fk in zip(q_pool, k_pool):
+            fk = fk.detach()
+            pos = (fq * fk).sum(1, keepdim=True)
+            neg = torch.bmm(fq.view(1, -1, 256), fk.view(1, -1, 256).transpose(2, 1))
+            neg = neg.masked_fill(torch.eye(neg.shape[1], dtype=torch.bool)[None], -10.0)
+            out = torch.cat([pos, neg.view(-1, neg.shape[1])], 1) / 0.07
+            total = total + ce(out, torch.zeros(out.shape[0], dtype=torch.long)).mean() * (
+                10.0 if fast else 1.0)
+        return total / len(nce_layers)
+
+    def step():
+        real = real_a if fast else torch.cat([real_a, real_b], 0)
+        flipped = fast and random.random() < 0.5
+        if flipped:
+            real = torch.flip(real, [3])
+        fake = G(real)
+        fake_b = fake[:1]
+        for p in D.parameters():
+            p.requires_grad_(True)
+        opt_d.zero_grad()
+        pred_fake, pred_real = D(fake_b.detach()), D(real_b)
+        loss_d = 0.5 * (mse(pred_fake, torch.zeros_like(pred_fake))
+                        + mse(pred_real, torch.ones_like(pred_real)))
+        loss_d.backward()
+        opt_d.step()
+        for p in D.parameters():
+            p.requires_grad_(False)
+        opt_g.zero_grad()
+        opt_f.zero_grad()
+        pred = D(fake_b)
+        loss_g = mse(pred, torch.ones_like(pred)) + (
+            nce(real_a, fake_b, flipped) if fast
+            else 0.5 * (nce(real_a, fake_b, False) + nce(real_b, fake[1:], False)))
+        loss_g.backward()
+        opt_g.step()
+        opt_f.step()
         return float(loss_g)
 
     return step

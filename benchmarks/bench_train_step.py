@@ -4,6 +4,7 @@ Usage:
   python benchmarks/bench_train_step.py --precision=float32
   python benchmarks/bench_train_step.py --precision=mixed_bfloat16 --steps=30
   python benchmarks/bench_train_step.py --model=cycle_gan --steps=8 --warmup=2
+  python benchmarks/bench_train_step.py --model=cut --options=cut_mode=fastcut --steps=8
   python benchmarks/bench_train_step.py --patch_matmul=off   # A/B of the patch-matmul paths
 
 It builds the trainer exactly as ``run_train.py`` does (``train_lib.build_trainer``) on facades
@@ -35,6 +36,8 @@ flags.DEFINE_integer("crop_size", 256, "Crop size (load_size = crop * 286 / 256)
 flags.DEFINE_string("model", "pix2pix", "A registered model (tf_pix2pix.models).")
 flags.DEFINE_string("netG", "", "Generator; default: the model's reference one.")
 flags.DEFINE_string("data_dir", "", "TFRecords; default: facades from ../shared/data.")
+flags.DEFINE_list("options", [], "Further run_train options as name=value (cut_mode=fastcut, "
+                  "num_patches=64, ...); a mode option sets the model's defaults as in run_train.")
 flags.DEFINE_list("plain_layers", [], "Fast layers to run as plain TensorFlow ops, for A/B "
                   "measurements per CPU class: any of Conv, UpConv, InstanceNorm.")
 flags.DEFINE_enum("patch_matmul", "auto", ["auto", "on", "off"],
@@ -66,6 +69,21 @@ def step_flops(model, batch) -> float:
     return float(model_analyzer.profile(graph, options=options).total_float_ops)
 
 
+def parse_options(items: list[str]) -> dict:
+    """``["name=value", ...]`` as a dict, values read as JSON where they parse (numbers,
+    true/false), else as strings."""
+    import json
+
+    options = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            options[name] = json.loads(value)
+        except json.JSONDecodeError:
+            options[name] = value
+    return options
+
+
 def main(argv):
     del argv
     import tensorflow as tf
@@ -82,7 +100,8 @@ def main(argv):
     model_class = models.get(FLAGS.model)
     unpaired = model_class.data_layout == "unaligned"
     data_dir = FLAGS.data_dir or (unpaired_records() if unpaired else facades_records())
-    options = {**model_class.reference_defaults, "model": FLAGS.model, "data_dir": data_dir,
+    chosen = parse_options(FLAGS.options)
+    options = {**model_class.reference_options(chosen), "model": FLAGS.model, "data_dir": data_dir,
                # facades: photo | labels, the paper translates labels -> photo
                "direction": "BtoA" if not (FLAGS.data_dir or unpaired) else "AtoB",
                "batch_size": FLAGS.batch_size, "crop_size": FLAGS.crop_size,
@@ -90,7 +109,7 @@ def main(argv):
                "model_dir": scratch_dir("bench_step_"), "val_max_examples": 0}
     if FLAGS.netG:
         options["netG"] = FLAGS.netG
-    config = ExperimentConfig.from_options(options)
+    config = ExperimentConfig.from_options({**options, **chosen})
     switches = layer_switches(portable=tuple(FLAGS.plain_layers),
                               patch_matmul={"auto": None, "on": True, "off": False}[
                                   FLAGS.patch_matmul])
@@ -119,7 +138,8 @@ def main(argv):
     capped = cpu_class() != cpu_class(isa_cap="")
     bf16 = float("nan") if capped else matmul_rate("bfloat16")
     floor = flops / (f32 * 1e9)
-    result = {"benchmark": "train_step", "model": FLAGS.model, "precision": FLAGS.precision,
+    result = {"benchmark": "train_step", "model": FLAGS.model, "options": chosen,
+              "precision": FLAGS.precision,
               "netG": config.model.netG, "plain_layers": sorted(FLAGS.plain_layers),
               "patch_matmul": FLAGS.patch_matmul, **extra,
               "batch_size": FLAGS.batch_size, "crop_size": FLAGS.crop_size, **stats,

@@ -22,17 +22,22 @@ def _train(kind, data_dir, out):
     if kind == "pix2pix":  # U-Net with batch norm (running statistics used in eval mode)
         model = ModelConfig(netG="unet_32", ngf=8, ndf=8)
         train_cfg = TrainConfig(model_dir=out, max_steps=3, val_max_examples=0)
-    else:  # CycleGAN's ResNet with instance norm (tensorflow issues 59922 and 42927)
+    elif kind == "cycle_gan":  # ResNet with instance norm (tensorflow issues 59922 and 42927)
         model = ModelConfig(model="cycle_gan", netG="resnet_6blocks", ngf=8, ndf=8,
                             norm="instance", no_dropout=True)
         train_cfg = TrainConfig(model_dir=out, max_steps=3, val_max_examples=0,
                                 gan_mode="lsgan")
+    else:  # CUT's ResNet: blur downsampling (depthwise conv) and bilinear upsampling
+        model = ModelConfig(model="cut", netG="resnet_6blocks", ngf=8, ndf=8, norm="instance",
+                            no_dropout=True, antialias=True, antialias_up=True, netF_nc=8)
+        train_cfg = TrainConfig(model_dir=out, max_steps=3, val_max_examples=0,
+                                gan_mode="lsgan", num_patches=16, nce_idt=True)
     train(ExperimentConfig(data=DataConfig(data_dir=data_dir, load_size=36, crop_size=32),
                            model=model, train=train_cfg), progress=False)
     return out
 
 
-@pytest.fixture(scope="module", params=["pix2pix", "cycle_gan"])
+@pytest.fixture(scope="module", params=["pix2pix", "cycle_gan", "cut"])
 def exported(request, records_dir, unpaired_records_dir, tmp_path_factory):
     base = tmp_path_factory.mktemp(f"convert_{request.param}")
     data = records_dir if request.param == "pix2pix" else unpaired_records_dir

@@ -308,3 +308,26 @@ def test_grayscale_is_pils_convert_l_in_training_and_prediction():
     a, _ = preprocess_pair(tf.constant(pixels[:16, :16]), tf.constant(pixels[:16, :16]), cfg,
                            training=False)
     np.testing.assert_allclose(a.numpy(), expected[:16, :16] / 127.5 - 1.0, atol=1e-6)
+
+
+def test_unpaired_jitter_stops_resizing_from_the_given_element(unpaired_images_dir,
+                                                                unpaired_records_dir):
+    """CUT's decay epochs: from element ``unscaled_from`` on, images are resized to the crop
+    size (32 px sources stay themselves) instead of to load_size and cropped."""
+    from tf_pix2pix.data import build_unpaired_dataset
+
+    folder = os.path.join(unpaired_images_dir, "trainA")
+    sources = [tf.io.decode_image(open(os.path.join(folder, f), "rb").read()).numpy() / 127.5 - 1
+               for f in sorted(os.listdir(folder))]
+    cfg = _unpaired_config(unpaired_records_dir, no_flip=True)
+    batches = _take(build_unpaired_dataset(cfg, "train", training=True, unscaled_from=6), 12)
+
+    def closest(a):
+        return min(np.abs(a[0] - s).max() for s in sources)
+
+    assert min(closest(a) for a, _ in batches[:6]) > 0.05     # crops of the 36 px resize
+    assert max(closest(a) for a, _ in batches[6:]) < 1e-3     # whole images again
+    # Without it, the same stream keeps cropping.
+    plain = _take(build_unpaired_dataset(cfg, "train", training=True), 12)
+    np.testing.assert_array_equal(plain[0][0], batches[0][0])
+    assert min(closest(a) for a, _ in plain[6:]) > 0.05

@@ -293,11 +293,26 @@ class BlurDownsample(keras.layers.Layer):
         return (shape[0], half(shape[1]), half(shape[2]), shape[3])
 
 
-def bilinear_upsample(name: str) -> keras.layers.Layer:
+@keras.saving.register_keras_serializable(package="tf_pix2pix")
+class BilinearUpsample(keras.layers.Layer):
     """CUT's ``Upsample`` (replicate pad 1, the fixed ``[1, 3, 3, 1]`` transposed filter, crop):
     that is bilinear x2 with half-pixel centres (``align_corners=False``), tested equal to it, so
-    Keras's bilinear ``UpSampling2D`` computes it."""
-    return keras.layers.UpSampling2D(2, interpolation="bilinear", name=name)
+    ``tf.image.resize`` computes it. (Keras's ``UpSampling2D`` does too, but cannot be traced
+    with unknown height and width, as the ONNX export traces it.)"""
+
+    def call(self, x):
+        shape = tf.shape(x)
+        out = tf.image.resize(x, 2 * shape[1:3], method="bilinear")
+        return tf.cast(out, self.compute_dtype)
+
+    def compute_output_shape(self, shape):
+        double = lambda d: None if d is None else 2 * d  # noqa: E731
+        return (shape[0], double(shape[1]), double(shape[2]), shape[3])
+
+
+def bilinear_upsample(name: str) -> keras.layers.Layer:
+    """CUT's upsampling (:class:`BilinearUpsample`)."""
+    return BilinearUpsample(name=name)
 
 
 def upsample(x, filters: int, mode: str, transpose: keras.layers.Layer, bias: bool, gain: float,
