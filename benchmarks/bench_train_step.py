@@ -125,6 +125,10 @@ def main(argv):
 
     times = time_calls(one_step, warmup=FLAGS.warmup, repeats=FLAGS.steps)
     stats = summary(times)
+    import resource
+
+    # This process's peak resident memory: the model, its optimizer state and the steps.
+    peak_rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
     flops = step_flops(model, next(iterator))
     generate = generator_fn(model.checkpoint_objects()[
         model_class.generator_slots(config)["AtoB"].root], "eval")
@@ -145,13 +149,15 @@ def main(argv):
               "batch_size": FLAGS.batch_size, "crop_size": FLAGS.crop_size, **stats,
               "step_gflop": flops / 1e9, "matmul_f32_gflops": f32, "matmul_bf16_gflops": bf16,
               "f32_floor_s": floor, "floor_fraction": floor / stats["median_s"],
-              "images_per_s": FLAGS.batch_size / stats["median_s"], **machine()}
+              "images_per_s": FLAGS.batch_size / stats["median_s"],
+              "peak_rss_gib": peak_rss_gib, **machine()}
     report(result, [
         ("precision", FLAGS.precision),
         ("plain layers", f"{','.join(FLAGS.plain_layers)} ({plain} layers)" if plain else "none"),
         ("patch matmul", FLAGS.patch_matmul),
         ("step median / min / max", f"{stats['median_s']:.3f} / {stats['min_s']:.3f} / "
                                     f"{stats['max_s']:.3f} s ({FLAGS.steps} steps)"),
+        ("peak RSS after the timed steps", f"{peak_rss_gib:.2f} GiB"),
         ("step FLOPs (TensorFlow's profiler)", f"{flops / 1e9:.1f} GFLOP"),
         ("matmul f32 / bf16", f"{f32:.0f} / {bf16:.0f} GFLOP/s"),
         ("f32 floor", f"{floor:.3f} s ({100 * floor / stats['median_s']:.0f}% of the step)"),

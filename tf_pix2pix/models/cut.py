@@ -18,6 +18,11 @@ The reference steps G and F with two Adams of the same settings; Adam is element
 count the same steps, so here one Adam over G's and F's weights makes the same updates from one
 backward pass.
 
+The keys' features are the reference's ``G(src)`` encoder pass; here they are taken from G's
+forward pass on ``real``, which computed them already (same weights, same images: equal values),
+except after a flip, when that pass saw the flipped images and the keys are computed again. This
+saves the reference's second encoder pass over the inputs.
+
 Random draws (patch positions, the flip) are stateless functions of the run's seed and the step,
 so every replica draws the same ones, as one device draws them for its whole batch, and a resumed
 run draws what an uninterrupted one would.
@@ -153,8 +158,10 @@ class CUT(TranslationModel):
                                          conditional=False, name="D")
             names = resnet_module_names(m.n_blocks, m.antialias, m.antialias_up)
             taps = [self.G.get_layer(names[i]).output for i in m.nce_layer_ids]
-            # G's encoder up to the last tapped layer (shares G's weights).
+            # G's encoder up to the last tapped layer, and G with its taps (G's weights).
             self.encoder = keras.Model(self.G.input, taps, name="G_encoder")
+            self.G_with_taps = keras.Model(self.G.input, [self.G.output, *taps],
+                                           name="G_with_taps")
             self.F = patch_projector([tap.shape[-1] for tap in taps], m.netF_nc, m.init_gain,
                                      m.init_type)
         # F learns only from the NCE loss.
@@ -186,19 +193,19 @@ class CUT(TranslationModel):
             seed = tf.random.experimental.stateless_fold_in(seed, s)
         return seed
 
-    def nce_loss(self, source: tf.Tensor, target: tf.Tensor, flipped: tf.Tensor | None = None,
-                 salt: int = 0) -> tf.Tensor:
+    def nce_loss(self, keys: list[tf.Tensor], target: tf.Tensor,
+                 flipped: tf.Tensor | None = None, salt: int = 0) -> tf.Tensor:
         """Per-image ``NCE(source, target)`` (module doc): ``[N]``.
 
-        ``target`` is G's output for ``source`` (flipped left-right when ``flipped``); ``salt``
-        separates the patch draws of the two NCE terms of a step.
+        ``keys`` are the encoder's features of ``source`` at ``nce_layers``; ``target`` is G's
+        output for ``source`` (flipped left-right when ``flipped``); ``salt`` separates the patch
+        draws of the two NCE terms of a step.
         """
         t = self.config.train
         queries = self.encoder(target, training=True)
         if flipped is not None:
             queries = [tf.cond(flipped, lambda q=q: tf.reverse(q, [2]), lambda q=q: q)
                        for q in queries]
-        keys = self.encoder(source, training=True)
         ids = []
         for layer, key in enumerate(keys):
             shape = tf.shape(key)
@@ -213,15 +220,20 @@ class CUT(TranslationModel):
         avg = lambda x: tf.nn.compute_average_loss(  # noqa: E731
             x, global_batch_size=self.config.data.batch_size)
         n = tf.shape(real_A)[0]
-        real = tf.concat([real_A, real_B], 0) if self.nce_idt else real_A
-        flipped = None
+        source = tf.concat([real_A, real_B], 0) if self.nce_idt else real_A
+        real, flipped = source, None
         if t.flip_equivariance:
             flipped = tf.random.stateless_uniform([], self._seed(2)) < 0.5
-            real = tf.cond(flipped, lambda: tf.reverse(real, [2]), lambda: real)
+            real = tf.cond(flipped, lambda: tf.reverse(source, [2]), lambda: source)
         zero = tf.zeros([n], tf.float32)
         with tf.GradientTape() as tape:
-            fake = self.G(real, training=True)
+            fake, *taps = self.G_with_taps(real, training=True)
             fake_B = fake[:n]
+            # The keys: G's encoder features of the unflipped inputs (module doc).
+            keys = taps
+            if flipped is not None:
+                keys = tf.cond(flipped, lambda: self.encoder(source, training=True),
+                               lambda: taps)
             # 1. D, on the detached output, before G's update.
             with tape.stop_recording(), tf.GradientTape() as d_tape:
                 d_real, d_fake = losses.discriminator_loss(
@@ -237,9 +249,9 @@ class CUT(TranslationModel):
                                         t.gan_mode) * t.lambda_gan
             nce = nce_y = zero
             if t.lambda_NCE > 0:
-                nce = self.nce_loss(real_A, fake_B, flipped, salt=0)
+                nce = self.nce_loss([k[:n] for k in keys], fake_B, flipped, salt=0)
             if self.nce_idt:
-                nce_y = self.nce_loss(real_B, fake[n:], flipped, salt=1)
+                nce_y = self.nce_loss([k[n:] for k in keys], fake[n:], flipped, salt=1)
                 nce_both = 0.5 * (nce + nce_y)
             else:
                 nce_both = nce
