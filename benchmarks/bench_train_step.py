@@ -6,6 +6,7 @@ Usage:
   python benchmarks/bench_train_step.py --model=cycle_gan --steps=8 --warmup=2
   python benchmarks/bench_train_step.py --model=cut --options=cut_mode=fastcut --steps=8
   python benchmarks/bench_train_step.py --patch_matmul=off   # A/B of the patch-matmul paths
+  python benchmarks/bench_train_step.py --model=cycle_gan --winograd=off   # A/B of Winograd
 
 It builds the trainer exactly as ``run_train.py`` does (``train_lib.build_trainer``) on facades
 TFRecords (or a synthetic 256x256 set when ../shared/data is absent; CycleGAN: a synthetic
@@ -40,6 +41,9 @@ flags.DEFINE_list("options", [], "Further run_train options as name=value (cut_m
                   "num_patches=64, ...); a mode option sets the model's defaults as in run_train.")
 flags.DEFINE_list("plain_layers", [], "Fast layers to run as plain TensorFlow ops, for A/B "
                   "measurements per CPU class: any of Conv, UpConv, InstanceNorm.")
+flags.DEFINE_enum("winograd", "auto", ["auto", "on", "off"],
+                  "Winograd's F(4x4, 3x3) for training's 3x3 convolutions "
+                  "(networks.kernels.winograd_enabled): by measurement (auto) or forced.")
 flags.DEFINE_enum("patch_matmul", "auto", ["auto", "on", "off"],
                   "The convolutions' patch-matmul paths (networks.kernels.patch_matmul_enabled): "
                   "by CPU class (auto) or forced, for A/B measurements per CPU class.")
@@ -110,9 +114,10 @@ def main(argv):
     if FLAGS.netG:
         options["netG"] = FLAGS.netG
     config = ExperimentConfig.from_options({**options, **chosen})
+    forced = {"auto": None, "on": True, "off": False}
     switches = layer_switches(portable=tuple(FLAGS.plain_layers),
-                              patch_matmul={"auto": None, "on": True, "off": False}[
-                                  FLAGS.patch_matmul])
+                              patch_matmul=forced[FLAGS.patch_matmul],
+                              winograd=forced[FLAGS.winograd])
     with switches:
         trainer = build_trainer(config, progress=False)
     model, iterator = trainer.model, trainer.iterator
@@ -145,7 +150,7 @@ def main(argv):
     result = {"benchmark": "train_step", "model": FLAGS.model, "options": chosen,
               "precision": FLAGS.precision,
               "netG": config.model.netG, "plain_layers": sorted(FLAGS.plain_layers),
-              "patch_matmul": FLAGS.patch_matmul, **extra,
+              "patch_matmul": FLAGS.patch_matmul, "winograd": FLAGS.winograd, **extra,
               "batch_size": FLAGS.batch_size, "crop_size": FLAGS.crop_size, **stats,
               "step_gflop": flops / 1e9, "matmul_f32_gflops": f32, "matmul_bf16_gflops": bf16,
               "f32_floor_s": floor, "floor_fraction": floor / stats["median_s"],
@@ -155,6 +160,7 @@ def main(argv):
         ("precision", FLAGS.precision),
         ("plain layers", f"{','.join(FLAGS.plain_layers)} ({plain} layers)" if plain else "none"),
         ("patch matmul", FLAGS.patch_matmul),
+        ("winograd", FLAGS.winograd),
         ("step median / min / max", f"{stats['median_s']:.3f} / {stats['min_s']:.3f} / "
                                     f"{stats['max_s']:.3f} s ({FLAGS.steps} steps)"),
         ("peak RSS after the timed steps", f"{peak_rss_gib:.2f} GiB"),

@@ -739,3 +739,92 @@ def test_patch_sampling_and_projection():
     assert [tuple(o.shape) for o in out] == [(2, 7, 256)] * 5
     # Unit rows up to the reference's + 1e-7 (small at init: the MLP's outputs are ~4e-3 long).
     np.testing.assert_allclose(tf.norm(out[1], axis=-1), 1.0, rtol=1e-4)
+
+
+# --- Winograd F(4x4, 3x3) ----------------------------------------------------------------------
+
+def _winograd_bound(x, kernel):
+    """Elementwise float32 error bound of F(4x4, 3x3): the unit roundoff times the transforms'
+    amplification (the product of the squared infinity norms of A^T, G and B^T: each tile passes
+    through them on both sides) plus the direct sum's 9 * C_in terms, times the convolution of the
+    magnitudes |x| * |g| (the bound of a sum of products' rounding)."""
+    import tensorflow as tf
+
+    from tf_pix2pix.networks import kernels
+
+    norm = lambda m: np.abs(m).sum(axis=1).max()  # noqa: E731
+    amplification = (norm(kernels.WINOGRAD_AT) * norm(kernels.WINOGRAD_G)
+                     * norm(kernels.WINOGRAD_BT)) ** 2 + 9 * x.shape[-1]
+    magnitude = tf.nn.conv2d(np.abs(x), np.abs(kernel), 1, "VALID").numpy()
+    return 2.0 ** -24 * amplification * magnitude
+
+
+@pytest.mark.parametrize("shape, filters", [((2, 10, 13, 5), 7), ((1, 18, 18, 16), 8),
+                                            ((3, 7, 6, 3), 4)])
+def test_winograd_conv_values_and_gradients(shape, filters):
+    """Odd and even sizes, batches, channel counts that divide nothing; against float64."""
+    import tensorflow as tf
+
+    from tf_pix2pix.networks.kernels import winograd_conv3x3
+
+    rng = np.random.default_rng(sum(shape))
+    x = rng.normal(size=shape)
+    kernel = rng.normal(size=(3, 3, shape[-1], filters))
+    cotangent = rng.normal(size=(shape[0], shape[1] - 2, shape[2] - 2, filters))
+
+    def run(conv, dtype):
+        xt, kt = tf.constant(x, dtype), tf.constant(kernel, dtype)
+        with tf.GradientTape() as tape:
+            tape.watch([xt, kt])
+            y = conv(xt, kt)
+            loss = tf.reduce_sum(y * tf.constant(cotangent, dtype))
+        return [t.numpy() for t in (y, *tape.gradient(loss, [xt, kt]))]
+
+    exact = run(lambda a, b: tf.nn.conv2d(a, b, 1, "VALID"), tf.float64)
+    ours = run(winograd_conv3x3, tf.float32)
+    assert ours[0].shape == exact[0].shape
+    assert np.all(np.abs(ours[0] - exact[0]) <= _winograd_bound(x, kernel))
+    # Both gradients are the same algorithm on transformed tensors: 1e-5 of their scale, the
+    # order of the forward's relative error (measured 2e-6 to 2e-5).
+    for got, want in zip(ours[1:], exact[1:]):
+        np.testing.assert_allclose(got, want, atol=1e-5 * np.abs(want).max())
+
+
+def test_a_wrong_winograd_transform_fails(monkeypatch):
+    import tensorflow as tf
+
+    from tf_pix2pix.networks import kernels
+
+    rng = np.random.default_rng(0)
+    x, kernel = rng.normal(size=(1, 9, 9, 4)), rng.normal(size=(3, 3, 4, 2))
+    wrong = kernels.WINOGRAD_G.copy()
+    wrong[3, 1] = 1 / 13  # 1/12 in the algorithm
+    monkeypatch.setattr(kernels, "WINOGRAD_G", wrong)
+    out = kernels.winograd_conv3x3(tf.constant(x, tf.float32), tf.constant(kernel, tf.float32))
+    exact = tf.nn.conv2d(x, kernel, 1, "VALID").numpy()
+    # The bound the values test applies catches it.
+    assert np.any(np.abs(out.numpy() - exact) > _winograd_bound(x, kernel))
+
+
+def test_conv_takes_winograd_in_training_only():
+    """Training's 3x3 convolutions of 128+ channels run Winograd; inference (prediction, export,
+    the faithfulness tests) keeps the direct convolution, bit for bit."""
+    import tensorflow as tf
+
+    from tf_pix2pix.networks.kernels import Conv, winograd_enabled
+
+    assert winograd_enabled(None, 256, 256, tf.float32)
+    assert not winograd_enabled(None, 64, 256, tf.float32)
+    assert not winograd_enabled(None, 256, 256, tf.bfloat16)
+    assert winograd_enabled(True, 3, 3, tf.bfloat16) and not winograd_enabled(False, 256, 256,
+                                                                               tf.float32)
+    x = tf.constant(np.random.default_rng(1).normal(size=(1, 14, 14, 128)), tf.float32)
+    on, off = Conv(128, 3, winograd=True), Conv(128, 3, winograd=False)
+    on.build(x.shape)
+    off.build(x.shape)
+    off.set_weights(on.get_weights())
+    assert on.get_config()["winograd"] is True
+    np.testing.assert_array_equal(on(x), off(x))
+    trained, direct = on(x, training=True).numpy(), off(x, training=True).numpy()
+    assert not np.array_equal(trained, direct)  # a different algorithm ran ...
+    np.testing.assert_allclose(trained, direct, atol=1e-4 * np.abs(direct).max())  # ... the same

@@ -16,6 +16,7 @@ import contextvars
 from typing import Iterator
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix import hardware
@@ -23,24 +24,27 @@ from tf_pix2pix import hardware
 
 # The defaults layer_switches() sets for the layers built inside it.
 _SWITCHES = contextvars.ContextVar("tf_pix2pix_layer_switches",
-                                   default={"portable": (), "patch_matmul": None})
+                                   default={"portable": (), "patch_matmul": None,
+                                            "winograd": None})
 
 
 class _Switched:
     """The switches of a fast layer, constructor arguments kept in its ``get_config``:
     ``patch_matmul`` (None: the patch-matmul paths by CPU class, ``patch_matmul_enabled``;
-    True/False: forced) and ``portable`` (plain ops only, for the TFLite/ONNX converters,
+    True/False: forced), ``winograd`` (the same for :func:`winograd_conv3x3`,
+    ``winograd_enabled``) and ``portable`` (plain ops only, for the TFLite/ONNX converters,
     ``make_portable``). Not given, they take :func:`layer_switches`' values."""
 
     def __init__(self, *args, patch_matmul: bool | None = None, portable: bool | None = None,
-                 **kwargs):
+                 winograd: bool | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.patch_matmul = switch("patch_matmul", self, patch_matmul)
+        self.winograd = switch("winograd", self, winograd)
         self.portable = switch("portable", self, portable)
 
     def get_config(self):
         return {**super().get_config(), "patch_matmul": self.patch_matmul,
-                "portable": self.portable}
+                "winograd": self.winograd, "portable": self.portable}
 
 
 @keras.saving.register_keras_serializable(package="tf_pix2pix")
@@ -61,6 +65,13 @@ class Conv(_Switched, keras.layers.Conv2D):
       (``patch_matmul_enabled``). Not the ResNet generator's 3x3 and 7x7 convolutions: their kept
       patches (9 and 49 times the input) tripled CycleGAN's peak memory (3.0 -> 9.1 GiB) for a
       step about 20 % faster, and recomputing them in the backward pass (4.7 GiB) lost the gain.
+    * In training, 3x3 stride-1 "valid" convolutions (the ResNet blocks' after their reflection
+      padding) with at least ``WINOGRAD_MIN_CHANNELS`` channels in and out, in float32:
+      Winograd's F(4x4, 3x3) (:func:`winograd_conv3x3`, ``winograd_enabled``). Its rounding
+      error, about twice the direct convolution's over a whole generator, is noise to training
+      (GPU libraries pick Winograd kernels for the reference too) but would take the
+      generator's function beyond the 2e-5 of the reference it keeps, so inference (``training``
+      not true: prediction, export, validation) computes the direct convolution.
 
     All compute the same function with the same weights (tested). They need static spatial
     sizes, as training has; with unknown sizes (serving) the ordinary convolution runs.
@@ -84,6 +95,22 @@ class Conv(_Switched, keras.layers.Conv2D):
                 and patch_matmul_enabled(self.patch_matmul)):
             return patch_matmul_conv(inputs, kernel, self.strides, self.padding)
         return super().convolution_op(inputs, kernel)
+
+    def call(self, inputs, training=None):
+        if training and self._winograd_applies(inputs):
+            outputs = winograd_conv3x3(inputs, self.kernel)
+            if self.use_bias:
+                outputs = outputs + self.bias
+            return self.activation(outputs)
+        return super().call(inputs)
+
+    def _winograd_applies(self, inputs) -> bool:
+        return (not self.portable and None not in inputs.shape[1:3]
+                and self.data_format == "channels_last" and self.groups == 1
+                and self.dilation_rate == (1, 1) and self.kernel_size == (3, 3)
+                and self.strides == (1, 1) and self.padding == "valid"
+                and winograd_enabled(self.winograd, inputs.shape[-1], self.filters,
+                                     inputs.dtype))
 
     def _im2col(self, inputs, kernel):
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
@@ -210,6 +237,125 @@ def patch_matmul_enabled(forced: bool | None = None) -> bool:
     return not hardware.has_gpu() and hardware.this_cpu_class() == "AVX2"
 
 
+# Winograd's minimal filtering F(4x4, 3x3) (Lavin & Gray, "Fast algorithms for convolutional
+# neural networks", 2016), interpolation points 0, 1, -1, 2, -2 and infinity: a 6x6 input tile d
+# and a 3x3 kernel g give the 4x4 output tile A^T [(G g G^T) * (B^T d B)] A.
+WINOGRAD_BT = np.array([[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+                        [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]],
+                       np.float64)
+WINOGRAD_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+                       [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]], np.float64)
+WINOGRAD_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
+                        [0, 1, -1, 8, -8, 1]], np.float64)
+WINOGRAD_MIN_CHANNELS = 128
+
+
+def winograd_enabled(forced: bool | None, channels_in: int, channels_out: int,
+                     dtype) -> bool:
+    """Whether a 3x3 stride-1 convolution runs :func:`winograd_conv3x3`: ``forced`` if given,
+    else for float32 with at least ``WINOGRAD_MIN_CHANNELS`` channels in and out, on CPUs.
+
+    Measured per layer, forward and both gradients, on the AVX-512 class (BENCHMARKS.md,
+    "Winograd"): 1.8-1.9x faster than oneDNN's convolution at 256 and 1,024 channels, 1.3x at
+    128, slower below. bfloat16 keeps oneDNN's convolution: the transforms' error grows with the
+    format's 8-bit mantissa. Not measured on GPUs: off there.
+    """
+    if forced is not None:
+        return forced
+    return (tf.as_dtype(dtype) == tf.float32 and not hardware.has_gpu()
+            and min(channels_in, channels_out) >= WINOGRAD_MIN_CHANNELS)
+
+
+def _winograd_tiles(x: tf.Tensor, tiles_h: int, tiles_w: int,
+                    channels_first: bool = False) -> tf.Tensor:
+    """The 6x6 input tiles of ``x`` [N, H, W, C] (4 apart, overlapping by 2; the bottom and right
+    zero-padded to whole tiles) as ``[36, N*tiles_h*tiles_w*C]``, tile positions first, then
+    tiles and channels (``channels_first``: channels, then tiles)."""
+    c = x.shape[-1]
+    blocks_h, blocks_w = tiles_h + 1, tiles_w + 1
+    x = tf.pad(x, [[0, 0], [0, 4 * blocks_h - x.shape[1]], [0, 4 * blocks_w - x.shape[2]],
+                   [0, 0]])
+    x = tf.reshape(x, [-1, blocks_h, 4, blocks_w, 4, c])
+    # Rows 4t..4t+5 of tile t: block t's four rows and block t+1's first two; then columns.
+    rows = tf.concat([x[:, :tiles_h], x[:, 1:, :2]], axis=2)
+    tiles = tf.concat([rows[:, :, :, :tiles_w], rows[:, :, :, 1:, :2]], axis=4)
+    order = [2, 4, 5, 0, 1, 3] if channels_first else [2, 4, 0, 1, 3, 5]
+    return tf.reshape(tf.transpose(tiles, order), [36, -1])
+
+
+def _winograd_forward(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    _, h, w, c = x.shape
+    f = kernel.shape[-1]
+    ho, wo = h - 2, w - 2
+    tiles_h, tiles_w = -(-ho // 4), -(-wo // 4)
+    dtype = x.dtype
+    # The transforms as matmuls with Kronecker products: [36, 36] @ tiles, [36, 9] @ kernel.
+    v = tf.matmul(tf.constant(np.kron(WINOGRAD_BT, WINOGRAD_BT), dtype),
+                  _winograd_tiles(x, tiles_h, tiles_w))
+    u = tf.matmul(tf.constant(np.kron(WINOGRAD_G, WINOGRAD_G), dtype), tf.reshape(kernel, [9, -1]))
+    # The bulk: 36 independent [tiles, C] @ [C, F] products.
+    m = tf.matmul(tf.reshape(v, [36, -1, c]), tf.reshape(u, [36, c, f]))
+    y = tf.matmul(tf.constant(np.kron(WINOGRAD_AT, WINOGRAD_AT), dtype), tf.reshape(m, [36, -1]))
+    y = tf.transpose(tf.reshape(y, [4, 4, -1, tiles_h, tiles_w, f]), [2, 3, 0, 4, 1, 5])
+    return tf.reshape(y, [-1, 4 * tiles_h, 4 * tiles_w, f])[:, :ho, :wo]
+
+
+def winograd_conv3x3(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
+    """``conv2d(x, kernel, 1, "VALID")`` for a 3x3 kernel by Winograd's F(4x4, 3x3), with both
+    gradients in the same form: 36 multiplications per 4x4 output tile instead of 144.
+
+    oneDNN (as TensorFlow and PyTorch call it) computes 3x3 convolutions directly, at about its
+    matmul rate: the ResNet generators' residual blocks run at that floor. Here each 6x6 input
+    tile and the kernel are transformed (matmuls with fixed 36x36 and 36x9 matrices), multiplied
+    as 36 independent ``[tiles, C_in] @ [C_in, C_out]`` products, and transformed back: 4x fewer
+    multiplications in the bulk. The input gradient is the same algorithm on the zero-padded
+    output gradient with the kernel rotated by 180 degrees and its channels swapped (the adjoint
+    of a valid correlation); the kernel gradient pairs the transformed input tiles (recomputed
+    from ``x``, so the memory kept is the plain convolution's) with the output gradient
+    transformed by ``A``, tile position by tile position, and transforms back with ``G``.
+
+    Float32 rounding: the transforms' coefficients (up to 8 and 1/24) make the result's error
+    about 10x the direct convolution's (~1e-5 of the output's largest value, tested against an
+    error bound); bfloat16 does not take this path. Needs static spatial sizes.
+    """
+    _, h, w, c = x.shape
+    f = kernel.shape[-1]
+    ho, wo = h - 2, w - 2
+    tiles_h, tiles_w = -(-ho // 4), -(-wo // 4)
+
+    @tf.custom_gradient
+    def conv(x, kernel):
+        def grad(dy):
+            # Nothing of the backward pass before dy exists: else the executor computes the
+            # parts that need only x and the kernel (their transforms) during the forward pass
+            # and keeps them until here (measured: +420 MB over a ResNet generator's 18 block
+            # convolutions).
+            with tf.control_dependencies([dy]):
+                x_, kernel_ = tf.identity(x), tf.identity(kernel)
+            rotated = tf.transpose(kernel_[::-1, ::-1], [0, 1, 3, 2])
+            dx = _winograd_forward(tf.pad(dy, [[0, 0], [2, 2], [2, 2], [0, 0]]), rotated)
+            dtype = x.dtype
+            # The input tiles again, channels first: [36, C, tiles]. (Computed as in the forward
+            # pass, Grappler would merge the two and keep the forward's tiles alive until here.)
+            v = tf.matmul(tf.constant(np.kron(WINOGRAD_BT, WINOGRAD_BT), dtype),
+                          _winograd_tiles(x_, tiles_h, tiles_w, channels_first=True))
+            # dy in 4x4 output tiles, [16, tiles * F], through A: [36, tiles, F].
+            padded = tf.pad(dy, [[0, 0], [0, 4 * tiles_h - ho], [0, 4 * tiles_w - wo], [0, 0]])
+            dy_tiles = tf.transpose(tf.reshape(padded, [-1, tiles_h, 4, tiles_w, 4, f]),
+                                    [2, 4, 0, 1, 3, 5])
+            dm = tf.matmul(tf.constant(np.kron(WINOGRAD_AT, WINOGRAD_AT), dtype),
+                           tf.reshape(dy_tiles, [16, -1]), transpose_a=True)
+            du = tf.matmul(tf.reshape(v, [36, c, -1]), tf.reshape(dm, [36, -1, f]))
+            dkernel = tf.matmul(tf.constant(np.kron(WINOGRAD_G, WINOGRAD_G), dtype),
+                                tf.reshape(du, [36, -1]), transpose_a=True)
+            return dx, tf.reshape(dkernel, kernel.shape)
+
+        return _winograd_forward(x, kernel), grad
+
+    # A tensor, not the layer's variable: the gradient then reaches the variable through its read.
+    return conv(x, tf.convert_to_tensor(kernel))
+
+
 def make_portable(model: keras.Model) -> keras.Model:
     """A copy of ``model`` (same weights) whose fast layers run plain TensorFlow ops.
 
@@ -233,19 +379,22 @@ def make_portable(model: keras.Model) -> keras.Model:
 
 
 @contextlib.contextmanager
-def layer_switches(portable: tuple[str, ...] = (), patch_matmul: bool | None = None
-                   ) -> Iterator[None]:
+def layer_switches(portable: tuple[str, ...] = (), patch_matmul: bool | None = None,
+                   winograd: bool | None = None) -> Iterator[None]:
     """Default switches of the fast layers built inside this scope (for A/B measurements).
 
     Args:
       portable: class names (``Conv``, ``UpConv``, ``InstanceNorm``) whose layers take their
         plain path.
       patch_matmul: forces the patch-matmul paths on or off (None: by CPU class).
+      winograd: forces the Winograd path of 3x3 convolutions on or off (None: by measurement,
+        ``winograd_enabled``).
 
     Layers keep the value they were built with (it is in their ``get_config``); a switch passed
     to a layer's constructor wins over the scope.
     """
-    token = _SWITCHES.set({"portable": tuple(portable), "patch_matmul": patch_matmul})
+    token = _SWITCHES.set({"portable": tuple(portable), "patch_matmul": patch_matmul,
+                           "winograd": winograd})
     try:
         yield
     finally:
@@ -260,7 +409,7 @@ def switch(name: str, layer: keras.layers.Layer, value):
     scope = _SWITCHES.get()
     if name == "portable":
         return type(layer).__name__ in scope["portable"]
-    return scope["patch_matmul"]
+    return scope[name]
 
 
 @keras.saving.register_keras_serializable(package="tf_pix2pix")
