@@ -211,7 +211,8 @@ def main(argv):
     from benchmarks.common import machine, report, summary
 
     stats = summary(times)
-    model = FLAGS.model + (f"/{FLAGS.cut_mode}" if FLAGS.model == "cut" else "")
+    # A step may name its variant (cut/fastcut).
+    model = getattr(step, "label", FLAGS.model)
     result = {"benchmark": "torch_reference_step", "model": model,
               "torch": torch.__version__,
               "aten_cpu_capability": torch.backends.cpu.get_cpu_capability(),
@@ -398,6 +399,7 @@ def cut_step(torch):
         opt_f.step()
         return float(loss_g)
 
+    step.label = f"cut/{FLAGS.cut_mode}"
     return step
 
 

@@ -253,7 +253,10 @@ def test_two_replicas_equal_one_device_on_the_same_global_batch():
     cfg = tiny_config(mode="fastcut", seed=_flip_seed(True))
     batch = _batch(n=2)
     single = _plain_steps(CUT(cfg, tf.distribute.get_strategy(), 10))
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # Reduction through one device, not collective ops: a second strategy's collectives in this
+    # process would reuse the instance keys of this one's with other shapes (other tests').
+    strategy = tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
     with strategy.scope():
         mirrored = _plain_steps(CUT(cfg, strategy, 10))
     for name in ("G", "D", "F"):
