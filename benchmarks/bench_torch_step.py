@@ -98,13 +98,38 @@ def build(torch):
     return generator, discriminator
 
 
-def build_cycle_gan(torch):
-    """The reference's CycleGAN networks: resnet_9blocks generators and basic PatchGANs with
-    affine-free instance norm (convs before it keep their bias, as the reference's use_bias)."""
-    nn = torch.nn
+def resnet_networks(torch, antialias: bool = False):
+    """Builders of the reference's ``resnet_9blocks`` generator and basic PatchGAN with
+    affine-free instance norm (convs before it keep their bias, as the reference's use_bias), as
+    flat ``nn.Sequential``s with the reference's module indices. ``antialias``: CUT's variant
+    (stride-1 convs followed by the fixed [1,2,1] blur with stride 2; the transposed convs
+    replaced by the fixed [1,3,3,1] upsampling filter and a 3x3 conv)."""
+    nn, F = torch.nn, torch.nn.functional
 
     def norm(c):
         return nn.InstanceNorm2d(c, affine=False, track_running_stats=False)
+
+    class Blur(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            a = torch.tensor([1.0, 2.0, 1.0])
+            self.register_buffer("filt", (a[:, None] * a[None] / 16)[None, None].repeat(c, 1, 1, 1))
+
+        def forward(self, x):
+            return F.conv2d(F.pad(x, [1, 1, 1, 1], mode="reflect"), self.filt, stride=2,
+                            groups=x.shape[1])
+
+    class Up(nn.Module):
+        def __init__(self, c):
+            super().__init__()
+            a = torch.tensor([1.0, 3.0, 3.0, 1.0])
+            self.register_buffer("filt",
+                                 (a[:, None] * a[None] / 64 * 4)[None, None].repeat(c, 1, 1, 1))
+
+        def forward(self, x):
+            out = F.conv_transpose2d(F.pad(x, [1, 1, 1, 1], mode="replicate"), self.filt,
+                                     stride=2, padding=2, groups=x.shape[1])
+            return out[:, :, 1:-1, 1:-1]
 
     class ResBlock(nn.Module):
         def __init__(self, c):
@@ -119,23 +144,35 @@ def build_cycle_gan(torch):
     def generator(ngf=64):
         layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), norm(ngf), nn.ReLU(True)]
         for mult in (1, 2):
-            layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, 2, 1), norm(ngf * mult * 2),
-                       nn.ReLU(True)]
+            c = ngf * mult
+            layers += [nn.Conv2d(c, 2 * c, 3, 1 if antialias else 2, 1), norm(2 * c),
+                       nn.ReLU(True)] + ([Blur(2 * c)] if antialias else [])
         layers += [ResBlock(ngf * 4) for _ in range(9)]
         for mult in (4, 2):
-            layers += [nn.ConvTranspose2d(ngf * mult, ngf * mult // 2, 3, 2, 1, output_padding=1),
-                       norm(ngf * mult // 2), nn.ReLU(True)]
+            c = ngf * mult
+            up = ([Up(c), nn.Conv2d(c, c // 2, 3, 1, 1)] if antialias
+                  else [nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=1)])
+            layers += up + [norm(c // 2), nn.ReLU(True)]
         layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
         return nn.Sequential(*layers)
 
     def discriminator(ndf=64):
-        layers = [nn.Conv2d(3, ndf, 4, 2, 1), nn.LeakyReLU(0.2, True)]
-        for prev, mult, stride in ((1, 2, 2), (2, 4, 2), (4, 8, 1)):
-            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, stride, 1), norm(ndf * mult),
-                       nn.LeakyReLU(0.2, True)]
+        layers = [nn.Conv2d(3, ndf, 4, 1 if antialias else 2, 1), nn.LeakyReLU(0.2, True)]
+        layers += [Blur(ndf)] if antialias else []
+        for prev, mult, down in ((1, 2, True), (2, 4, True), (4, 8, False)):
+            layers += [nn.Conv2d(ndf * prev, ndf * mult, 4, 2 if down and not antialias else 1,
+                                 1), norm(ndf * mult), nn.LeakyReLU(0.2, True)]
+            layers += [Blur(ndf * mult)] if down and antialias else []
         layers.append(nn.Conv2d(ndf * 8, 1, 4, 1, 1))
         return nn.Sequential(*layers)
 
+    return generator, discriminator
+
+
+def build_cycle_gan(torch):
+    """The reference's CycleGAN networks: two resnet_9blocks generators, two basic PatchGANs."""
+    nn = torch.nn
+    generator, discriminator = resnet_networks(torch)
     nets = [generator(), generator(), discriminator(), discriminator()]
     for net in nets:
         for m in net.modules():
@@ -263,62 +300,10 @@ def cut_step(torch):
     """One reference CUT / FastCUT iteration (see the module docstring)."""
     import random
 
-    nn, F = torch.nn, torch.nn.functional
+    nn = torch.nn
     fast = FLAGS.cut_mode == "fastcut"
-
-    def norm(c):
-        return nn.InstanceNorm2d(c, affine=False, track_running_stats=False)
-
-    class Blur(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            a = torch.tensor([1.0, 2.0, 1.0])
-            self.register_buffer("filt", (a[:, None] * a[None] / 16)[None, None].repeat(c, 1, 1, 1))
-
-        def forward(self, x):
-            return F.conv2d(F.pad(x, [1, 1, 1, 1], mode="reflect"), self.filt, stride=2,
-                            groups=x.shape[1])
-
-    class Up(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            a = torch.tensor([1.0, 3.0, 3.0, 1.0])
-            self.register_buffer("filt",
-                                 (a[:, None] * a[None] / 64 * 4)[None, None].repeat(c, 1, 1, 1))
-
-        def forward(self, x):
-            out = F.conv_transpose2d(F.pad(x, [1, 1, 1, 1], mode="replicate"), self.filt,
-                                     stride=2, padding=2, groups=x.shape[1])
-            return out[:, :, 1:-1, 1:-1]
-
-    class ResBlock(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.block = nn.Sequential(nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), norm(c),
-                                       nn.ReLU(True), nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3),
-                                       norm(c))
-
-        def forward(self, x):
-            return x + self.block(x)
-
-    ngf = ndf = 64
-    layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), norm(ngf), nn.ReLU(True)]
-    for mult in (1, 2):
-        layers += [nn.Conv2d(ngf * mult, ngf * mult * 2, 3, 1, 1), norm(ngf * mult * 2),
-                   nn.ReLU(True), Blur(ngf * mult * 2)]
-    layers += [ResBlock(ngf * 4) for _ in range(9)]
-    for mult in (4, 2):
-        layers += [Up(ngf * mult), nn.Conv2d(ngf * mult, ngf * mult // 2, 3, 1, 1),
-                   norm(ngf * mult // 2), nn.ReLU(True)]
-    layers += [nn.ReflectionPad2d(3), nn.Conv2d(ngf, 3, 7), nn.Tanh()]
-    G = nn.Sequential(*layers)
-    d = [nn.Conv2d(3, ndf, 4, 1, 1), nn.LeakyReLU(0.2, True), Blur(ndf)]
-    for prev, mult in ((1, 2), (2, 4)):
-        d += [nn.Conv2d(ndf * prev, ndf * mult, 4, 1, 1), norm(ndf * mult),
-              nn.LeakyReLU(0.2, True), Blur(ndf * mult)]
-    d += [nn.Conv2d(ndf * 4, ndf * 8, 4, 1, 1), norm(ndf * 8), nn.LeakyReLU(0.2, True),
-          nn.Conv2d(ndf * 8, 1, 4, 1, 1)]
-    D = nn.Sequential(*d)
+    generator, discriminator = resnet_networks(torch, antialias=True)
+    G, D = generator(), discriminator()
     nce_layers = [0, 4, 8, 12, 16]
     mlps = nn.ModuleList([nn.Sequential(nn.Linear(c, 256), nn.ReLU(), nn.Linear(256, 256))
                           for c in (3, 128, 256, 256, 256)])

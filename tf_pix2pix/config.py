@@ -182,7 +182,7 @@ class ModelConfig:
                               "generators only; pass --no_antialias --no_antialias_up or a "
                               "resnet netG")
         try:
-            layers = [int(i) for i in self.nce_layers.split(",")]
+            layers = list(self.nce_layer_ids)
         except ValueError:
             layers = []
         if not layers or layers != sorted(set(layers)) or layers[0] < 0:

@@ -111,19 +111,31 @@ class TranslationModel(abc.ABC):
     @classmethod
     def build_input(cls, config: ExperimentConfig, split: str, training: bool,
                     skip_examples: int = 0, batch_size: int | None = None) -> tf.data.Dataset:
-        """The batches ``train_step`` and ``validate`` take (default: ``(input, target)``)."""
-        return data_lib.build_dataset(config.data, split, training, skip_examples=skip_examples,
-                                      batch_size=batch_size)
+        """The batches ``train_step`` and ``validate`` take: ``(input, target)`` for paired
+        data, ``(real_A, real_B)`` (each domain shuffled and jittered on its own) for
+        unaligned data."""
+        build = (data_lib.build_unpaired_dataset if cls.data_layout == "unaligned"
+                 else data_lib.build_dataset)
+        return build(config.data, split, training, skip_examples=skip_examples,
+                     batch_size=batch_size)
 
     @classmethod
     def split_size(cls, config: ExperimentConfig, split: str) -> int:
-        """Examples in one epoch of ``split``."""
+        """Examples in one epoch of ``split``; for unaligned data ``max(|A|, |B|)``, the
+        reference's epoch, and 0 unless both domains have images."""
+        if cls.data_layout == "unaligned":
+            sizes = data_lib.domain_sizes(config.data, split)
+            return max(sizes.values()) if min(sizes.values()) else 0
         return data_lib.num_examples(config.data.data_dir, split)
 
     @classmethod
     def validation_split(cls, config: ExperimentConfig) -> tuple[str, int]:
-        """The held-out split scored during training and its size (0: none)."""
-        return "val", cls.split_size(config, "val")
+        """The held-out split scored during training and its size (0: none): ``val``; for
+        unaligned data without one, the reference's ``test`` split."""
+        size = cls.split_size(config, "val")
+        if size or cls.data_layout != "unaligned":
+            return "val", size
+        return "test", cls.split_size(config, "test")
 
     @classmethod
     def prepare_demo_data(cls, folder: str) -> str:

@@ -129,17 +129,6 @@ class CUT(TranslationModel):
                                                unscaled_from=unscaled_from)
 
     @classmethod
-    def split_size(cls, config: ExperimentConfig, split: str) -> int:
-        """``max(|A|, |B|)``, the reference's epoch; 0 unless both domains have images."""
-        sizes = data_lib.domain_sizes(config.data, split)
-        return max(sizes.values()) if min(sizes.values()) else 0
-
-    @classmethod
-    def validation_split(cls, config: ExperimentConfig) -> tuple[str, int]:
-        size = cls.split_size(config, "val")
-        return ("val", size) if size else ("test", cls.split_size(config, "test"))
-
-    @classmethod
     def prepare_demo_data(cls, folder: str) -> str:
         return synthetic_demo_data(folder, size=64, unpaired=True)
 

@@ -23,7 +23,6 @@ import tensorflow as tf
 
 import keras
 
-from tf_pix2pix import data as data_lib
 from tf_pix2pix import inference, losses
 from tf_pix2pix.config import ConfigError, ExperimentConfig
 from tf_pix2pix.evaluate import evaluate
@@ -173,25 +172,6 @@ class CycleGAN(TranslationModel):
     def generator_slots(cls, config: ExperimentConfig) -> dict[str, GeneratorSlot]:
         i, o = config.data.input_nc, config.data.output_nc
         return {"AtoB": GeneratorSlot("G_A", i, o), "BtoA": GeneratorSlot("G_B", o, i)}
-
-    @classmethod
-    def build_input(cls, config: ExperimentConfig, split: str, training: bool,
-                    skip_examples: int = 0, batch_size: int | None = None) -> tf.data.Dataset:
-        """``(real_A, real_B)`` batches, each domain shuffled and jittered on its own."""
-        return data_lib.build_unpaired_dataset(config.data, split, training,
-                                               skip_examples=skip_examples, batch_size=batch_size)
-
-    @classmethod
-    def split_size(cls, config: ExperimentConfig, split: str) -> int:
-        """``max(|A|, |B|)``, the reference's epoch; 0 unless both domains have images."""
-        sizes = data_lib.domain_sizes(config.data, split)
-        return max(sizes.values()) if min(sizes.values()) else 0
-
-    @classmethod
-    def validation_split(cls, config: ExperimentConfig) -> tuple[str, int]:
-        """val, or the reference's test split when there is no val."""
-        size = cls.split_size(config, "val")
-        return ("val", size) if size else ("test", cls.split_size(config, "test"))
 
     @classmethod
     def prepare_demo_data(cls, folder: str) -> str:
