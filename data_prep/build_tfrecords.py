@@ -11,6 +11,13 @@ Layouts of IN:
   unaligned (CycleGAN, the reference's layout): ``IN/trainA``, ``IN/trainB``, ``IN/testA``,
     ``IN/testB`` (and ``valA``/``valB``) of unrelated images, counts and sizes; written as
     per-domain shards ``trainA-*``, ``trainB-*``.
+  labels (pix2pixHD's layout): ``IN/train_label`` (maps of class ids: 8- or 16-bit grayscale
+    PNGs, or RGB images for ``--label_nc=0``), ``IN/train_img`` (the photos) and optionally
+    ``IN/train_inst`` (maps of instance ids), likewise ``test_*`` and ``val_*``. Files are
+    matched by name, Cityscapes' suffixes (``_gtFine_labelIds``, ``_gtFine_instanceIds``,
+    ``_leftImg8bit``) ignored. Id maps are stored as 16-bit PNGs of the same ids (lossless, one
+    way to decode them); the manifest records each split's largest class id and its file, so
+    that training checks ``--label_nc`` before it starts.
 
 Images that are not RGB (grayscale, gray+alpha, RGBA, palette, CMYK) are kept as they are and
 converted when read (gray replicated, alpha dropped); the manifest counts them per split.
@@ -33,12 +40,14 @@ from typing import Any, Iterator
 
 from data_prep.atomic import atomic_output_dir, check_output_dir
 from tf_pix2pix.cli import UserError, run_main
-from tf_pix2pix.data import MANIFEST, SCHEMA_VERSION, SPLITS, make_example
-from tf_pix2pix.image_io import (BadImageError, ImageFile, list_files, read_aligned_pair,
-                                 read_image)
+from tf_pix2pix.data import MANIFEST, SCHEMA_VERSION, SPLITS, make_example, make_label_example
+from tf_pix2pix.image_io import (BadImageError, ImageFile, encode_ids, list_files,
+                                 read_aligned_pair, read_id_map, read_image)
 
 ON_BAD_IMAGE = ("fail", "skip")
-LAYOUTS = ("aligned", "paired_folders", "unaligned")
+LAYOUTS = ("aligned", "paired_folders", "unaligned", "labels")
+# Suffixes of Cityscapes' file names, ignored when label, instance and photo files are matched.
+LABEL_SUFFIXES = ("_gtFine_labelIds", "_gtFine_instanceIds", "_leftImg8bit")
 DOMAINS = ("A", "B")
 
 
@@ -88,6 +97,8 @@ def _collect_items(config: BuildConfig) -> tuple[dict[str, list[Item]], list[dic
                 for split, folder in _split_folders(root).items()}, []
     if config.layout == "unaligned":
         return _domain_folders(root), []
+    if config.layout == "labels":
+        return label_folders(root)
     return pair_folders(os.path.join(root, "A"), os.path.join(root, "B"))
 
 
@@ -109,6 +120,48 @@ def _domain_folders(root: str) -> dict[str, dict[str, list[Item]]]:
         raise UserError(f"--input_dir {root} has no trainA/trainB (or testA/testB) folders; "
                         "--layout=unaligned reads the reference's CycleGAN layout")
     return found
+
+
+def _label_key(name: str) -> str:
+    stem = os.path.splitext(name)[0]
+    for suffix in LABEL_SUFFIXES:
+        if stem.endswith(suffix):
+            return stem[:-len(suffix)]
+    return stem
+
+
+def label_folders(root: str) -> tuple[dict[str, list[Item]], list[dict[str, str]]]:
+    """pix2pixHD's layout: ``{split: [Item(key, (label, photo[, instance]))]}`` and the files
+    without a partner (a label without a photo, a photo without a label, or — when the split
+    has an instance folder — either without an instance map)."""
+    items: dict[str, list[Item]] = {}
+    unmatched: list[dict[str, str]] = []
+    for split in SPLITS:
+        folders = {kind: os.path.join(root, f"{split}_{kind}") for kind in ("label", "img", "inst")}
+        present = {k for k, f in folders.items() if os.path.isdir(f)}
+        if not present:
+            continue
+        for kind in ("label", "img"):
+            if kind not in present:
+                raise UserError(f"{folders[kind]} does not exist; a split of --layout=labels "
+                                f"needs {split}_label and {split}_img folders")
+        files = {k: {_label_key(n): os.path.join(folders[k], n) for n in list_files(folders[k])}
+                 for k in present}
+        keys = set(files["label"]) & set(files["img"])
+        if "inst" in files:
+            keys &= set(files["inst"])
+        for kind, named in files.items():
+            for key in sorted(set(named) - keys):
+                others = ", ".join(f"{split}_{k}" for k in sorted(files) if key not in files[k])
+                unmatched.append({"file": named[key],
+                                  "reason": f"no file of the same name in {others}"})
+        items[split] = [Item(key, (files["label"][key], files["img"][key])
+                             + ((files["inst"][key],) if "inst" in files else ()))
+                        for key in sorted(keys)]
+    if not items:
+        raise UserError(f"--input_dir {root} has no train_label/train_img (or test_*) folders; "
+                        "--layout=labels reads pix2pixHD's layout")
+    return items, unmatched
 
 
 def pair_folders(dir_a: str, dir_b: str) -> tuple[dict[str, list[Item]], list[dict[str, str]]]:
@@ -148,25 +201,49 @@ def read_pair(item: Item) -> tuple[ImageFile, ImageFile]:
     return a, b
 
 
-def _serialize(item: Item, layout: str) -> tuple[bytes, str, list[str]]:
+def _serialize_labels(item: Item) -> tuple[bytes, str, list[str], dict[str, Any]]:
+    """One record of the ``labels`` layout, and what the manifest counts of it."""
+    ids, label = read_id_map(item.paths[0], allow_color=True)
+    photo = read_image(item.paths[1])
+    files = [label, photo]
+    instance = b""
+    if len(item.paths) > 2:
+        inst_ids, inst = read_id_map(item.paths[2])
+        files.append(inst)
+        instance = encode_ids(inst_ids)
+    for other in files[1:]:
+        if (other.height, other.width) != (label.height, label.width):
+            raise BadImageError(other.path, f"size {other.width}x{other.height} differs from "
+                                f"its label map {label.path} ({label.width}x{label.height})")
+    stats = {"max_label": int(ids.max()) if ids is not None else None,
+             "rgb_label": ids is None, "instance": bool(instance), "file": label.path}
+    record = make_label_example(item.name, label.height, label.width,
+                                label.encoded if ids is None else encode_ids(ids),
+                                3 if ids is None else 1, photo.encoded, instance)
+    return record, f"{label.width}x{label.height}", [photo.mode], stats
+
+
+def _serialize(item: Item, layout: str) -> tuple[bytes, str, list[str], dict[str, Any]]:
     """Reads, checks and serialises one item.
 
     Returns:
-      The record, the ``WxH`` of an image (of a half, for A|B pairs) and the colour modes of the
-      files read (``ImageFile.mode``).
+      The record, the ``WxH`` of an image (of a half, for A|B pairs), the colour modes of the
+      files read (``ImageFile.mode``) and, for the ``labels`` layout, its label statistics.
     """
+    if layout == "labels":
+        return _serialize_labels(item)
     if layout == "unaligned":
         image = read_image(item.paths[0])
         record = make_example(item.name, image.height, image.width, encoded=image.encoded)
-        return record, f"{image.width}x{image.height}", [image.mode]
+        return record, f"{image.width}x{image.height}", [image.mode], {}
     if len(item.paths) == 1:
         image = read_aligned_pair(item.paths[0])
         half = image.width // 2
         record = make_example(item.name, image.height, half, encoded=image.encoded)
-        return record, f"{half}x{image.height}", [image.mode]
+        return record, f"{half}x{image.height}", [image.mode], {}
     a, b = read_pair(item)
     record = make_example(item.name, a.height, a.width, encoded_a=a.encoded, encoded_b=b.encoded)
-    return record, f"{a.width}x{a.height}", [a.mode, b.mode]
+    return record, f"{a.width}x{a.height}", [a.mode, b.mode], {}
 
 
 def _shard_count(config: BuildConfig, items: list[Item]) -> int:
@@ -210,12 +287,14 @@ def _write_split(config: BuildConfig, split: str, items: list[Item], workdir: st
     sizes: collections.Counter[str] = collections.Counter()
     converted: collections.Counter[str] = collections.Counter()
     written = 0
+    labels: dict[str, Any] = {"max_label": -1, "max_label_file": None, "rgb_label_file": None,
+                              "num_instances": 0}
     if config.progress:
         print(f"{split}: {len(items)} files -> {shards} shard(s)")
     try:
         for item, _ in zip(items, progress(len(items), config.progress)):
             try:
-                record, size, modes = _serialize(item, config.layout)
+                record, size, modes, stats = _serialize(item, config.layout)
             except BadImageError as e:
                 if config.on_bad_image == "fail":
                     raise
@@ -225,16 +304,25 @@ def _write_split(config: BuildConfig, split: str, items: list[Item], workdir: st
             sizes[size] += 1
             converted.update(m for m in modes if m != "rgb")
             written += 1
+            if stats:
+                if stats["rgb_label"] and labels["rgb_label_file"] is None:
+                    labels["rgb_label_file"] = stats["file"]
+                if stats["max_label"] is not None and stats["max_label"] > labels["max_label"]:
+                    labels.update(max_label=stats["max_label"], max_label_file=stats["file"])
+                labels["num_instances"] += stats["instance"]
     finally:
         for w in writers:
             w.close()
     paths = [os.path.join(workdir, n) for n in names]
     # Sizes (checked at every training start) and checksums (data_prep.verify) of the shards.
-    return {"num_examples": written, "shards": names,
-            "shard_bytes": [os.path.getsize(p) for p in paths],
-            "shard_sha256": [sha256_of(p) for p in paths],
-            "image_sizes": dict(sorted(sizes.items())),
-            "converted_to_rgb": dict(sorted(converted.items()))}
+    entry = {"num_examples": written, "shards": names,
+             "shard_bytes": [os.path.getsize(p) for p in paths],
+             "shard_sha256": [sha256_of(p) for p in paths],
+             "image_sizes": dict(sorted(sizes.items())),
+             "converted_to_rgb": dict(sorted(converted.items()))}
+    if config.layout == "labels":
+        entry.update(labels)
+    return entry
 
 
 def build(config: BuildConfig) -> dict[str, Any]:
@@ -268,7 +356,7 @@ def build(config: BuildConfig) -> dict[str, Any]:
         manifest = {
             "schema_version": SCHEMA_VERSION,
             "layout": {"aligned": "aligned", "paired_folders": "paired",
-                       "unaligned": "unaligned"}[config.layout],
+                       "unaligned": "unaligned", "labels": "labels"}[config.layout],
             "source_dir": os.path.abspath(config.input_dir),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "image_sizes_are": "width x height of each of A and B",
@@ -321,7 +409,8 @@ def define_flags() -> None:
     flags.DEFINE_string("output_dir", None, "Folder to write shards and manifest.json into.")
     flags.DEFINE_enum("layout", "aligned", list(LAYOUTS),
                       "aligned: A|B images; paired_folders: IN/A and IN/B with same names; "
-                      "unaligned: CycleGAN's IN/trainA, IN/trainB, IN/testA, IN/testB.")
+                      "unaligned: CycleGAN's IN/trainA, IN/trainB, IN/testA, IN/testB; "
+                      "labels: pix2pixHD's IN/train_label, IN/train_img, IN/train_inst.")
     flags.DEFINE_integer("num_shards", 0, "Shards per split; 0 = from --shard_size_mb.")
     flags.DEFINE_float("shard_size_mb", 64.0, "Target shard size when --num_shards is 0.")
     flags.DEFINE_enum("on_bad_image", "fail", list(ON_BAD_IMAGE),

@@ -3,6 +3,7 @@
 Usage:
   python -m data_prep.make_synthetic --output_dir D [--num_train 400 --size 128 --seed 0]
   python -m data_prep.make_synthetic --output_dir D --unpaired   # CycleGAN's trainA/trainB/...
+  python -m data_prep.make_synthetic --output_dir D --labels --size 128 --width 256  # pix2pixHD's
 
 Each example is one A|B JPEG: A (left) is a flat-colour label map of overlapping rectangles,
 discs and triangles on a background; B (right) renders the same scene with per-class materials
@@ -15,6 +16,10 @@ only on ``(seed, split, index)``, so the set is identical on every machine for a
 ``{split}A/`` holds label maps (PNG) of the even-numbered scenes and ``{split}B/`` renderings
 (JPEG) of the odd-numbered ones, so no image of one domain is the counterpart of an image of the
 other.
+
+``--labels`` writes pix2pixHD's layout: ``{split}_label/`` (8-bit PNGs of the class ids 0..3),
+``{split}_inst/`` (16-bit PNGs of instance ids, ``1000 * class + k``) and ``{split}_img/`` (JPEG
+renderings), ``--size`` high and ``--width`` wide.
 """
 
 from __future__ import annotations
@@ -40,19 +45,25 @@ class SyntheticConfig:
     size: int = 128
     seed: int = 0
     unpaired: bool = False
+    labels: bool = False
+    width: int = 0  # 0 = size
 
     def __post_init__(self) -> None:
-        if self.size < 16:
-            raise UserError(f"--size={self.size}: use at least 16")
+        if self.size < 16 or (self.width and self.width < 16):
+            raise UserError(f"--size={self.size} --width={self.width}: use at least 16")
+        if self.unpaired and self.labels:
+            raise UserError("--unpaired and --labels are two layouts; pass one")
+        if self.width and not self.labels:
+            raise UserError("--width is for --labels; the other layouts are square")
         if min(self.num_train, self.num_val, self.num_test) < 0 or self.num_train == 0:
             raise UserError("--num_train must be > 0 and --num_val/--num_test >= 0")
 
 
 def _shape_mask(kind: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Generator,
-                size: int) -> tuple[np.ndarray, np.ndarray]:
+                height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Returns the mask of one random shape and a local coordinate used for its material."""
-    cy, cx = rng.uniform(0.1, 0.9, 2) * size
-    r = rng.uniform(0.08, 0.22) * size
+    cy, cx = rng.uniform(0.1, 0.9, 2) * np.array([height, width])
+    r = rng.uniform(0.08, 0.22) * min(height, width)
     if kind == 1:  # rectangle (a "building")
         h, w = r * rng.uniform(0.8, 1.8), r * rng.uniform(0.7, 1.4)
         mask = (np.abs(yy - cy) < h) & (np.abs(xx - cx) < w)
@@ -71,26 +82,33 @@ def _shape_mask(kind: int, yy: np.ndarray, xx: np.ndarray, rng: np.random.Genera
     return mask, local
 
 
-def render_pair(seed: int, split: str, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Renders one ``(label_map, photo)`` pair of ``[size, size, 3]`` uint8 images."""
+def render_scene(seed: int, split: str, index: int, height: int,
+                 width: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Renders one scene: ``[height, width]`` int32 class ids (0 background, 1 rectangle, 2
+    disc, 3 triangle) and instance ids (``1000 * class + k`` for the k-th shape drawn, 0 for
+    the background, as Cityscapes numbers instances), and the ``[height, width, 3]`` uint8
+    photo."""
     rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    labels = np.zeros((size, size), np.int32)
-    v = yy[..., None] / (size - 1)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    labels = np.zeros((height, width), np.int32)
+    instances = np.zeros((height, width), np.int32)
+    side = min(height, width)
+    v = yy[..., None] / (height - 1)
     photo = (1 - v) * np.array([150, 190, 240], np.float32) + v * np.array([90, 120, 70],
                                                                             np.float32)
-    shadow = np.zeros((size, size), bool)
-    off = max(1, size // 40)
-    for _ in range(int(rng.integers(3, 8))):
+    shadow = np.zeros((height, width), bool)
+    off = max(1, side // 40)
+    for k in range(int(rng.integers(3, 8))):
         kind = int(rng.integers(1, 4))
-        mask, local = _shape_mask(kind, yy, xx, rng, size)
+        mask, local = _shape_mask(kind, yy, xx, rng, height, width)
         shifted = np.zeros_like(mask)
         shifted[off:, off:] = mask[:-off, :-off]
         shadow |= shifted & ~mask
         shadow &= ~mask
         labels[mask] = kind
+        instances[mask] = 1000 * kind + k
         if kind == 1:
-            course = max(3, size // 24)
+            course = max(3, side // 24)
             mortar = (yy.astype(np.int32) % course) == 0
             light = 0.6 + 0.4 * local[..., None]
             colour = np.array([170, 70, 50], np.float32) * light
@@ -98,15 +116,20 @@ def render_pair(seed: int, split: str, index: int, size: int) -> tuple[np.ndarra
         elif kind == 2:
             colour = np.array([40, 150, 50], np.float32) * (0.35 + 0.9 * local[..., None])
         else:
-            stripe = ((xx + yy).astype(np.int32) // max(2, size // 32)) % 2 == 0
+            stripe = ((xx + yy).astype(np.int32) // max(2, side // 32)) % 2 == 0
             colour = np.array([90, 100, 140], np.float32) * (0.7 + 0.5 * local[..., None])
             colour = colour * np.where(stripe[..., None], 1.0, 0.8)
         photo = np.where(mask[..., None], colour, photo)
     photo = np.where((shadow & (labels == 0))[..., None], photo * 0.55, photo)
     photo += rng.normal(0.0, 4.0, photo.shape)
-    label_map = PALETTE[labels]
-    return (np.clip(label_map, 0, 255).astype(np.uint8),
-            np.clip(photo, 0, 255).round().astype(np.uint8))
+    return labels, instances, np.clip(photo, 0, 255).round().astype(np.uint8)
+
+
+def render_pair(seed: int, split: str, index: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Renders one ``(label_map, photo)`` pair of ``[size, size, 3]`` uint8 images (the label
+    map in the flat colours of ``PALETTE``)."""
+    labels, _, photo = render_scene(seed, split, index, size, size)
+    return np.clip(PALETTE[labels], 0, 255).astype(np.uint8), photo
 
 
 def _write(path: str, data: bytes) -> None:
@@ -121,6 +144,21 @@ def make_synthetic(config: SyntheticConfig) -> dict[str, int]:
 
     counts = {"train": config.num_train, "val": config.num_val, "test": config.num_test}
     for split, count in counts.items():
+        if config.labels:
+            folders = {k: os.path.join(config.output_dir, f"{split}_{k}")
+                       for k in ("label", "inst", "img")}
+            for folder in folders.values():
+                os.makedirs(folder, exist_ok=True)
+            for i in range(count):
+                labels, instances, photo = render_scene(config.seed, split, i, config.size,
+                                                        config.width or config.size)
+                _write(os.path.join(folders["label"], f"{i:05d}.png"),
+                       tf.io.encode_png(labels.astype(np.uint8)[..., None]).numpy())
+                _write(os.path.join(folders["inst"], f"{i:05d}.png"),
+                       tf.io.encode_png(instances.astype(np.uint16)[..., None]).numpy())
+                _write(os.path.join(folders["img"], f"{i:05d}.jpg"),
+                       tf.io.encode_jpeg(photo, quality=95).numpy())
+            continue
         if config.unpaired:
             for domain in ("A", "B"):
                 os.makedirs(os.path.join(config.output_dir, f"{split}{domain}"), exist_ok=True)
@@ -148,10 +186,13 @@ def main(argv: list[str]) -> None:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     f = flags.FLAGS
     config = SyntheticConfig(output_dir=f.output_dir, num_train=f.num_train, num_val=f.num_val,
-                             num_test=f.num_test, size=f.size, seed=f.seed, unpaired=f.unpaired)
+                             num_test=f.num_test, size=f.size, seed=f.seed, unpaired=f.unpaired,
+                             labels=f.labels, width=f.width)
     counts = make_synthetic(config)
-    what = "unpaired images per domain" if config.unpaired else "A|B images"
-    print(f"wrote {counts} {what} of {config.size}x{config.size} to {config.output_dir}")
+    what = ("label/instance/photo triplets" if config.labels else
+            "unpaired images per domain" if config.unpaired else "A|B images")
+    print(f"wrote {counts} {what} of {config.width or config.size}x{config.size} to "
+          f"{config.output_dir}")
 
 
 def define_flags() -> None:
@@ -165,6 +206,9 @@ def define_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Seed; the same seed gives the same images.")
     flags.DEFINE_bool("unpaired", False, "Write CycleGAN's {split}A/ and {split}B/ folders of "
                       "unrelated label maps and renderings instead of A|B pairs.")
+    flags.DEFINE_bool("labels", False, "Write pix2pixHD's {split}_label/ (class ids), "
+                      "{split}_inst/ (instance ids) and {split}_img/ folders.")
+    flags.DEFINE_integer("width", 0, "With --labels: image width (0 = --size).")
     flags.mark_flag_as_required("output_dir")
 
 

@@ -20,8 +20,9 @@ DIRECTIONS = ("AtoB", "BtoA")
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 # unet_256/unet_128 and the ResNets are the reference's; unet_64/unet_32 extend the same recipe
 # to small images (6 and 5 downsamplings).
+# global is pix2pixHD's GlobalGenerator (a ResNet generator of n_downsample_global downsamplings).
 GENERATORS = ("unet_256", "unet_128", "unet_64", "unet_32", "resnet_9blocks", "resnet_6blocks",
-              "encoder_decoder_256", "encoder_decoder_128")
+              "encoder_decoder_256", "encoder_decoder_128", "global")
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 NORMS = ("batch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan")
@@ -99,6 +100,11 @@ class DataConfig:
                                 "instead of --data_dir (TFDS downloads it once), for models "
                                 "that read TFDS.")
     tfds_data_dir: str = option("", "TFDS's data folder (default: TFDS's own).")
+    label_nc: int = option(0, "pix2pixHD: classes of the label maps (35 for Cityscapes); the "
+                              "input is their one-hot encoding. 0 = the input is an RGB "
+                              "image.")
+    no_instance: bool = option(False, "pix2pixHD: do not add the instance maps' boundaries "
+                                      "to the input (data without instance maps).")
     on_corrupt_record: str = option("fail", "A corrupted record in a TFRecord shard: fail (stop "
                                             "with a checkpoint and a line naming the shard) or "
                                             "skip (train on the shard's good records, count the "
@@ -111,6 +117,7 @@ class DataConfig:
         _check_positive("crop_size", self.crop_size)
         _check_positive("batch_size", self.batch_size)
         _check_positive("shuffle_buffer", self.shuffle_buffer, allow_zero=True)
+        _check_positive("label_nc", self.label_nc, allow_zero=True)
         for name in ("input_nc", "output_nc"):
             if getattr(self, name) not in (1, 3):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not valid; use 1 or 3")
@@ -167,6 +174,9 @@ class ModelConfig:
     nce_layers: str = option("0,4,8,12,16", "CUT: the generator's layers (indices of the "
                                             "reference's module list) that PatchNCE compares.")
     netF_nc: int = option(256, "CUT: channels of the patch projection MLPs.")
+    n_downsample_global: int = option(4, "netG=global (pix2pixHD): stride-2 downsamplings.")
+    n_blocks_global: int = option(9, "netG=global (pix2pixHD): ResNet blocks.")
+    num_D: int = option(2, "pix2pixHD: discriminators at 1, 1/2, 1/4, ... of the image size.")
 
     def __post_init__(self) -> None:
         from tf_pix2pix import models  # the registry imports this module
@@ -189,6 +199,8 @@ class ModelConfig:
             raise ConfigError(f"nce_layers={self.nce_layers!r} is not valid; give increasing "
                               "layer indices such as 0,4,8,12,16")
         _check_positive("netF_nc", self.netF_nc)
+        for name in ("n_downsample_global", "n_blocks_global", "num_D"):
+            _check_positive(name, getattr(self, name))
         _check_positive("ngf", self.ngf)
         _check_positive("ndf", self.ndf)
         _check_positive("n_layers_D", self.n_layers_D)
@@ -219,12 +231,16 @@ class ModelConfig:
 
     @property
     def n_blocks(self) -> int:
-        """ResNet blocks of a ``resnet_*`` generator."""
+        """ResNet blocks of a ``resnet_*`` or ``global`` generator."""
+        if self.netG == "global":
+            return self.n_blocks_global
         return 9 if self.netG == "resnet_9blocks" else 6
 
     @property
     def num_downs(self) -> int:
         """Number of stride-2 downsamplings of the generator (sizes must divide 2**num_downs)."""
+        if self.netG == "global":
+            return self.n_downsample_global
         return {"unet_256": 8, "unet_128": 7, "unet_64": 6, "unet_32": 5, "resnet_9blocks": 2,
                 "encoder_decoder_256": 8, "encoder_decoder_128": 7,
                 "resnet_6blocks": 2}[self.netG]
@@ -262,6 +278,15 @@ class TrainConfig:
     flip_equivariance: bool = option(False, "CUT (FastCUT): flip the batch with probability 1/2 "
                                             "before G and flip G's features back before "
                                             "PatchNCE.")
+    lambda_feat: float = option(10.0, "pix2pixHD: weight of the feature-matching and VGG "
+                                      "losses.")
+    gan_feat_loss: bool = option(True, "pix2pixHD: no discriminator feature-matching loss.",
+                                 flag="no_ganFeat_loss", inverted=True)
+    vgg_loss: bool = option(True, "pix2pixHD: no VGG19 perceptual loss.", flag="no_vgg_loss",
+                            inverted=True)
+    vgg_weights: str = option("", "pix2pixHD: ImageNet VGG19 weights for the VGG loss: Keras's "
+                                  "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 (as "
+                                  "keras.applications.VGG19(include_top=False) downloads it).")
     lr: float = option(2e-4, "Adam learning rate.")
     beta1: float = option(0.5, "Adam beta1.")
     beta2: float = option(0.999, "Adam beta2.")
@@ -296,7 +321,7 @@ class TrainConfig:
         _check_positive("num_patches", self.num_patches)
         _check_positive("lr", self.lr)
         for name in ("lambda_gan", "lambda_l1", "lambda_A", "lambda_B", "lambda_identity",
-                     "pool_size", "lambda_NCE"):
+                     "pool_size", "lambda_NCE", "lambda_feat"):
             _check_positive(name, getattr(self, name), allow_zero=True)
         _check_positive("n_epochs", self.n_epochs, allow_zero=True)
         _check_positive("n_epochs_decay", self.n_epochs_decay, allow_zero=True)

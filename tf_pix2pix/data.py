@@ -5,7 +5,10 @@ Records hold the original encoded bytes (no lossy re-encoding). Two layouts exis
 * ``aligned``: one image per example, A on the left half and B on the right (``image/encoded``);
 * ``paired``: A and B as separate images of equal size (``image_a/encoded``, ``image_b/encoded``);
 * ``unaligned`` (CycleGAN): one image per record (``image/encoded``) in per-domain shards
-  (``trainA-*``, ``trainB-*``), the two domains of a split of unrelated sizes and counts.
+  (``trainA-*``, ``trainB-*``), the two domains of a split of unrelated sizes and counts;
+* ``labels`` (pix2pixHD): a map of class ids (``label/encoded``, a 16-bit grayscale PNG, or the
+  original bytes of an RGB input image), optionally a map of instance ids (``instance/encoded``,
+  16-bit PNG) and the photo (``image/encoded``), all of one size.
 
 CycleGAN data can also come from TensorFlow Datasets (``DataConfig.tfds_name``, e.g.
 ``cycle_gan/horse2zebra``, splits ``trainA``/``trainB``/``testA``/``testB``), read as encoded bytes
@@ -33,7 +36,7 @@ from tf_pix2pix.config import DataConfig
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
-LAYOUTS = ("aligned", "paired", "unaligned")
+LAYOUTS = ("aligned", "paired", "unaligned", "labels")
 DOMAINS = ("A", "B")
 TFDS_SPLITS = ("train", "test")  # TFDS's cycle_gan/* configs: trainA, trainB, testA, testB
 SPLITS = ("train", "val", "test")
@@ -74,6 +77,34 @@ def make_example(filename: str, height: int, width: int, encoded: bytes | None =
         feature["image_a/encoded"] = _bytes_feature(encoded_a)
         feature["image_b/encoded"] = _bytes_feature(encoded_b)
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def make_label_example(filename: str, height: int, width: int, label: bytes, label_channels: int,
+                       image: bytes, instance: bytes = b"") -> bytes:
+    """Serialises one record of the ``labels`` layout (``instance`` empty: no instance map)."""
+    feature = {
+        "image/filename": _bytes_feature(filename.encode("utf-8")),
+        "image/height": _int_feature(height),
+        "image/width": _int_feature(width),
+        "label/encoded": _bytes_feature(label),
+        "label/channels": _int_feature(label_channels),
+        "instance/encoded": _bytes_feature(instance),
+        "image/encoded": _bytes_feature(image),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+_LABEL_SPEC = {
+    "image/filename": tf.io.FixedLenFeature([], tf.string),
+    "label/encoded": tf.io.FixedLenFeature([], tf.string),
+    "instance/encoded": tf.io.FixedLenFeature([], tf.string, default_value=""),
+    "image/encoded": tf.io.FixedLenFeature([], tf.string),
+}
+
+
+def decode_ids(encoded: tf.Tensor) -> tf.Tensor:
+    """A 16-bit (or 8-bit) grayscale PNG of ids to ``[H, W, 1]`` int32 (values unchanged)."""
+    return tf.cast(tf.io.decode_png(encoded, channels=1, dtype=tf.uint16), tf.int32)
 
 
 def _feature_spec(layout: str) -> dict[str, tf.io.FixedLenFeature]:
@@ -169,45 +200,64 @@ def resize_and_random_crop(image: tf.Tensor, load_size: int, crop_size: int,
         kernel_type="keyscubic", antialias=True)[0]
 
 
-def _jitter(x: tf.Tensor, config: DataConfig, training: bool,
-            seed: tf.Tensor | None) -> tf.Tensor:
-    """The reference's resize/crop/mirror of one float ``[H, W, C]`` tensor in [0, 255], then
-    scaling to [-1, 1]. Channels stacked into ``x`` share one random draw."""
+def _resize_mixed(x: tf.Tensor, height: tf.Tensor, width: tf.Tensor, nearest: int) -> tf.Tensor:
+    """:func:`_resize` of ``x``'s channels after the first ``nearest``, which (label and
+    instance ids) are resized with nearest neighbours, as the reference's ``Image.NEAREST``."""
+    if not nearest:
+        return _resize(x, height, width)
+    ids = tf.image.resize(x[..., :nearest], tf.stack([height, width]), method="nearest")
+    return tf.concat([ids, _resize(x[..., nearest:], height, width)], axis=-1)
+
+
+def _geometry(x: tf.Tensor, config: DataConfig, training: bool, seed: tf.Tensor | None,
+              nearest: int = 0) -> tf.Tensor:
+    """The reference's resize/crop/mirror of one float ``[H, W, C]`` tensor. Channels stacked
+    into ``x`` share one random draw; the first ``nearest`` are resized by nearest neighbours."""
     if training and seed is None:
         raise ValueError("training-time preprocessing needs a stateless seed")
     crop_seed = flip_seed = None
     if training:
         seeds = tf.random.experimental.stateless_split(tf.cast(seed, tf.int64), num=2)
         crop_seed, flip_seed = seeds[0], seeds[1]
+    resize = lambda image, h, w: _resize_mixed(image, h, w, nearest)  # noqa: E731
 
     mode = config.preprocess
-    if mode == "resize_and_crop" and training:
+    if mode == "resize_and_crop" and training and not nearest:
         # One fused op computes only the cropped window of the resized image.
         x = resize_and_random_crop(x, config.load_size, config.crop_size, crop_seed)
     elif mode == "resize_and_crop":
-        x = _crop(_resize(x, tf.constant(config.load_size), tf.constant(config.load_size)),
-                  config.crop_size, None)
+        x = _crop(resize(x, tf.constant(config.load_size), tf.constant(config.load_size)),
+                  config.crop_size, crop_seed)
     elif mode in ("scale_width", "scale_width_and_crop"):
         shape = tf.shape(x)
         new_h, new_w = _scale_width_size(shape, config.load_size, config.crop_size)
         unchanged = tf.logical_and(tf.equal(shape[1], config.load_size),
                                    shape[0] >= config.crop_size)
-        x = tf.cond(unchanged, lambda: x, lambda: _resize(x, new_h, new_w))
+        x = tf.cond(unchanged, lambda: x, lambda: resize(x, new_h, new_w))
     elif mode == "none":
         # The reference rounds each side to the nearest multiple of 4.
         shape = tf.shape(x)
         new_h = tf.maximum(tf.cast(tf.round(shape[0] / 4), tf.int32) * 4, 4)
         new_w = tf.maximum(tf.cast(tf.round(shape[1] / 4), tf.int32) * 4, 4)
         same = tf.logical_and(tf.equal(new_h, shape[0]), tf.equal(new_w, shape[1]))
-        x = tf.cond(same, lambda: x, lambda: _resize(x, new_h, new_w))
+        x = tf.cond(same, lambda: x, lambda: resize(x, new_h, new_w))
 
     if mode in ("crop", "scale_width_and_crop"):
         x = _crop(x, config.crop_size, crop_seed)
     if training and not config.no_flip:
         x = tf.image.stateless_random_flip_left_right(x, seed=flip_seed)
+    return x
 
+
+def _normalize(x: tf.Tensor) -> tf.Tensor:
     # [0, 255] -> [-1, 1], clipped as PIL's uint8 output is (bicubic overshoots at edges).
     return tf.clip_by_value(x / 127.5 - 1.0, -1.0, 1.0)
+
+
+def _jitter(x: tf.Tensor, config: DataConfig, training: bool,
+            seed: tf.Tensor | None) -> tf.Tensor:
+    """:func:`_geometry` of a float ``[H, W, C]`` tensor in [0, 255], then scaling to [-1, 1]."""
+    return _normalize(_geometry(x, config, training, seed))
 
 
 def preprocess_pair(a: tf.Tensor, b: tf.Tensor, config: DataConfig, training: bool,
@@ -542,6 +592,98 @@ def build_dataset(config: DataConfig, split: str, training: bool, repeat: bool |
         seed = tf.stack([tf.constant(config.seed, tf.int64), index]) if training else None
         inp, tgt = preprocess_pair(a, b, config, training, seed)
         return (inp, tgt, ex["filename"]) if with_filenames else (inp, tgt)
+
+    ds = records.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.batch(batch_size, drop_remainder=repeat)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def check_label_data(config: DataConfig, manifest: dict[str, Any], split: str) -> bool:
+    """Checks that the label maps of ``split`` fit ``label_nc`` and returns whether instance
+    maps are read (``label_nc`` > 0 and not ``no_instance``).
+
+    Raises:
+      DataError: not ``labels`` data; RGB label images with ``label_nc`` > 0; a class id >=
+        ``label_nc`` (naming the file and the largest id, not the reference's device-side
+        assert); instance maps wanted but missing.
+    """
+    if manifest.get("layout") != "labels":
+        raise DataError(f"{config.data_dir} holds {manifest.get('layout', 'aligned')} data; "
+                        "pix2pixHD reads label maps: build them with `python -m "
+                        "data_prep.build_tfrecords --layout=labels` from IN/train_label, "
+                        "IN/train_inst, IN/train_img")
+    info = manifest["splits"].get(split, {})
+    if config.label_nc:
+        if info.get("rgb_label_file"):
+            raise DataError(
+                f"{info['rgb_label_file']} is an RGB image, but --label_nc={config.label_nc} "
+                "reads maps of class ids (single-channel PNGs such as Cityscapes' "
+                "*_labelIds.png, not the colour *_color.png); convert the colours to ids, or "
+                "pass --label_nc=0 to translate RGB images")
+        largest = info.get("max_label", 0)
+        if largest >= config.label_nc:
+            raise DataError(
+                f"{info.get('max_label_file')} holds class id {largest}, but "
+                f"--label_nc={config.label_nc} allows 0..{config.label_nc - 1}; pass "
+                f"--label_nc={largest + 1} (or more), or fix the label map")
+    use_instance = bool(config.label_nc) and not config.no_instance
+    if use_instance and info.get("num_instances", 0) < info.get("num_examples", 0):
+        missing = info.get("num_examples", 0) - info.get("num_instances", 0)
+        raise DataError(f"{missing} of {info.get('num_examples')} examples of split {split!r} "
+                        f"in {config.data_dir} have no instance map (IN/{split}_inst); pass "
+                        "--no_instance to train on the label maps alone")
+    return use_instance
+
+
+def build_label_dataset(config: DataConfig, split: str, training: bool,
+                        repeat: bool | None = None, batch_size: int | None = None,
+                        with_filenames: bool = False, skip_examples: int = 0) -> tf.data.Dataset:
+    """pix2pixHD's input pipeline: ``(encoded input, photo)`` batches from ``labels`` records.
+
+    The label (and instance) maps and the photo get one geometric jitter (``preprocess``,
+    ``load_size``, ``crop_size``, mirror), the maps resized by nearest neighbours and the photo
+    bicubically; the input is ``label_maps.encode`` of the maps (one-hot of ``label_nc`` classes
+    plus the instance boundaries), or the RGB label image in [-1, 1] for ``label_nc`` 0. Same
+    arguments and determinism as :func:`build_dataset`.
+
+    Raises:
+      DataError: see :func:`check_label_data`.
+    """
+    from tf_pix2pix import label_maps
+
+    manifest = read_manifest(config.data_dir)
+    paths, _ = readable_shards(shard_paths(config.data_dir, manifest, split),
+                               config.on_corrupt_record)
+    use_instance = check_label_data(config, manifest, split)
+    repeat = training if repeat is None else repeat
+    batch_size = batch_size or config.batch_size
+    count = manifest["splits"][split]["num_examples"]
+    records = _stream(_read_shards(paths, config.seed, training), count, config, training,
+                      repeat, skip_examples, shuffle_seed=config.seed + 1)
+    label_nc = config.label_nc
+
+    def _prepare(index, serialized):
+        ex = tf.io.parse_single_example(serialized, _LABEL_SPEC)
+        image = to_channels(decode_rgb(ex["image/encoded"]), config.output_nc)
+        ids, rgb = [], [image]
+        if label_nc:
+            ids.append(tf.cast(decode_ids(ex["label/encoded"]), tf.float32))
+        else:
+            rgb.insert(0, to_channels(decode_rgb(ex["label/encoded"]), config.input_nc))
+        if use_instance:
+            ids.append(tf.cast(decode_ids(ex["instance/encoded"]), tf.float32))
+        seed = tf.stack([tf.constant(config.seed, tf.int64), index]) if training else None
+        x = _geometry(tf.concat(ids + rgb, axis=-1), config, training, seed, nearest=len(ids))
+        n = len(ids)
+        target = _normalize(x[..., -config.output_nc:])
+        if label_nc:
+            labels = tf.cast(tf.round(x[..., :1]), tf.int32)
+        else:
+            labels = _normalize(x[..., n:n + config.input_nc])
+        instances = tf.cast(tf.round(x[..., n - 1:n]), tf.int32) if use_instance else None
+        inp = label_maps.encode(labels[tf.newaxis], None if instances is None
+                                else instances[tf.newaxis], label_nc)[0]
+        return (inp, target, ex["image/filename"]) if with_filenames else (inp, target)
 
     ds = records.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=repeat)

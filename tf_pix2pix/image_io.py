@@ -166,6 +166,43 @@ def read_image(path: str, max_pixels: int = MAX_PIXELS) -> ImageFile:
                      mode=source_mode(data, fmt))
 
 
+def read_id_map(path: str, allow_color: bool = False) -> tuple[np.ndarray | None, ImageFile]:
+    """Reads a map of class or instance ids: a grayscale PNG of 8 or 16 bits per pixel, whose
+    values are the ids (Cityscapes' ``*_labelIds.png``, ``*_instanceIds.png``).
+
+    Returns:
+      ``(ids, file)``: ``[H, W]`` int32 ids, or ``None`` for an RGB(A) image when
+      ``allow_color`` (pix2pixHD's ``label_nc`` 0 reads RGB inputs), and the file read.
+
+    Raises:
+      BadImageError: as :func:`read_image`; not a PNG (JPEG would change the ids); a palette,
+        gray+alpha or 1/2/4-bit PNG; a colour image unless ``allow_color``.
+    """
+    image = read_image(path)
+    data = image.encoded
+    if image.format == "png" and image.mode == "grayscale":
+        depth = data[24]
+        if depth not in (8, 16):
+            raise BadImageError(path, f"a {depth}-bit grayscale PNG; save the ids as an 8- or "
+                                "16-bit grayscale PNG")
+        dtype = tf.uint16 if depth == 16 else tf.uint8
+        ids = tf.io.decode_png(data, channels=1, dtype=dtype).numpy()[..., 0]
+        return ids.astype(np.int32), image
+    if allow_color and image.mode in ("rgb", "rgba"):
+        return None, image
+    what = {"palette": "a palette PNG (its values are palette indices)",
+            "grayscale_alpha": "a gray+alpha PNG"}.get(image.mode, f"a {image.mode} "
+                                                                   f"{image.format.upper()}")
+    raise BadImageError(path, f"{what}, not a map of ids; save the ids as an 8- or 16-bit "
+                        "grayscale PNG (one channel, value = id)")
+
+
+def encode_ids(ids: np.ndarray) -> bytes:
+    """``[H, W]`` ids in 0..65535 as a 16-bit grayscale PNG (lossless; read back by
+    ``data.decode_ids`` with the values unchanged, whatever the source's bit depth)."""
+    return tf.io.encode_png(ids.astype(np.uint16)[..., None]).numpy()
+
+
 def read_aligned_pair(path: str) -> ImageFile:
     """Reads an A|B image and checks that it is one: width exactly twice the height.
 

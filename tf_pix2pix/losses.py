@@ -78,3 +78,32 @@ def patch_nce_loss(q: tf.Tensor, k: tf.Tensor, temperature: float) -> tf.Tensor:
     per_patch = tf.nn.sparse_softmax_cross_entropy_with_logits(
         labels=tf.zeros(tf.shape(logits)[:2], tf.int32), logits=logits)
     return tf.reduce_mean(per_patch, axis=1)
+
+
+def multiscale_gan_loss(outputs: list[list[tf.Tensor]], target_is_real: bool,
+                        gan_mode: str) -> tf.Tensor:
+    """pix2pixHD's ``GANLoss`` of a multi-scale discriminator: :func:`gan_loss` of each scale's
+    logits (the last output of each scale), summed over the scales, ``[batch]``."""
+    return tf.add_n([gan_loss(scale[-1], target_is_real, gan_mode) for scale in outputs])
+
+
+def feature_matching_loss(fake_outputs: list[list[tf.Tensor]],
+                          real_outputs: list[list[tf.Tensor]], weight: float) -> tf.Tensor:
+    """pix2pixHD's ``G_GAN_Feat``, ``[batch]``: over the scales ``i`` and the hidden layers ``j``
+    of the discriminator (all outputs but the logits), ``(1 / num_D) * (4 / (n_layers + 1)) *
+    weight * L1(D_ij(fake), D_ij(real))``, the real features detached."""
+    num_d = len(fake_outputs)
+    terms = []
+    for fake, real in zip(fake_outputs, real_outputs):
+        n_layers = len(fake) - 2
+        scale = (1.0 / num_d) * (4.0 / (n_layers + 1)) * weight
+        terms += [scale * l1_loss(f, tf.stop_gradient(r)) for f, r in zip(fake[:-1], real[:-1])]
+    return tf.add_n(terms)
+
+
+def vgg_loss(fake_features: list[tf.Tensor], real_features: list[tf.Tensor],
+             layer_weights: tuple[float, ...], weight: float) -> tf.Tensor:
+    """pix2pixHD's ``VGGLoss`` times ``weight`` (``lambda_feat``), ``[batch]``:
+    ``weight * sum_k layer_weights[k] * L1(fake_k, real_k)``, the real features detached."""
+    return weight * tf.add_n([w * l1_loss(f, tf.stop_gradient(r)) for w, f, r in
+                              zip(layer_weights, fake_features, real_features)])

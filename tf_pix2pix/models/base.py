@@ -138,6 +138,16 @@ class TranslationModel(abc.ABC):
         return "test", cls.split_size(config, "test")
 
     @classmethod
+    def encode_input(cls, config: ExperimentConfig, encoded: tf.Tensor, channels: int,
+                     instance: tf.Tensor | None = None) -> tf.Tensor:
+        """One encoded input file (as a user hands it to export's ``serving_default`` or to
+        ``run_predict``) to the generator's ``[H, W, channels]`` float32 input: the decoded
+        image in [-1, 1]. ``instance``: an instance map, for models that read one."""
+        from tf_pix2pix.image_io import decode
+
+        return data_lib.to_channels(decode(encoded, 3), channels) / 127.5 - 1.0
+
+    @classmethod
     def prepare_demo_data(cls, folder: str) -> str:
         """Generates the demo's data set in ``folder`` once; returns its TFRecord folder."""
         return synthetic_demo_data(folder, size=128, unpaired=False)
@@ -152,8 +162,14 @@ class TranslationModel(abc.ABC):
         line = " ".join(f"{name}_params={count_params(network)}"
                         for name, network in model.networks().items())
         if model.has_discriminator:
-            line += f" receptive_field={config.model.receptive_field}"
+            line += f" receptive_field={cls.receptive_field(config)}"
         return line
+
+    @classmethod
+    def receptive_field(cls, config: ExperimentConfig) -> str:
+        """The side of the input patch each discriminator output sees, as the dry run prints
+        it."""
+        return str(config.model.receptive_field)
 
     # -- the built model --------------------------------------------------------------------
 
@@ -217,13 +233,16 @@ def registered() -> dict[str, type[TranslationModel]]:
     return dict(_REGISTRY)
 
 
-def synthetic_demo_data(folder: str, size: int, unpaired: bool) -> str:
+def synthetic_demo_data(folder: str, size: int, unpaired: bool, labels: bool = False,
+                        width: int = 0) -> str:
     """Generates the synthetic set (``data_prep.make_synthetic``) and its TFRecords once.
 
     Args:
       folder: holds ``images/`` and ``tfrecords/``.
-      size: image side.
+      size: image side (height for ``labels``).
       unpaired: CycleGAN's layout (trainA/trainB/...), built unaligned.
+      labels: pix2pixHD's layout (class ids, instance ids, photos), ``width`` wide.
+      width: with ``labels``, the image width (0 = ``size``).
 
     Returns:
       The TFRecord folder.
@@ -234,17 +253,20 @@ def synthetic_demo_data(folder: str, size: int, unpaired: bool) -> str:
     images, records = os.path.join(folder, "images"), os.path.join(folder, "tfrecords")
     if not os.path.isfile(os.path.join(records, "manifest.json")):
         print(f"Generating the synthetic demo set in {images} ...")
-        make_synthetic(SyntheticConfig(output_dir=images, size=size, unpaired=unpaired))
+        make_synthetic(SyntheticConfig(output_dir=images, size=size, unpaired=unpaired,
+                                       labels=labels, width=width))
         build(BuildConfig(input_dir=images, output_dir=records, overwrite=True, progress=False,
-                          layout="unaligned" if unpaired else "aligned"))
+                          layout="labels" if labels else "unaligned" if unpaired else "aligned"))
     return records
 
 
-def make_optimizer(config: ExperimentConfig, steps_per_epoch: int) -> keras.optimizers.Optimizer:
-    """Adam with the configured schedule; dynamic loss scaling under ``mixed_float16``."""
+def make_optimizer(config: ExperimentConfig, steps_per_epoch: int,
+                   decay_shift: int = 1) -> keras.optimizers.Optimizer:
+    """Adam with the configured schedule (``decay_shift``: see :class:`LinearDecay`); dynamic
+    loss scaling under ``mixed_float16``."""
     t = config.train
-    opt = FusedAdam(learning_rate(config, steps_per_epoch), beta_1=t.beta1, beta_2=t.beta2,
-                    epsilon=1e-8)
+    opt = FusedAdam(learning_rate(config, steps_per_epoch, decay_shift), beta_1=t.beta1,
+                    beta_2=t.beta2, epsilon=1e-8)
     # float16 gradients underflow without dynamic loss scaling; bfloat16 does not need it.
     if t.precision == "mixed_float16":
         opt = keras.mixed_precision.LossScaleOptimizer(opt)
@@ -290,33 +312,40 @@ def distributed_step(strategy: tf.distribute.Strategy, replica_fn, step: tf.Vari
 class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     """The reference's ``linear`` policy, per epoch, from the optimizer's step count.
 
-    During epoch ``e`` (0-based) the rate is ``lr * (1 - max(0, e + 1 - n_epochs) /
-    (n_epochs_decay + 1))``: constant for ``n_epochs`` epochs, then falling linearly; like the
-    reference, the last epoch trains at ``lr / (n_epochs_decay + 1)``, not at exactly zero.
+    During epoch ``e`` (0-based) the rate is ``lr * (1 - max(0, e + shift - n_epochs) /
+    (n_epochs_decay + shift))``: constant for ``n_epochs`` epochs, then falling linearly.
+    ``shift`` 1 is junyanz/pytorch-CycleGAN-and-pix2pix's: the last epoch trains at ``lr /
+    (n_epochs_decay + 1)``, not at exactly zero. ``shift`` 0 is NVIDIA/pix2pixHD's (the rate
+    drops by ``lr / niter_decay`` after each epoch past ``niter``): epoch ``n_epochs`` still
+    trains at ``lr``, the last at ``lr / n_epochs_decay``.
     """
 
-    def __init__(self, lr: float, steps_per_epoch: int, n_epochs: int, n_epochs_decay: int):
+    def __init__(self, lr: float, steps_per_epoch: int, n_epochs: int, n_epochs_decay: int,
+                 shift: int = 1):
         self.lr = lr
         self.steps_per_epoch = steps_per_epoch
         self.n_epochs = n_epochs
         self.n_epochs_decay = n_epochs_decay
+        self.shift = shift
 
     def __call__(self, step):
         epoch = tf.cast(step, tf.float32) // float(self.steps_per_epoch)
-        decayed = tf.maximum(0.0, epoch + 1.0 - self.n_epochs) / float(self.n_epochs_decay + 1)
+        decayed = (tf.maximum(0.0, epoch + float(self.shift) - self.n_epochs)
+                   / float(max(self.n_epochs_decay + self.shift, 1)))
         return self.lr * tf.maximum(1.0 - decayed, 0.0)
 
     def get_config(self):
         return {"lr": self.lr, "steps_per_epoch": self.steps_per_epoch,
-                "n_epochs": self.n_epochs, "n_epochs_decay": self.n_epochs_decay}
+                "n_epochs": self.n_epochs, "n_epochs_decay": self.n_epochs_decay,
+                "shift": self.shift}
 
 
-def learning_rate(config: ExperimentConfig, steps_per_epoch: int):
+def learning_rate(config: ExperimentConfig, steps_per_epoch: int, decay_shift: int = 1):
     """The schedule (or constant) named by ``train.lr_policy``."""
     t = config.train
     if t.lr_policy == "constant":
         return t.lr
-    return LinearDecay(t.lr, steps_per_epoch, t.n_epochs, t.n_epochs_decay)
+    return LinearDecay(t.lr, steps_per_epoch, t.n_epochs, t.n_epochs_decay, decay_shift)
 
 
 @contextlib.contextmanager

@@ -5,24 +5,28 @@ from __future__ import annotations
 import keras
 
 from tf_pix2pix.config import ModelConfig
+from tf_pix2pix.networks.multiscale import multiscale_discriminator
 from tf_pix2pix.networks.patchgan import nlayer_discriminator, pixel_discriminator
 from tf_pix2pix.networks.resnet import resnet_generator, resnet_module_names
 from tf_pix2pix.networks.unet import unet_generator
 
 __all__ = ["build_generator", "build_discriminator", "count_params", "unet_generator",
-           "resnet_generator", "resnet_module_names", "nlayer_discriminator", "pixel_discriminator"]
+           "resnet_generator", "resnet_module_names", "nlayer_discriminator", "pixel_discriminator",
+           "multiscale_discriminator", "build_multiscale_discriminator"]
 
 
 def build_generator(config: ModelConfig, input_nc: int, output_nc: int,
                     sync_bn: bool = False, name: str = "generator") -> keras.Model:
-    """Builds the generator named by ``config.netG``."""
+    """Builds the generator named by ``config.netG`` (``global``: pix2pixHD's, a ResNet
+    generator of ``n_downsample_global`` downsamplings and ``n_blocks_global`` blocks)."""
     common = dict(input_nc=input_nc, output_nc=output_nc, ngf=config.ngf, norm=config.norm,
                   use_dropout=not config.no_dropout, gain=config.init_gain, sync_bn=sync_bn,
                   upsample_mode=config.upsample, init_type=config.init_type, name=name)
     if config.netG.startswith(("unet", "encoder_decoder")):
         return unet_generator(num_downs=config.num_downs,
                               skips=config.netG.startswith("unet"), **common)
-    return resnet_generator(n_blocks=config.n_blocks, antialias=config.antialias,
+    return resnet_generator(n_blocks=config.n_blocks, n_downsampling=config.num_downs,
+                            antialias=config.antialias,
                             antialias_up=config.antialias_up, **common)
 
 
@@ -41,6 +45,15 @@ def build_discriminator(config: ModelConfig, input_nc: int, output_nc: int,
         return pixel_discriminator(**common)
     n_layers = 3 if config.netD == "basic" else config.n_layers_D
     return nlayer_discriminator(n_layers=n_layers, antialias=config.antialias, **common)
+
+
+def build_multiscale_discriminator(config: ModelConfig, input_nc: int, output_nc: int,
+                                   name: str = "discriminator") -> keras.Model:
+    """pix2pixHD's ``num_D`` discriminators of ``n_layers_D`` layers on ``[condition, image]``."""
+    return multiscale_discriminator(input_nc, output_nc, ndf=config.ndf,
+                                    n_layers=config.n_layers_D, num_D=config.num_D,
+                                    norm=config.norm, gain=config.init_gain,
+                                    init_type=config.init_type, name=name)
 
 
 def count_params(model: keras.Model) -> int:

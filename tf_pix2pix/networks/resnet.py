@@ -14,9 +14,14 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
                      norm: str = "batch", use_dropout: bool = True, gain: float = 0.02,
                      sync_bn: bool = False, upsample_mode: str = "transpose",
                      antialias: bool = False, antialias_up: bool = False,
-                     init_type: str = "normal", name: str = "generator") -> keras.Model:
-    """ResNet generator: 7x7 stem, two stride-2 downsamplings, ``n_blocks`` residual blocks with
-    reflection padding, two stride-2 transposed convs and a 7x7 tanh head.
+                     init_type: str = "normal", n_downsampling: int = 2,
+                     name: str = "generator") -> keras.Model:
+    """ResNet generator: 7x7 stem, ``n_downsampling`` stride-2 downsamplings, ``n_blocks`` residual blocks with
+    reflection padding, as many stride-2 transposed convs and a 7x7 tanh head.
+
+    With ``n_downsampling=4``, ``norm="instance"`` and no dropout it is pix2pixHD's
+    ``GlobalGenerator`` (NVIDIA/pix2pixHD ``networks.py``): the same layers (every conv with a
+    bias under instance norm), 64 -> 1,024 channels.
 
     The transposed convs are PyTorch's ``ConvTranspose2d(3, stride=2, padding=1,
     output_padding=1)`` (:class:`TorchUpConv`), so the function is the reference's, pixel for
@@ -28,7 +33,7 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
     (``layers.bilinear_upsample``) followed by a zero-padded 3x3 conv. Neither adds weights.
 
     Returns:
-      A functional ``keras.Model``; H and W must be multiples of 4. Its layers are named so that
+      A functional ``keras.Model``; H and W must be multiples of ``2 ** n_downsampling``. Its layers are named so that
       :func:`resnet_module_names` finds the outputs of the reference's module list.
     """
     bias = use_bias(norm)
@@ -37,7 +42,7 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
     x = conv(ngf, 7, 1, bias, gain, "stem_conv", init_type=init_type)(x)
     x = norm_layer(norm, gain, sync_bn, name="stem_norm")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
-    for i in range(2):
+    for i in range(n_downsampling):
         # PyTorch pads 1 on every side for a 3x3 stride-2 conv; Keras "same" would pad 0/1.
         x = keras.layers.ZeroPadding2D(1, name=f"down{i}_pad")(x)
         x = conv(ngf * 2 ** (i + 1), 3, 1 if antialias else 2, bias, gain, f"down{i}_conv",
@@ -46,7 +51,7 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
         x = keras.layers.ReLU(name=f"down{i}_relu")(x)
         if antialias:
             x = BlurDownsample(name=f"down{i}_blur")(x)
-    dim = ngf * 4
+    dim = ngf * 2 ** n_downsampling
     for b in range(n_blocks):
         y = ReflectionPad2D(1, name=f"block{b}_pad1")(x)
         y = conv(dim, 3, 1, bias, gain, f"block{b}_conv1", init_type=init_type)(y)
@@ -58,8 +63,8 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
         y = conv(dim, 3, 1, bias, gain, f"block{b}_conv2", init_type=init_type)(y)
         y = norm_layer(norm, gain, sync_bn, name=f"block{b}_norm2")(y)
         x = keras.layers.Add(name=f"block{b}_add")([x, y])
-    for i in range(2):
-        filters = ngf * 2 ** (1 - i)
+    for i in range(n_downsampling):
+        filters = ngf * 2 ** (n_downsampling - 1 - i)
         if antialias_up:
             x = bilinear_upsample(f"up{i}_upsample")(x)
             x = keras.layers.ZeroPadding2D(1, name=f"up{i}_pad")(x)

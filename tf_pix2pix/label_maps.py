@@ -1,0 +1,85 @@
+"""Label and instance maps as pix2pixHD's generator reads them, and their colours.
+
+pix2pixHD (NVIDIA/pix2pixHD ``pix2pixHD_model.py``, ``encode_input``) feeds its networks the
+one-hot encoding of a map of class ids (``label_nc`` channels) followed by the boundary map of the
+instance ids (``get_edges``: a pixel is 1 where its id differs from its left, right, upper or
+lower neighbour, so both sides of a boundary are marked). The same encoding serves training
+(``data.build_label_dataset``), export and prediction.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+# Cityscapes' colours of its label ids 0..33 (cityscapesScripts ``labels.py``), and of id 34 as
+# pix2pixHD's ``util.labelcolormap(35)`` colours it.
+CITYSCAPES_COLORS = (
+    (0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 0), (111, 74, 0), (81, 0, 81),
+    (128, 64, 128), (244, 35, 232), (250, 170, 160), (230, 150, 140), (70, 70, 70),
+    (102, 102, 156), (190, 153, 153), (180, 165, 180), (150, 100, 100), (150, 120, 90),
+    (153, 153, 153), (153, 153, 153), (250, 170, 30), (220, 220, 0), (107, 142, 35),
+    (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70),
+    (0, 60, 100), (0, 0, 90), (0, 0, 110), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+    (0, 0, 142))
+
+
+def palette(label_nc: int) -> np.ndarray:
+    """``[label_nc, 3]`` uint8 colours: Cityscapes' for 35 classes, otherwise the PASCAL VOC
+    colour map (ids' bits spread over the colour channels), as pix2pixHD's ``labelcolormap``."""
+    if label_nc == len(CITYSCAPES_COLORS):
+        return np.array(CITYSCAPES_COLORS, np.uint8)
+    colors = np.zeros([label_nc, 3], np.uint8)
+    for i in range(label_nc):
+        r = g = b = 0
+        c = i
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        colors[i] = (r, g, b)
+    return colors
+
+
+def one_hot(labels: tf.Tensor, label_nc: int) -> tf.Tensor:
+    """``[..., H, W, 1]`` integer class ids to ``[..., H, W, label_nc]`` float32 one-hot."""
+    return tf.one_hot(tf.cast(labels[..., 0], tf.int32), label_nc, dtype=tf.float32)
+
+
+def edges(instances: tf.Tensor) -> tf.Tensor:
+    """The reference's ``get_edges``: ``[N, H, W, 1]`` ids to a float32 map, 1 at every pixel
+    whose id differs from one of its four neighbours (both sides of a boundary), else 0."""
+    t = instances
+    dx = tf.not_equal(t[:, :, 1:], t[:, :, :-1])
+    dy = tf.not_equal(t[:, 1:], t[:, :-1])
+    pad = lambda x, before, axis: tf.pad(  # noqa: E731
+        x, [[0, 0]] + [[before, 1 - before] if a == axis else [0, 0] for a in (1, 2)] + [[0, 0]])
+    edge = tf.reduce_any(tf.stack([pad(dx, 1, 2), pad(dx, 0, 2), pad(dy, 1, 1), pad(dy, 0, 1)]),
+                         axis=0)
+    return tf.cast(edge, tf.float32)
+
+
+def encode(labels: tf.Tensor, instances: tf.Tensor | None, label_nc: int) -> tf.Tensor:
+    """The generator's input: ``one_hot(labels)`` (or, for ``label_nc`` 0, ``labels`` as they
+    are: an image in [-1, 1]), then ``edges(instances)`` when instances are given.
+
+    Args:
+      labels: ``[N, H, W, 1]`` class ids, or ``[N, H, W, C]`` floats when ``label_nc`` is 0.
+      instances: ``[N, H, W, 1]`` instance ids, or None.
+      label_nc: classes.
+    """
+    x = one_hot(labels, label_nc) if label_nc else tf.cast(labels, tf.float32)
+    if instances is None:
+        return x
+    return tf.concat([x, edges(instances)], axis=-1)
+
+
+def colorize(encoded: tf.Tensor, label_nc: int) -> tf.Tensor:
+    """An encoded input ``[N, H, W, label_nc (+ 1)]`` as colours in [-1, 1] for image grids:
+    each pixel in its class's :func:`palette` colour, instance boundaries white."""
+    ids = tf.argmax(encoded[..., :label_nc], axis=-1)
+    colors = tf.gather(tf.constant(palette(label_nc), tf.float32) / 127.5 - 1.0, ids)
+    if encoded.shape[-1] > label_nc:
+        colors = tf.where(encoded[..., label_nc:label_nc + 1] > 0.5, 1.0, colors)
+    return colors

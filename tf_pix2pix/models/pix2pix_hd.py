@@ -1,0 +1,223 @@
+"""pix2pixHD (Wang, Liu, Zhu, Tao, Kautz, Catanzaro, CVPR 2018): high-resolution translation of
+label maps, registered as ``--model=pix2pix_hd``.
+
+The reference is NVIDIA/pix2pixHD (``pix2pixHD_model.py``, ``networks.py``, ``train.py``):
+
+* Input: the one-hot encoding of a map of ``label_nc`` class ids plus the boundaries of the
+  instance map (``label_maps.encode``; ``label_nc`` 0 reads an RGB image instead).
+* G: the ``global`` generator (``resnet_generator`` with ``n_downsample_global`` downsamplings,
+  instance norm, biases, no dropout; 182,546,755 parameters for 36 -> 3 channels). D:
+  ``num_D`` PatchGANs of the (input, image) pair at 1, 1/2, ... of the size, every layer's
+  activation returned (``networks.multiscale``).
+* One forward pass, then G's Adam step on ``G_GAN + G_GAN_Feat + G_VGG`` (LSGAN summed over the
+  scales; discriminator feature matching and VGG19 perceptual distances, each times
+  ``lambda_feat``), then D's on ``0.5 * (D_fake + D_real)``; both losses use D's weights from
+  before either step, as the reference's one ``forward`` does. The rate decays by ``lr /
+  n_epochs_decay`` after each epoch past ``n_epochs`` (``LinearDecay`` shift 0).
+
+The reference runs D three times per step (the fake detached for D's loss, the fake again for
+G's, the real); the detached and the attached fake give equal values, so here D judges the fake
+once: D's gradient comes from that pass through D's tape, G's through G's tape. No image pool
+(the reference's default ``pool_size`` 0).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from tf_pix2pix import data as data_lib
+from tf_pix2pix import inference, label_maps, losses
+from tf_pix2pix.config import ConfigError, ExperimentConfig
+from tf_pix2pix.evaluate import evaluate
+from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, distributed_step,
+                                    dtype_policy, make_optimizer, register, scaled,
+                                    synthetic_demo_data)
+from tf_pix2pix.networks import build_multiscale_discriminator
+from tf_pix2pix.networks.vgg import FEATURE_WEIGHTS, WEIGHTS_FILE, vgg19_features
+
+
+def input_channels(config: ExperimentConfig) -> int:
+    """The generator's input channels: ``label_nc`` one-hot (or ``input_nc`` for RGB inputs),
+    plus one for the instance boundaries."""
+    data = config.data
+    return (data.label_nc or data.input_nc) + int(uses_instances(config))
+
+
+def uses_instances(config: ExperimentConfig) -> bool:
+    """Instance maps are read for label maps (``label_nc`` > 0) unless ``no_instance``; RGB
+    inputs never ask for them (the reference's #111)."""
+    return bool(config.data.label_nc) and not config.data.no_instance
+
+
+@register
+class Pix2PixHD(TranslationModel):
+    """The global generator, the multi-scale discriminator, a VGG19 for the perceptual loss,
+    two Adams and the reference's step."""
+
+    name = "pix2pix_hd"
+    data_layout = "labels"
+    sample_columns = "label | output | target"
+    reference_defaults = {
+        "netG": "global", "norm": "instance", "no_dropout": True, "gan_mode": "lsgan",
+        "label_nc": 35, "preprocess": "scale_width", "load_size": 1024, "crop_size": 512,
+    }
+    # A reduced model (ngf 16, 2 downsamplings, 3 blocks) on the synthetic label/instance/photo
+    # triplets at 256x128, a few minutes on 2 CPU cores. No VGG loss: its ImageNet weights are a
+    # download the demo does not make.
+    demo_preset = {
+        "model_dir": "runs/demo_pix2pix_hd", "demo_data_dir": "data/demo_pix2pix_hd",
+        "label_nc": 4, "load_size": 256, "crop_size": 128, "ngf": 16, "ndf": 16,
+        "n_downsample_global": 2, "n_blocks_global": 3, "num_D": 2, "no_vgg_loss": True,
+        "batch_size": 2, "n_epochs": 6, "n_epochs_decay": 4, "summary_every_steps": 20,
+        "image_every_steps": 100, "save_every_steps": 500, "val_max_examples": 20,
+    }
+
+    @classmethod
+    def check_config(cls, config: ExperimentConfig) -> None:
+        t = config.train
+        if t.vgg_loss and not t.vgg_weights:
+            raise ConfigError(f"the VGG loss needs ImageNet VGG19 weights: pass --vgg_weights "
+                              f"PATH of Keras's {WEIGHTS_FILE} (downloaded once on a machine "
+                              "with internet), or --no_vgg_loss")
+        if config.data.tfds_name:
+            raise ConfigError("tfds_name: pix2pix_hd reads label maps from data_dir")
+
+    @classmethod
+    def saved_state_fields(cls, config: ExperimentConfig) -> dict[str, Any]:
+        return {"data.label_nc": config.data.label_nc,
+                "instances": uses_instances(config)}
+
+    @classmethod
+    def receptive_field(cls, config: ExperimentConfig) -> str:
+        # Each coarser scale sees the pair through one more 3x3 stride-2 average pooling.
+        fields = [config.model.receptive_field]
+        for _ in range(config.model.num_D - 1):
+            fields.append(2 * fields[-1] + 1)
+        return ",".join(map(str, fields))
+
+    @classmethod
+    def generator_slots(cls, config: ExperimentConfig) -> dict[str, GeneratorSlot]:
+        return {"AtoB": GeneratorSlot("generator", input_channels(config),
+                                      config.data.output_nc)}
+
+    @classmethod
+    def build_input(cls, config: ExperimentConfig, split: str, training: bool,
+                    skip_examples: int = 0, batch_size: int | None = None) -> tf.data.Dataset:
+        return data_lib.build_label_dataset(config.data, split, training,
+                                            skip_examples=skip_examples, batch_size=batch_size)
+
+    @classmethod
+    def prepare_demo_data(cls, folder: str) -> str:
+        return synthetic_demo_data(folder, size=128, unpaired=False, labels=True, width=256)
+
+    @classmethod
+    def encode_input(cls, config: ExperimentConfig, encoded: tf.Tensor, channels: int,
+                     instance: tf.Tensor | None = None) -> tf.Tensor:
+        """A label PNG (class ids; an RGB image for ``label_nc`` 0) and optionally an instance
+        PNG to the generator's ``[H, W, C]`` input. Without an instance map the label map's
+        own boundaries are used (what Cityscapes' instance maps hold for classes without
+        instances)."""
+        label_nc = config.data.label_nc
+        if not label_nc:
+            return super().encode_input(config, encoded, config.data.input_nc)
+        ids = data_lib.decode_ids(encoded)[tf.newaxis]
+        instances = None
+        if uses_instances(config):
+            instances = ids if instance is None else data_lib.decode_ids(instance)[tf.newaxis]
+        return label_maps.encode(ids, instances, label_nc)[0]
+
+    def __init__(self, config: ExperimentConfig, strategy: tf.distribute.Strategy,
+                 steps_per_epoch: int):
+        self.config = config
+        self.strategy = strategy
+        t, data = config.train, config.data
+        in_nc = input_channels(config)
+        with dtype_policy(t.precision):
+            self.generator = self.build_generator(config, "AtoB")
+            self.discriminator = build_multiscale_discriminator(config.model, in_nc,
+                                                                data.output_nc)
+            self.vgg = vgg19_features(t.vgg_weights) if t.vgg_loss else None
+        # pix2pixHD's schedule: the rate falls by lr / niter_decay after each epoch past niter.
+        self.g_optimizer = make_optimizer(config, steps_per_epoch, decay_shift=0)
+        self.g_optimizer.build(self.generator.trainable_variables)
+        self.d_optimizer = make_optimizer(config, steps_per_epoch, decay_shift=0)
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.loss_names = tuple(n for n, on in (("G_GAN", True), ("G_GAN_Feat", t.gan_feat_loss),
+                                                ("G_VGG", t.vgg_loss), ("D_real", True),
+                                                ("D_fake", True)) if on)
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self._step_fn = None
+        self._generate_fns: dict[str, Any] = {}
+
+    def networks(self) -> dict[str, keras.Model]:
+        return {"generator": self.generator, "discriminator": self.discriminator}
+
+    def checkpoint_objects(self) -> dict[str, Any]:
+        # The VGG is fixed (loaded from --vgg_weights), so checkpoints do not carry it.
+        return {"generator": self.generator, "discriminator": self.discriminator,
+                "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer}
+
+    def current_lr(self) -> float:
+        return current_lr(self.g_optimizer)
+
+    def losses(self, inputs: tf.Tensor, targets: tf.Tensor,
+               fake: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The per-example losses of one step given G's output ``fake``."""
+        t = self.config.train
+        D = self.discriminator
+        pred_fake = D([inputs, fake], training=True)
+        pred_real = D([inputs, targets], training=True)
+        out = {"G_GAN": losses.multiscale_gan_loss(pred_fake, True, t.gan_mode),
+               "D_real": losses.multiscale_gan_loss(pred_real, True, t.gan_mode),
+               "D_fake": losses.multiscale_gan_loss(pred_fake, False, t.gan_mode)}
+        if t.gan_feat_loss:
+            out["G_GAN_Feat"] = losses.feature_matching_loss(pred_fake, pred_real, t.lambda_feat)
+        if t.vgg_loss:
+            features = self.vgg(tf.concat([fake, tf.cast(targets, fake.dtype)], axis=0))
+            n = tf.shape(fake)[0]
+            out["G_VGG"] = losses.vgg_loss([f[:n] for f in features], [f[n:] for f in features],
+                                           FEATURE_WEIGHTS, t.lambda_feat)
+        return out
+
+    def _replica_step(self, inputs: tf.Tensor, targets: tf.Tensor) -> dict[str, tf.Tensor]:
+        batch = self.config.data.batch_size
+        avg = lambda x: tf.nn.compute_average_loss(x, global_batch_size=batch)  # noqa: E731
+        G, D = self.generator, self.discriminator
+        with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+            fake = G(inputs, training=True)
+            per_example = self.losses(inputs, targets, fake)
+            g_terms = [per_example[n] for n in ("G_GAN", "G_GAN_Feat", "G_VGG")
+                       if n in per_example]
+            g_loss = scaled(self.g_optimizer, avg(tf.add_n(g_terms)))
+            d_loss = scaled(self.d_optimizer,
+                            0.5 * avg(per_example["D_fake"] + per_example["D_real"]))
+        g_grads = g_tape.gradient(g_loss, G.trainable_variables)
+        d_grads = d_tape.gradient(d_loss, D.trainable_variables)
+        self.g_optimizer.apply_gradients(zip(g_grads, G.trainable_variables))
+        self.d_optimizer.apply_gradients(zip(d_grads, D.trainable_variables))
+        return {name: avg(per_example[name]) for name in self.loss_names}
+
+    def train_step(self, batch) -> dict[str, tf.Tensor]:
+        if self._step_fn is None:
+            self._step_fn = distributed_step(self.strategy, self._replica_step, self.step)
+        return self._step_fn(batch)
+
+    def generate(self, inputs: tf.Tensor, mode: str = "eval") -> tf.Tensor:
+        if mode not in self._generate_fns:
+            self._generate_fns[mode] = inference.generator_fn(self.generator, mode)
+        return self._generate_fns[mode](inputs)
+
+    def sample_grids(self, batch, mode: str) -> dict[str, list[tf.Tensor]]:
+        inputs, targets = batch[0], batch[1]
+        label_nc = self.config.data.label_nc
+        shown = (label_maps.colorize(inputs, label_nc) if label_nc
+                 else inputs[..., :self.config.data.input_nc])
+        return {"label_output_target": [shown, self.generate(inputs, mode), targets]}
+
+    def validate(self, dataset: tf.data.Dataset, max_examples: int,
+                 mode: str) -> dict[str, float]:
+        """L1, PSNR and SSIM of the translations against the photos."""
+        return evaluate(lambda x: self.generate(x, mode), dataset, max_examples)
