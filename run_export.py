@@ -28,8 +28,11 @@ def main(argv: list[str]) -> None:
 
     config = from_flags(ExportConfig)
     path = export(config)
-    print(f"exported {path} (signatures: serving_default, translate; test_mode="
-          f"{config.test_mode}; direction={config.direction})")
+    import tensorflow as tf
+
+    signatures = ", ".join(tf.saved_model.load(path).signatures)
+    print(f"exported {path} (signatures: {signatures}; test_mode={config.test_mode}; "
+          f"direction={config.direction})")
     for item in read_export_info(path)["files"]:
         print(f"  {item['file']}: {item['bytes'] / 2**20:.2f} MiB, input {item['input_shape']}, "
               f"max |difference| to the generator {item['max_abs_error']:.2e}")

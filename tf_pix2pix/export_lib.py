@@ -8,6 +8,13 @@ The SavedModel at ``export_dir/<version>/`` has two signatures:
   ``{"b64": ...}`` objects.
 * ``translate``: ``images`` float32 ``[N, H, W, input_nc]`` in [-1, 1], any H and W, to ``images``
   ``[N, H, W, output_nc]``.
+* ``serve_with_instances`` (models that read instance maps, pix2pixHD): ``image_bytes`` (label
+  PNGs) and ``instance_bytes`` (instance-id PNGs of the same sizes) to ``image_bytes``. There
+  ``serving_default`` takes label PNGs alone and uses their own class boundaries.
+
+What ``image_bytes`` hold is the model's to decode (``TranslationModel.encode_input``): images
+for pix2pix and CycleGAN, PNG maps of class ids for pix2pixHD (``translate`` then takes their
+one-hot encoding).
 
 Sizes the generator cannot take directly (not multiples of ``2**num_downs``) are reflect-padded at
 the bottom and right and cropped back. The test-time mode (``eval`` or ``paper``) is fixed at export
@@ -30,8 +37,7 @@ import tensorflow as tf
 
 from tf_pix2pix import models
 from tf_pix2pix.config import DIRECTIONS, TEST_MODES, ConfigError, ExperimentConfig, option
-from tf_pix2pix.data import to_channels
-from tf_pix2pix.image_io import declared_size, decode
+from tf_pix2pix.image_io import declared_size
 from tf_pix2pix.inference import (check_test_mode, mode_call, pad_multiple, padded_translate,
                                   restore_generator)
 from tf_pix2pix.visualize import to_uint8
@@ -112,6 +118,8 @@ class Pix2PixServable(tf.Module):
         self.generator_variables = [v.value for v in generator.variables]
         self.info = tf.saved_model.Asset(info_path)
         self._multiple = pad_multiple(config)
+        self._model = models.for_config(config)
+        self._config = config
         self._call = mode_call(generator, test_mode)
         self._input_nc = generator.inputs[0].shape[-1]
         self._max_pixels = max_pixels
@@ -122,29 +130,43 @@ class Pix2PixServable(tf.Module):
         self.serve_bytes = tf.function(
             self._serve_bytes,
             input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+        if self._model.reads_instances(config):
+            self.serve_with_instances = tf.function(
+                self._serve_with_instances,
+                input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
+                                 tf.TensorSpec([None], tf.string, name="instance_bytes")])
 
     def _translate(self, images):
         out = padded_translate(self._call, images, self._multiple)
         return {"images": tf.cast(out, tf.float32)}
 
-    def _one(self, encoded):
-        if self._max_pixels:
-            size = declared_size(encoded)
-            check = tf.debugging.assert_less_equal(
-                size[0] * size[1], tf.constant(self._max_pixels, tf.int64),
-                message=f"image larger than the export's max_pixels={self._max_pixels} (its "
-                        "header's height x width); resize it, or export with a larger "
-                        "--max_pixels")
-            with tf.control_dependencies([check]):  # refuse before any decoding starts
-                encoded = tf.identity(encoded)
-        image = decode(encoded, 3)
-        image = to_channels(image, self._input_nc)
-        x = image[tf.newaxis] / 127.5 - 1.0
-        y = self._translate(x)["images"][0]
+    def _checked(self, encoded):
+        if not self._max_pixels:
+            return encoded
+        size = declared_size(encoded)
+        check = tf.debugging.assert_less_equal(
+            size[0] * size[1], tf.constant(self._max_pixels, tf.int64),
+            message=f"image larger than the export's max_pixels={self._max_pixels} (its "
+                    "header's height x width); resize it, or export with a larger "
+                    "--max_pixels")
+        with tf.control_dependencies([check]):  # refuse before any decoding starts
+            return tf.identity(encoded)
+
+    def _one(self, encoded, instance=None):
+        encoded = self._checked(encoded)
+        if instance is not None:
+            instance = self._checked(instance)
+        x = self._model.encode_input(self._config, encoded, self._input_nc, instance)
+        y = self._translate(x[tf.newaxis])["images"][0]
         return tf.io.encode_png(to_uint8(y))
 
     def _serve_bytes(self, image_bytes):
         out = tf.map_fn(self._one, image_bytes, fn_output_signature=tf.string)
+        return {"image_bytes": out}
+
+    def _serve_with_instances(self, image_bytes, instance_bytes):
+        out = tf.map_fn(lambda pair: self._one(pair[0], pair[1]), (image_bytes, instance_bytes),
+                        fn_output_signature=tf.string)
         return {"image_bytes": out}
 
 
@@ -227,9 +249,12 @@ def export(config: ExportConfig) -> str:
                        "config": exp_config.to_dict()}, f, indent=2)
         module = Pix2PixServable(generator, exp_config, config.test_mode, info_path,
                                  config.max_pixels)
-        tf.saved_model.save(module, staging, signatures={
-            "serving_default": module.serve_bytes.get_concrete_function(),
-            "translate": module.translate.get_concrete_function()})
+        signatures = {"serving_default": module.serve_bytes.get_concrete_function(),
+                      "translate": module.translate.get_concrete_function()}
+        if hasattr(module, "serve_with_instances"):
+            signatures["serve_with_instances"] = (
+                module.serve_with_instances.get_concrete_function())
+        tf.saved_model.save(module, staging, signatures=signatures)
         os.replace(staging, final)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -92,11 +92,23 @@ def iterate_examples(source: str, path: str, config: ExperimentConfig, split: st
     Unaligned TFRecords yield the input domain of that generator, without targets. Bad files
     raise :class:`BadImageError` or, with ``on_bad_image="skip"``, are appended to ``skipped``.
     """
-    _, in_nc, out_nc = models.for_config(config).generator_slots(config)[direction]
+    model = models.for_config(config)
+    _, in_nc, out_nc = model.generator_slots(config)[direction]
     swap = (config.data.direction == "BtoA") != (direction == "BtoA")
     if source == "tfrecord":
         manifest = data_lib.read_manifest(path)
         layout = manifest.get("layout", "aligned")
+        if layout == "labels":  # label maps and photos, encoded as the model reads them
+            data = dataclasses.replace(config.data, data_dir=path, preprocess="none")
+            try:
+                for x, y, name in data_lib.build_label_dataset(data, split, training=False,
+                                                               batch_size=1,
+                                                               with_filenames=True):
+                    yield Example(_stem(name[0]), x[0].numpy(), y[0].numpy())
+            except tf.errors.DataLossError as e:
+                raise data_lib.corruption_error(path, split, e, "the images before it were "
+                                                                "translated") from None
+            return
         domain = ("B" if swap else "A") if layout == "unaligned" else None
         records = tf.data.TFRecordDataset(data_lib.shard_paths(path, manifest, split, domain))
         try:
@@ -131,7 +143,7 @@ def iterate_examples(source: str, path: str, config: ExperimentConfig, split: st
             continue
         stem = os.path.splitext(name)[0]
         if source == "images":
-            yield Example(stem, _normalise(image.pixels, in_nc), None)
+            yield Example(stem, model.encode_input(config, image.encoded, in_nc).numpy(), None)
             continue
         half = image.width // 2
         a, b = image.pixels[:, :half], image.pixels[:, half:2 * half]
@@ -208,13 +220,16 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
     scorer = Scorer(metrics, features)
     rows, per_image = [], []
     bar = keras.utils.Progbar(None, unit_name="image") if progress else None
+    model_class = models.for_config(translator.config)
     for i, ex in enumerate(examples):
         if protocol == "reference":
             ex = Example(ex.name, reference_resize(ex.input),
                          None if ex.target is None else reference_resize(ex.target))
         output = translator(tf.constant(ex.input[np.newaxis]))[0].numpy()
         row = {"name": ex.name}
-        for key, image in (("input", ex.input), ("output", output), ("target", ex.target)):
+        shown = model_class.show_input(translator.config, tf.constant(ex.input[np.newaxis]))
+        for key, image in (("input", np.asarray(shown[0])), ("output", output),
+                           ("target", ex.target)):
             if image is not None:
                 rel = os.path.join("images", f"{ex.name}_{key}.png")
                 save_png(os.path.join(output_dir, rel), _png(image))
@@ -228,7 +243,7 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
     if not rows:
         raise ConfigError("nothing to translate: every input was skipped or the source is empty")
     model = translator.config.model.model
-    slots = models.for_config(translator.config).generator_slots(translator.config)
+    slots = model_class.generator_slots(translator.config)
     if len(slots) > 1:  # name the generator of a model with several
         model += f" {slots[translator.direction].root}"
     write_gallery(output_dir, rows, f"{model} ({translator.test_mode} mode) — "

@@ -1,7 +1,7 @@
 """The model registry: one module per model, each registering a ``TranslationModel`` subclass.
 
-Built in: ``pix2pix``, ``cycle_gan``, ``cut`` and ``pix2pix_hd``. Other packages add models without changing
-this one by declaring an entry point in the group ``tf_pix2pix.models``
+Built in: ``pix2pix``, ``cycle_gan``, ``cut``, ``pix2pix_hd``. Other packages add models
+without changing this one by declaring an entry point in the group ``tf_pix2pix.models``
 (``name = package.module``) whose module registers its class with :func:`register`; they are
 loaded on the first lookup.
 """

@@ -148,6 +148,17 @@ class TranslationModel(abc.ABC):
         return data_lib.to_channels(decode(encoded, 3), channels) / 127.5 - 1.0
 
     @classmethod
+    def show_input(cls, config: ExperimentConfig, inputs: tf.Tensor) -> tf.Tensor:
+        """Generator inputs ``[N, H, W, C]`` as images in [-1, 1] to show (grids, galleries)."""
+        return inputs
+
+    @classmethod
+    def reads_instances(cls, config: ExperimentConfig) -> bool:
+        """Whether ``encode_input`` takes an instance map (export then adds a signature with
+        one)."""
+        return False
+
+    @classmethod
     def prepare_demo_data(cls, folder: str) -> str:
         """Generates the demo's data set in ``folder`` once; returns its TFRecord folder."""
         return synthetic_demo_data(folder, size=128, unpaired=False)

@@ -114,6 +114,19 @@ class Pix2PixHD(TranslationModel):
         return synthetic_demo_data(folder, size=128, unpaired=False, labels=True, width=256)
 
     @classmethod
+    def show_input(cls, config: ExperimentConfig, inputs: tf.Tensor) -> tf.Tensor:
+        """Label maps in their palette colours (Cityscapes' for 35 classes), instance
+        boundaries white; RGB inputs as they are."""
+        label_nc = config.data.label_nc
+        if label_nc:
+            return label_maps.colorize(inputs, label_nc)
+        return inputs[..., :config.data.input_nc]
+
+    @classmethod
+    def reads_instances(cls, config: ExperimentConfig) -> bool:
+        return uses_instances(config)
+
+    @classmethod
     def encode_input(cls, config: ExperimentConfig, encoded: tf.Tensor, channels: int,
                      instance: tf.Tensor | None = None) -> tf.Tensor:
         """A label PNG (class ids; an RGB image for ``label_nc`` 0) and optionally an instance
@@ -212,10 +225,8 @@ class Pix2PixHD(TranslationModel):
 
     def sample_grids(self, batch, mode: str) -> dict[str, list[tf.Tensor]]:
         inputs, targets = batch[0], batch[1]
-        label_nc = self.config.data.label_nc
-        shown = (label_maps.colorize(inputs, label_nc) if label_nc
-                 else inputs[..., :self.config.data.input_nc])
-        return {"label_output_target": [shown, self.generate(inputs, mode), targets]}
+        return {"label_output_target": [self.show_input(self.config, inputs),
+                                        self.generate(inputs, mode), targets]}
 
     def validate(self, dataset: tf.data.Dataset, max_examples: int,
                  mode: str) -> dict[str, float]:

@@ -16,8 +16,8 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
                      antialias: bool = False, antialias_up: bool = False,
                      init_type: str = "normal", n_downsampling: int = 2,
                      name: str = "generator") -> keras.Model:
-    """ResNet generator: 7x7 stem, ``n_downsampling`` stride-2 downsamplings, ``n_blocks`` residual blocks with
-    reflection padding, as many stride-2 transposed convs and a 7x7 tanh head.
+    """ResNet generator: 7x7 stem, ``n_downsampling`` stride-2 downsamplings, ``n_blocks``
+    residual blocks with reflection padding, as many stride-2 transposed convs and a 7x7 tanh head.
 
     With ``n_downsampling=4``, ``norm="instance"`` and no dropout it is pix2pixHD's
     ``GlobalGenerator`` (NVIDIA/pix2pixHD ``networks.py``): the same layers (every conv with a
@@ -33,8 +33,8 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
     (``layers.bilinear_upsample``) followed by a zero-padded 3x3 conv. Neither adds weights.
 
     Returns:
-      A functional ``keras.Model``; H and W must be multiples of ``2 ** n_downsampling``. Its layers are named so that
-      :func:`resnet_module_names` finds the outputs of the reference's module list.
+      A functional ``keras.Model``; H and W must be multiples of ``2 ** n_downsampling``. Its
+      layers are named so that :func:`resnet_module_names` finds the outputs of the reference's module list.
     """
     bias = use_bias(norm)
     inputs = keras.Input(shape=(None, None, input_nc), name="input")
