@@ -257,3 +257,66 @@ def test_unaligned_bad_file_fails_or_is_skipped(unpaired_images_dir, tmp_path):
     manifest = build(BuildConfig(input_dir=str(src), output_dir=str(tmp_path / "o"),
                                  layout="unaligned", on_bad_image="skip", progress=False))
     assert manifest["num_skipped"] == 1 and manifest["splits"]["train"]["A"]["num_examples"] == 6
+
+
+def _label_folder(root, split="train", n=2, labels=None, colour=False, instances=True,
+                  size=(12, 20)):
+    """pix2pixHD's layout with Cityscapes-style names: 8-bit label ids, 16-bit instance ids."""
+    rng = np.random.default_rng(0)
+    for kind in ("label", "img") + (("inst",) if instances else ()):
+        os.makedirs(os.path.join(root, f"{split}_{kind}"), exist_ok=True)
+    for i in range(n):
+        stem = f"city_{i:06d}"
+        ids = labels if labels is not None else rng.integers(0, 34, size)
+        label = (random_image(*size, seed=i) if colour
+                 else np.asarray(ids, np.uint8)[..., None])
+        write_image(os.path.join(root, f"{split}_label", f"{stem}_gtFine_labelIds.png"), label)
+        write_image(os.path.join(root, f"{split}_img", f"{stem}_leftImg8bit.png"),
+                    random_image(*size, seed=10 + i))
+        if instances:
+            inst = (np.asarray(ids, np.uint16) * 1000 + 1)[..., None]
+            write_image(os.path.join(root, f"{split}_inst", f"{stem}_gtFine_instanceIds.png"),
+                        inst)
+
+
+def test_labels_layout_keeps_ids_and_records_the_largest(tmp_path):
+    from tf_pix2pix.data import _LABEL_SPEC, decode_ids
+
+    ids = np.arange(12 * 20).reshape(12, 20) % 31
+    _label_folder(str(tmp_path / "in"), labels=ids)
+    manifest = build(BuildConfig(input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "out"),
+                                 layout="labels", progress=False))
+    assert manifest["layout"] == "labels"
+    info = manifest["splits"]["train"]
+    assert info["num_examples"] == 2 and info["num_instances"] == 2
+    assert info["max_label"] == 30 and info["max_label_file"].endswith("_labelIds.png")
+    assert info["rgb_label_file"] is None
+    record = next(iter(tf.data.TFRecordDataset(
+        os.path.join(str(tmp_path / "out"), info["shards"][0]))))
+    ex = tf.io.parse_single_example(record, _LABEL_SPEC)
+    np.testing.assert_array_equal(decode_ids(ex["label/encoded"])[..., 0], ids)
+    np.testing.assert_array_equal(decode_ids(ex["instance/encoded"])[..., 0], ids * 1000 + 1)
+    assert ex["image/filename"].numpy() == b"city_000000"
+
+
+def test_labels_layout_refuses_non_id_maps_and_counts_unmatched_files(tmp_path):
+    from PIL import Image
+
+    _label_folder(str(tmp_path / "in"))
+    os.remove(tmp_path / "in" / "train_inst" / "city_000001_gtFine_instanceIds.png")
+    with pytest.raises(BadImageError, match="no file of the same name in train_inst"):
+        build(BuildConfig(input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "o1"),
+                          layout="labels", progress=False))
+    manifest = build(BuildConfig(input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "o2"),
+                                 layout="labels", progress=False, on_bad_image="skip"))
+    assert manifest["splits"]["train"]["num_examples"] == 1 and manifest["num_skipped"] == 2
+    palette = Image.fromarray(np.zeros((12, 20), np.uint8), mode="P")
+    palette.save(tmp_path / "in" / "train_inst" / "city_000001_gtFine_instanceIds.png")
+    with pytest.raises(BadImageError, match="palette PNG"):
+        build(BuildConfig(input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "o3"),
+                          layout="labels", progress=False))
+    _label_folder(str(tmp_path / "colour"), colour=True, instances=False)
+    manifest = build(BuildConfig(input_dir=str(tmp_path / "colour"),
+                                 output_dir=str(tmp_path / "o4"), layout="labels",
+                                 progress=False))
+    assert manifest["splits"]["train"]["rgb_label_file"].endswith("city_000000_gtFine_labelIds.png")

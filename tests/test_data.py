@@ -331,3 +331,98 @@ def test_unpaired_jitter_stops_resizing_from_the_given_element(unpaired_images_d
     plain = _take(build_unpaired_dataset(cfg, "train", training=True), 12)
     np.testing.assert_array_equal(plain[0][0], batches[0][0])
     assert min(closest(a) for a, _ in plain[6:]) > 0.05
+
+
+def _flat_label_records(tmp_path, size=(40, 40), label_nc_max=3, colour=False):
+    """Labels layout whose photo is each class's flat colour: after any jitter, the photo at a
+    pixel away from boundaries must still be its label's colour."""
+    from data_prep.build_tfrecords import BuildConfig, build
+    from data_prep.make_synthetic import PALETTE, render_scene
+
+    from conftest import write_image
+
+    root = tmp_path / "in"
+    for kind in ("label", "inst", "img"):
+        os.makedirs(root / f"train_{kind}", exist_ok=True)
+    for i in range(3):
+        labels, instances, _ = render_scene(0, "train", i, *size)
+        photo = PALETTE[labels].astype(np.uint8)
+        write_image(str(root / "train_label" / f"{i}.png"),
+                    photo if colour else labels.astype(np.uint8)[..., None])
+        write_image(str(root / "train_inst" / f"{i}.png"), instances.astype(np.uint16)[..., None])
+        write_image(str(root / "train_img" / f"{i}.png"), photo)
+    build(BuildConfig(input_dir=str(root), output_dir=str(tmp_path / "tfr"), layout="labels",
+                      progress=False))
+    return str(tmp_path / "tfr"), root
+
+
+def test_label_dataset_encodes_ids_and_instances_as_stored(tmp_path):
+    from tf_pix2pix import label_maps
+    from tf_pix2pix.data import build_label_dataset, decode_ids
+
+    data_dir, root = _flat_label_records(tmp_path)
+    config = DataConfig(data_dir=data_dir, label_nc=4, preprocess="none", batch_size=1)
+    x, y, name = next(iter(build_label_dataset(config, "train", training=False,
+                                               with_filenames=True)))
+    stem = name[0].numpy().decode()
+    ids = decode_ids(open(root / "train_label" / f"{stem}.png", "rb").read()).numpy()
+    inst = decode_ids(open(root / "train_inst" / f"{stem}.png", "rb").read()).numpy()
+    assert x.shape == (1, 40, 40, 5)
+    np.testing.assert_array_equal(x[0, ..., :4].numpy().argmax(-1), ids[..., 0])
+    np.testing.assert_array_equal(x[0, ..., :4].numpy().sum(-1), 1)
+    np.testing.assert_array_equal(x[0, ..., 4], label_maps.edges(inst[np.newaxis])[0, ..., 0])
+    assert y.shape == (1, 40, 40, 3) and float(tf.reduce_min(y)) >= -1
+
+
+def test_label_dataset_jitters_ids_and_photo_together(tmp_path):
+    from data_prep.make_synthetic import PALETTE
+    from tf_pix2pix.data import build_label_dataset
+
+    data_dir, _ = _flat_label_records(tmp_path)
+    config = DataConfig(data_dir=data_dir, label_nc=4, load_size=56, crop_size=32, batch_size=3,
+                        preprocess="resize_and_crop")
+    x, y = next(iter(build_label_dataset(config, "train", training=True)))
+    x, y = x.numpy(), y.numpy()
+    assert x.shape == (3, 32, 32, 5)
+    np.testing.assert_array_equal(x[..., :4].sum(-1), 1)  # nearest: ids stay ids
+    ids = x[..., :4].argmax(-1)
+    # Pixels whose 5x5 neighbourhood has one class: the photo there is that class's colour.
+    same = np.ones_like(ids, bool)
+    for dy in range(-2, 3):
+        for dx in range(-2, 3):
+            same &= np.roll(ids, (dy, dx), axis=(1, 2)) == ids
+    same[:, :2] = same[:, -2:] = same[:, :, :2] = same[:, :, -2:] = False
+    assert same.sum() > 1000
+    expected = PALETTE[ids] / 127.5 - 1
+    np.testing.assert_allclose(y[same], expected[same], atol=0.05)
+
+
+def test_label_dataset_errors_name_the_file_and_the_flag(tmp_path):
+    from tf_pix2pix.data import build_label_dataset
+
+    data_dir, _ = _flat_label_records(tmp_path)
+    with pytest.raises(DataError, match=r"holds class id 3, but --label_nc=3 allows 0..2; "
+                                        r"pass --label_nc=4"):
+        build_label_dataset(DataConfig(data_dir=data_dir, label_nc=3), "train", training=True)
+    colour_dir, _ = _flat_label_records(tmp_path / "c", colour=True)
+    with pytest.raises(DataError, match=r"0.png is an RGB image, but --label_nc=4.*--label_nc=0"):
+        build_label_dataset(DataConfig(data_dir=colour_dir, label_nc=4), "train", training=True)
+    # label_nc 0 reads RGB inputs and asks for no instance maps (the reference's #111).
+    x, _ = next(iter(build_label_dataset(DataConfig(data_dir=colour_dir, label_nc=0,
+                                                    preprocess="none"), "train", False)))
+    assert x.shape[-1] == 3 and float(tf.reduce_min(x)) >= -1
+    with pytest.raises(DataError, match="pix2pixHD reads label maps"):
+        build_label_dataset(DataConfig(data_dir=_paired_records(tmp_path), label_nc=4),
+                            "train", True)
+
+
+def _paired_records(tmp_path):
+    from data_prep.build_tfrecords import BuildConfig, build
+
+    from conftest import write_image
+
+    os.makedirs(tmp_path / "pairs", exist_ok=True)
+    write_image(str(tmp_path / "pairs" / "0.png"), random_image(16, 32, seed=0))
+    build(BuildConfig(input_dir=str(tmp_path / "pairs"), output_dir=str(tmp_path / "ptfr"),
+                      progress=False))
+    return str(tmp_path / "ptfr")

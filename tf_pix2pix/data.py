@@ -103,8 +103,16 @@ _LABEL_SPEC = {
 
 
 def decode_ids(encoded: tf.Tensor) -> tf.Tensor:
-    """A 16-bit (or 8-bit) grayscale PNG of ids to ``[H, W, 1]`` int32 (values unchanged)."""
-    return tf.cast(tf.io.decode_png(encoded, channels=1, dtype=tf.uint16), tf.int32)
+    """An 8- or 16-bit grayscale PNG of ids to ``[H, W, 1]`` int32, values unchanged.
+
+    (``decode_png(dtype=uint16)`` would scale an 8-bit file's values by 257, so the bit depth
+    in the header, byte 24, picks the decoder.)
+    """
+    sixteen = tf.equal(tf.strings.substr(encoded, 24, 1), b"\x10")
+    return tf.cond(
+        sixteen,
+        lambda: tf.cast(tf.io.decode_png(encoded, channels=1, dtype=tf.uint16), tf.int32),
+        lambda: tf.cast(tf.io.decode_png(encoded, channels=1, dtype=tf.uint8), tf.int32))
 
 
 def _feature_spec(layout: str) -> dict[str, tf.io.FixedLenFeature]:

@@ -1,0 +1,295 @@
+"""pix2pixHD (tf_pix2pix/models/pix2pix_hd.py with networks/multiscale.py and networks/vgg.py):
+the reference's parameter counts, the global generator and the multi-scale discriminator against
+float64 numpy computations of the reference's layers, one training step against an independent
+recomputation of the losses and gradients, the configuration errors, and training, export and
+prediction on label maps through the common tools."""
+
+import json
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from tf_pix2pix.models.pix2pix_hd import Pix2PixHD
+from tf_pix2pix.networks import (build_generator, build_multiscale_discriminator, count_params,
+                                 multiscale_discriminator)
+from tf_pix2pix.networks.vgg import FEATURE_WEIGHTS
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def vgg_weights(tmp_path_factory):
+    """A VGG19 "notop" weights file of random weights, loaded as a user's ImageNet file is."""
+    keras.utils.set_random_seed(5)
+    path = str(tmp_path_factory.mktemp("vgg") / "vgg19_random.weights.h5")
+    keras.applications.VGG19(include_top=False, weights=None).save_weights(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def label_records(tmp_path_factory):
+    """pix2pixHD's layout of the synthetic scenes (4 classes, instances), 64x32, as TFRecords."""
+    from data_prep.build_tfrecords import BuildConfig, build
+    from data_prep.make_synthetic import SyntheticConfig, make_synthetic
+
+    root = tmp_path_factory.mktemp("hd")
+    make_synthetic(SyntheticConfig(output_dir=str(root / "images"), num_train=6, num_val=2,
+                                   num_test=2, size=32, width=64, labels=True))
+    build(BuildConfig(input_dir=str(root / "images"), output_dir=str(root / "tfr"),
+                      layout="labels", progress=False))
+    return str(root / "tfr")
+
+
+def tiny_config(data_dir="", model_dir="", vgg_weights="", **train_kw):
+    train = {"gan_mode": "lsgan", "vgg_loss": bool(vgg_weights), "vgg_weights": vgg_weights,
+             "summary_every_steps": 2, "image_every_steps": 4, "save_every_steps": 100,
+             "val_max_examples": 2, "n_epochs": 1, "n_epochs_decay": 1, "seed": 3, **train_kw}
+    return ExperimentConfig(
+        data=DataConfig(data_dir=data_dir, label_nc=4, preprocess="scale_width", load_size=64,
+                        crop_size=32, batch_size=2, seed=3),
+        model=ModelConfig(model="pix2pix_hd", netG="global", norm="instance", no_dropout=True,
+                          ngf=4, ndf=4, n_downsample_global=2, n_blocks_global=1, num_D=2),
+        train=TrainConfig(model_dir=str(model_dir), **train))
+
+
+def test_reference_counts_through_the_dry_run():
+    out = subprocess.run([sys.executable, "run_train.py", "--model=pix2pix_hd", "--dry_run",
+                          "--no_vgg_loss", "--data_dir=unused"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    assert "generator_params=182546755 discriminator_params=5603202" in out
+    assert "receptive_field=70,141" in out
+    d3 = multiscale_discriminator(36, 3, num_D=3)
+    assert count_params(d3) == 8_404_803
+    assert count_params(d3.get_layer("scale0")) == 2_801_601
+
+
+# -- float64 numpy computations of the reference's layers -----------------------------------
+
+def np_conv(x, w, b, stride=1, pad=0, mode="constant"):
+    """``nn.Conv2d`` of one ``[H, W, C]`` image, kernel ``[k, k, in, out]``."""
+    x = np.pad(x, ((pad, pad), (pad, pad), (0, 0)), mode=mode)
+    k = w.shape[0]
+    h, wd = (x.shape[0] - k) // stride + 1, (x.shape[1] - k) // stride + 1
+    out = np.zeros((h, wd, w.shape[3]))
+    for i in range(k):
+        for j in range(k):
+            out += x[i:i + stride * h:stride, j:j + stride * wd:stride] @ w[i, j]
+    return out + (0 if b is None else b)
+
+
+def np_conv_transpose(x, w, b):
+    """``nn.ConvTranspose2d(3, stride=2, padding=1, output_padding=1)``, Keras kernel
+    ``[3, 3, out, in]``: the full transposed convolution, rows and columns 1 .. 2n kept."""
+    h, wd = x.shape[:2]
+    full = np.zeros((2 * h + 1, 2 * wd + 1, w.shape[2]))
+    for a in range(3):
+        for c in range(3):
+            full[a:a + 2 * h:2, c:c + 2 * wd:2] += x @ w[a, c].T
+    return full[1:2 * h + 1, 1:2 * wd + 1] + b
+
+
+def np_instance_norm(x):
+    return (x - x.mean((0, 1))) / np.sqrt(x.var((0, 1)) + 1e-5)
+
+
+def np_avg_pool_exclusive(x):
+    """``AvgPool2d(3, 2, padding=1, count_include_pad=False)``."""
+    h, w = x.shape[:2]
+    out = np.zeros(((h - 1) // 2 + 1, (w - 1) // 2 + 1, x.shape[2]))
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            window = x[max(2 * i - 1, 0):2 * i + 2, max(2 * j - 1, 0):2 * j + 2]
+            out[i, j] = window.mean((0, 1))
+    return out
+
+
+def _weights(model, name):
+    layer = model.get_layer(name)
+    return (layer.kernel.numpy().astype(np.float64),
+            None if layer.bias is None else layer.bias.numpy().astype(np.float64))
+
+
+def test_global_generator_is_the_references_function():
+    """4 downsamplings (zero pad 1, stride 2), blocks, 4 transposed convs (output_padding 1),
+    biases before instance norm: NVIDIA's GlobalGenerator, here with ngf 2 on a 32x48 input."""
+    config = ModelConfig(netG="global", norm="instance", no_dropout=True, ngf=2,
+                         n_blocks_global=2)
+    g = build_generator(config, 5, 3)
+    for v in g.trainable_variables:  # non-zero biases, so that each one is checked
+        v.assign(tf.random.stateless_normal(v.shape, [1, len(v.path)], stddev=0.3))
+    x = np.random.default_rng(0).uniform(-1, 1, (32, 48, 5))
+    relu = lambda v: np.maximum(v, 0)  # noqa: E731
+    y = relu(np_instance_norm(np_conv(x, *_weights(g, "stem_conv"), pad=3, mode="reflect")))
+    for i in range(4):
+        y = relu(np_instance_norm(np_conv(y, *_weights(g, f"down{i}_conv"), 2, 1)))
+    for b in range(2):
+        r = relu(np_instance_norm(np_conv(y, *_weights(g, f"block{b}_conv1"), pad=1,
+                                          mode="reflect")))
+        y = y + np_instance_norm(np_conv(r, *_weights(g, f"block{b}_conv2"), pad=1,
+                                         mode="reflect"))
+    for i in range(4):
+        y = relu(np_instance_norm(np_conv_transpose(y, *_weights(g, f"up{i}_deconv"))))
+    y = np.tanh(np_conv(y, *_weights(g, "head_conv"), pad=3, mode="reflect"))
+    out = g(x[np.newaxis].astype(np.float32)).numpy()[0]
+    np.testing.assert_allclose(out, y, atol=2e-5)
+
+
+@pytest.mark.parametrize("size", [(20, 18), (17, 23)])
+def test_multiscale_discriminator_is_the_references_function(size):
+    """Zero padding 2, biases everywhere, norm from the second layer, every layer's output, the
+    second scale on the exclusively average-pooled pair."""
+    d = multiscale_discriminator(5, 3, ndf=4, n_layers=3, num_D=2)
+    for v in d.trainable_variables:
+        v.assign(tf.random.stateless_normal(v.shape, [2, len(v.path)], stddev=0.2))
+    rng = np.random.default_rng(1)
+    cond, image = rng.uniform(-1, 1, (*size, 5)), rng.uniform(-1, 1, (*size, 3))
+    outputs = d([cond[np.newaxis].astype(np.float32), image[np.newaxis].astype(np.float32)])
+    x = np.concatenate([cond, image], axis=-1)
+    lrelu = lambda v: np.where(v > 0, v, 0.2 * v)  # noqa: E731
+    for s in range(2):
+        if s:
+            x = np_avg_pool_exclusive(x)
+        scale, y, expected = d.get_layer(f"scale{s}"), x, []
+        for n in range(4):
+            y = np_conv(y, *_weights(scale, f"conv{n}"), 2 if n < 3 else 1, 2)
+            y = lrelu(np_instance_norm(y) if n else y)
+            expected.append(y)
+        expected.append(np_conv(y, *_weights(scale, "logits"), 1, 2))
+        assert len(outputs[s]) == 5
+        for ours, ref in zip(outputs[s], expected):
+            np.testing.assert_allclose(ours.numpy()[0], ref, atol=2e-5)
+
+
+# -- one step --------------------------------------------------------------------------------
+
+def _batch(n=2, h=32, w=64, label_nc=4):
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, label_nc, (n, h, w))
+    one_hot = np.eye(label_nc)[labels]
+    edge = (rng.uniform(size=(n, h, w, 1)) < 0.2)
+    inputs = np.concatenate([one_hot, edge], axis=-1).astype(np.float32)
+    return tf.constant(inputs), tf.constant(rng.uniform(-1, 1, (n, h, w, 3)), tf.float32)
+
+
+def _reference_gradients(model, inputs, targets, lambda_feat=10.0):
+    """pix2pixHD's losses written out: LSGAN summed over the scales, feature matching
+    ``(1/num_D) (4/(n_layers+1)) lambda_feat L1`` over the hidden layers with the real features
+    detached, the VGG loss ``lambda_feat sum w_k L1``; D on ``0.5 (fake + real)``."""
+    G, D, vgg = model.generator, model.discriminator, model.vgg
+    with tf.GradientTape() as tape:
+        fake = G(inputs, training=True)
+        pred_fake, pred_real = D([inputs, fake]), D([inputs, targets])
+        g_gan = sum(tf.reduce_mean((p[-1] - 1.0) ** 2) for p in pred_fake)
+        feat = sum(0.5 * (4.0 / 4.0) * lambda_feat
+                   * tf.reduce_mean(tf.abs(f - tf.stop_gradient(r)))
+                   for pf, pr in zip(pred_fake, pred_real) for f, r in zip(pf[:-1], pr[:-1]))
+        fv, rv = vgg(fake), vgg(targets)
+        g_vgg = lambda_feat * sum(w * tf.reduce_mean(tf.abs(f - tf.stop_gradient(r)))
+                                  for w, f, r in zip(FEATURE_WEIGHTS, fv, rv))
+        g_loss = g_gan + feat + g_vgg
+    g_grads = tape.gradient(g_loss, G.trainable_variables)
+    with tf.GradientTape() as tape:
+        pred_fake = D([inputs, tf.stop_gradient(fake)])
+        pred_real = D([inputs, targets])
+        d_fake = sum(tf.reduce_mean(p[-1] ** 2) for p in pred_fake)
+        d_real = sum(tf.reduce_mean((p[-1] - 1.0) ** 2) for p in pred_real)
+        d_loss = 0.5 * (d_fake + d_real)
+    d_grads = tape.gradient(d_loss, D.trainable_variables)
+    losses = {"G_GAN": g_gan, "G_GAN_Feat": feat, "G_VGG": g_vgg, "D_fake": d_fake,
+              "D_real": d_real}
+    return g_grads, d_grads, {k: float(v) for k, v in losses.items()}
+
+
+def _assert_updates(net, before, grads):
+    """Plain gradient steps of rate 1: weights moved by minus the reference's gradients, to
+    1e-3 of the network's largest gradient."""
+    scale = max(float(np.abs(g.numpy()).max()) for g in grads)
+    assert scale > 0
+    for v, start, g in zip(net.trainable_variables, before, grads):
+        np.testing.assert_allclose(v.numpy() - start, -g.numpy(), atol=1e-3 * scale,
+                                   err_msg=f"{net.name} {v.path}")
+
+
+def test_one_step_equals_an_independent_recomputation(vgg_weights):
+    model = Pix2PixHD(tiny_config(vgg_weights=vgg_weights), tf.distribute.get_strategy(), 10)
+    # Plain gradient steps (rate 1), so that the test compares gradients, not Adam's signs.
+    model.g_optimizer, model.d_optimizer = keras.optimizers.SGD(1.0), keras.optimizers.SGD(1.0)
+    inputs, targets = _batch()
+    before = {n: [v.numpy() for v in net.trainable_variables]
+              for n, net in model.networks().items()}
+    g_grads, d_grads, expected = _reference_gradients(model, inputs, targets)
+    values = model.train_step((inputs, targets))
+    assert set(values) == set(expected) == set(model.loss_names)
+    for name, value in expected.items():
+        assert float(values[name]) == pytest.approx(value, rel=1e-5), name
+    assert expected["G_VGG"] > 0 and expected["G_GAN_Feat"] > 0
+    _assert_updates(model.generator, before["generator"], g_grads)
+    _assert_updates(model.discriminator, before["discriminator"], d_grads)
+
+
+def test_switches_and_configuration_errors(vgg_weights):
+    model = Pix2PixHD(tiny_config(gan_feat_loss=False), tf.distribute.get_strategy(), 10)
+    assert model.loss_names == ("G_GAN", "D_real", "D_fake") and model.vgg is None
+    with pytest.raises(ConfigError, match="--vgg_weights"):
+        tiny_config(vgg_loss=True)
+    with pytest.raises(ConfigError, match="--vgg_weights=.*cannot load"):
+        Pix2PixHD(tiny_config(vgg_weights=os.path.join(ROOT, "README.md")),
+                  tf.distribute.get_strategy(), 10)
+    # The reference's schedule: constant for n_epochs, then down by lr / n_epochs_decay per
+    # epoch (epoch n_epochs still at lr; the last at lr / n_epochs_decay).
+    model = Pix2PixHD(tiny_config(n_epochs=2, n_epochs_decay=4), tf.distribute.get_strategy(),
+                      steps_per_epoch=10)
+    rates = []
+    for epoch in range(6):
+        model.g_optimizer.iterations.assign(10 * epoch)
+        rates.append(model.current_lr() / 2e-4)
+    np.testing.assert_allclose(rates, [1, 1, 1, 0.75, 0.5, 0.25], atol=1e-6)
+
+
+# -- through the tools -----------------------------------------------------------------------
+
+def test_trains_exports_and_predicts_label_maps(label_records, tmp_path):
+    from tf_pix2pix.export_lib import ExportConfig, export
+    from tf_pix2pix.predict_lib import iterate_examples, predict, translator_from_saved_model
+    from tf_pix2pix.train_lib import build_trainer
+
+    from conftest import event_tags
+
+    cfg = tiny_config(label_records, tmp_path / "run", max_steps=4)
+    result = build_trainer(cfg, progress=False).run()
+    assert set(result.losses) == {"G_GAN", "G_GAN_Feat", "D_real", "D_fake"}
+    assert event_tags(tmp_path / "run" / "train") >= {"loss/G_GAN_Feat",
+                                                      "train/label_output_target"}
+    assert 0 < result.val_metrics["l1"] < 2
+
+    path = export(ExportConfig(model_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "ex")))
+    loaded = tf.saved_model.load(path)
+    assert set(loaded.signatures) == {"serving_default", "translate", "serve_with_instances"}
+    images = os.path.join(os.path.dirname(label_records), "images")
+    label = open(os.path.join(images, "test_label", "00000.png"), "rb").read()
+    inst = open(os.path.join(images, "test_inst", "00000.png"), "rb").read()
+    out = loaded.signatures["serve_with_instances"](image_bytes=tf.constant([label]),
+                                                    instance_bytes=tf.constant([inst]))
+    served = tf.io.decode_png(out["image_bytes"][0]).numpy()
+    # The same input through the TFRecord pipeline and ``translate``: the same photo.
+    example = next(iterate_examples("tfrecord", label_records, cfg, split="test"))
+    assert example.input.shape == (32, 64, 5)
+    direct = loaded.signatures["translate"](images=tf.constant(example.input[np.newaxis]))
+    expected = np.round((np.clip(direct["images"][0].numpy(), -1, 1) + 1) * 127.5)
+    assert served.shape == (32, 64, 3)
+    assert np.abs(served.astype(float) - expected).max() <= 1
+    summary = predict(translator_from_saved_model(path),
+                      iterate_examples("tfrecord", label_records, cfg, split="test"),
+                      str(tmp_path / "pred"), progress=False)
+    assert summary["count"] == 2 and "l1" in summary
+    shown = tf.io.decode_png(open(tmp_path / "pred" / "images" / "00000_input.png",
+                                  "rb").read()).numpy()
+    assert shown.shape == (32, 64, 3)  # the label map in colours, not 5 channels
+    with open(tmp_path / "pred" / "metrics.json") as f:
+        assert json.load(f)["count"] == 2
