@@ -7,10 +7,13 @@ Usage:
   python benchmarks/bench_train_step.py --model=cut --options=cut_mode=fastcut --steps=8
   python benchmarks/bench_train_step.py --patch_matmul=off   # A/B of the patch-matmul paths
   python benchmarks/bench_train_step.py --model=cycle_gan --winograd=off   # A/B of Winograd
+  python benchmarks/bench_train_step.py --model=pix2pix_hd --crop_size=512 --steps=3 --warmup=2
 
 It builds the trainer exactly as ``run_train.py`` does (``train_lib.build_trainer``) on facades
 TFRecords (or a synthetic 256x256 set when ../shared/data is absent; CycleGAN: a synthetic
-unpaired 256x256 set, in the reference's configuration) and times
+unpaired 256x256 set, in the reference's configuration; pix2pixHD: synthetic label maps
+``2 * crop_size`` wide and ``crop_size`` high, 35 classes + instances, with the VGG loss on random
+VGG19 weights) and times
 ``model.train_step(next(iterator))`` including the host sync for the losses, as the loop does.
 It also measures this machine's float32 and bfloat16 matmul rates and the step's FLOPs (from the
 TensorFlow profiler on the traced step) to report the step's fraction of the float32 floor, and
@@ -33,7 +36,8 @@ flags.DEFINE_enum("precision", "float32", ["float32", "mixed_bfloat16", "mixed_f
 flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")
 flags.DEFINE_integer("warmup", 5, "Untimed steps first (tracing, allocation).")
 flags.DEFINE_integer("batch_size", 1, "Batch size.")
-flags.DEFINE_integer("crop_size", 256, "Crop size (load_size = crop * 286 / 256).")
+flags.DEFINE_integer("crop_size", 256, "Crop size (load_size = crop * 286 / 256); for label "
+                     "maps (pix2pixHD) the height of 2:1 images.")
 flags.DEFINE_string("model", "pix2pix", "A registered model (tf_pix2pix.models).")
 flags.DEFINE_string("netG", "", "Generator; default: the model's reference one.")
 flags.DEFINE_string("data_dir", "", "TFRecords; default: facades from ../shared/data.")
@@ -41,6 +45,8 @@ flags.DEFINE_list("options", [], "Further run_train options as name=value (cut_m
                   "num_patches=64, ...); a mode option sets the model's defaults as in run_train.")
 flags.DEFINE_list("plain_layers", [], "Fast layers to run as plain TensorFlow ops, for A/B "
                   "measurements per CPU class: any of Conv, UpConv, InstanceNorm.")
+flags.DEFINE_list("inference_sizes", [], "Also time the generator's inference at these "
+                  "HxW sizes (1024x2048, ...); default: the training size only.")
 flags.DEFINE_enum("winograd", "auto", ["auto", "on", "off"],
                   "Winograd's F(4x4, 3x3) for training's 3x3 convolutions "
                   "(networks.kernels.winograd_enabled): by measurement (auto) or forced.")
@@ -92,8 +98,8 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from benchmarks.common import (facades_records, machine, report, scratch_dir, summary,
-                                   time_calls, unpaired_records)
+    from benchmarks.common import (facades_records, label_records, machine, random_vgg_weights,
+                                   report, scratch_dir, summary, time_calls, unpaired_records)
     from tf_pix2pix import models
     from tf_pix2pix.config import ExperimentConfig
     from tf_pix2pix.hardware import cpu_class
@@ -103,14 +109,19 @@ def main(argv):
 
     model_class = models.get(FLAGS.model)
     unpaired = model_class.data_layout == "unaligned"
-    data_dir = FLAGS.data_dir or (unpaired_records() if unpaired else facades_records())
+    labels = model_class.data_layout == "labels"
+    data_dir = FLAGS.data_dir or (unpaired_records() if unpaired else
+                                  label_records(FLAGS.crop_size) if labels else facades_records())
     chosen = parse_options(FLAGS.options)
     options = {**model_class.reference_options(chosen), "model": FLAGS.model, "data_dir": data_dir,
                # facades: photo | labels, the paper translates labels -> photo
-               "direction": "BtoA" if not (FLAGS.data_dir or unpaired) else "AtoB",
+               "direction": "BtoA" if not (FLAGS.data_dir or unpaired or labels) else "AtoB",
                "batch_size": FLAGS.batch_size, "crop_size": FLAGS.crop_size,
-               "load_size": FLAGS.crop_size * 286 // 256, "precision": FLAGS.precision,
+               "load_size": 2 * FLAGS.crop_size if labels else FLAGS.crop_size * 286 // 256,
+               "precision": FLAGS.precision,
                "model_dir": scratch_dir("bench_step_"), "val_max_examples": 0}
+    if labels and "no_vgg_loss" not in chosen:
+        options["vgg_weights"] = random_vgg_weights()
     if FLAGS.netG:
         options["netG"] = FLAGS.netG
     config = ExperimentConfig.from_options({**options, **chosen})
@@ -137,10 +148,21 @@ def main(argv):
     flops = step_flops(model, next(iterator))
     generate = generator_fn(model.checkpoint_objects()[
         model_class.generator_slots(config)["AtoB"].root], "eval")
-    image = tf.random.uniform([1, FLAGS.crop_size, FLAGS.crop_size, config.data.input_nc], -1, 1)
+    slot = model_class.generator_slots(config)["AtoB"]
+    width = 2 * FLAGS.crop_size if labels else FLAGS.crop_size
+    image = tf.random.uniform([1, FLAGS.crop_size, width, slot.input_nc], -1, 1)
     infer = summary(time_calls(lambda: generate(image).numpy(), warmup=3, repeats=10))
     extra = {"generator_inference_s": infer["median_s"]}
     rows = [("AtoB generator inference, 1 image", f"{infer['median_s']:.3f} s median of 10")]
+    for size in FLAGS.inference_sizes:
+        h, w = (int(v) for v in size.split("x"))
+        big = tf.random.uniform([1, h, w, slot.input_nc], -1, 1)
+        timed = summary(time_calls(lambda: generate(big).numpy(), warmup=1, repeats=3))
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2
+        extra[f"generator_inference_{size}_s"] = timed["median_s"]
+        extra[f"peak_rss_after_inference_{size}_gib"] = rss
+        rows.append((f"AtoB generator inference {size}",
+                     f"{timed['median_s']:.3f} s median of 3; peak RSS since start {rss:.2f} GiB"))
     f32 = matmul_rate("float32")
     # Under an oneDNN ISA cap below AVX-512 (the AVX2 emulation) oneDNN has no bfloat16 matmul
     # and aborts the process rather than raising.

@@ -52,6 +52,34 @@ def unpaired_records(cache_dir: str = "", size: int = 256) -> str:
     return out
 
 
+def label_records(height: int, cache_dir: str = "") -> str:
+    """pix2pixHD's layout of the synthetic scenes (8 label/instance/photo triplets, ``2 *
+    height`` wide), as TFRecords, built once."""
+    from data_prep.build_tfrecords import BuildConfig, build
+    from data_prep.make_synthetic import SyntheticConfig, make_synthetic
+
+    cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "tf_pix2pix_bench")
+    out = os.path.join(cache_dir, f"labels{height}_tfr")
+    if os.path.isfile(os.path.join(out, "manifest.json")):
+        return out
+    source = os.path.join(cache_dir, f"labels{height}")
+    make_synthetic(SyntheticConfig(output_dir=source, num_train=8, num_val=0, num_test=0,
+                                   size=height, width=2 * height, labels=True))
+    build(BuildConfig(input_dir=source, output_dir=out, layout="labels", overwrite=True,
+                      progress=False))
+    return out
+
+
+def random_vgg_weights() -> str:
+    """A VGG19 "notop" weights file of random weights (the VGG loss costs what it costs with
+    ImageNet's, which are not downloaded here)."""
+    import keras
+
+    path = os.path.join(scratch_dir("bench_vgg_"), "vgg19.weights.h5")
+    keras.applications.VGG19(include_top=False, weights=None).save_weights(path)
+    return path
+
+
 def scratch_dir(prefix: str) -> str:
     """A new temporary folder for one benchmark run, removed when the process exits."""
     path = tempfile.mkdtemp(prefix=prefix)

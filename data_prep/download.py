@@ -4,6 +4,7 @@ Usage:
   python -m data_prep.download --dataset facades --output_dir data/
   python -m data_prep.download --dataset horse2zebra --output_dir data/
   python -m data_prep.download --dataset cityscapes --cityscapes_dir ~/cityscapes --output_dir data/
+  python -m data_prep.download --dataset cityscapes_hd --cityscapes_dir ~/cityscapes
   python -m data_prep.download --dataset facades --base_url file:///mirror/pix2pix --output_dir data/
 
 Writes ``OUT/<dataset>/images/`` (the extracted archive: ``train/``, ``val/``, ``test/`` A|B
@@ -19,6 +20,10 @@ aligned photo|labels set from your own ``gtFine_trainvaltest.zip`` and
 ``leftImg8bit_trainvaltest.zip``, as the reference's ``prepare_cityscapes_dataset.py`` does
 (each photo and its colour label map resized to 256x256, bicubic and nearest; A = photo,
 B = labels, so labels -> photo is ``--direction BtoA``), saved as PNG rather than re-encoded JPEG.
+``--dataset cityscapes_hd`` builds pix2pixHD's set from the same zips at the reference's training
+resolution 1024x512: ``{split}_label`` (``*_gtFine_labelIds.png``), ``{split}_inst``
+(``*_gtFine_instanceIds.png``, 16-bit) resized by nearest neighbours, ``{split}_img`` (photos,
+bicubic), as ``--layout=labels`` TFRecords.
 """
 
 from __future__ import annotations
@@ -40,12 +45,13 @@ from tf_pix2pix.cli import UserError, writable_dir, run_main
 PIX2PIX_DATASETS = ("facades", "maps", "edges2shoes", "edges2handbags", "night2day")
 CYCLEGAN_DATASETS = ("horse2zebra", "apple2orange", "summer2winter_yosemite", "monet2photo",
                      "cezanne2photo", "ukiyoe2photo", "vangogh2photo", "iphone2dslr_flower")
-DATASETS = PIX2PIX_DATASETS + CYCLEGAN_DATASETS + ("cityscapes",)
+DATASETS = PIX2PIX_DATASETS + CYCLEGAN_DATASETS + ("cityscapes", "cityscapes_hd")
 # The reference's datasets/download_pix2pix_dataset.sh and download_cyclegan_dataset.sh.
 BASE_URLS = {"pix2pix": "http://efrosgans.eecs.berkeley.edu/pix2pix/datasets",
              "cyclegan": "http://efrosgans.eecs.berkeley.edu/cyclegan/datasets"}
 CITYSCAPES_ZIPS = ("gtFine_trainvaltest.zip", "leftImg8bit_trainvaltest.zip")
 CITYSCAPES_SIZE = 256
+CITYSCAPES_HD_SIZE = (512, 1024)  # pix2pixHD's training resolution, height x width
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +71,8 @@ class DownloadConfig:
     def __post_init__(self) -> None:
         if self.dataset not in DATASETS:
             raise UserError(f"--dataset={self.dataset!r}: use one of {', '.join(DATASETS)}")
-        if self.dataset == "cityscapes" and not self.cityscapes_dir:
-            raise UserError("--dataset=cityscapes needs --cityscapes_dir: Cityscapes cannot be "
+        if self.dataset.startswith("cityscapes") and not self.cityscapes_dir:
+            raise UserError(f"--dataset={self.dataset} needs --cityscapes_dir: Cityscapes cannot be "
                             "redistributed; download gtFine_trainvaltest.zip and "
                             "leftImg8bit_trainvaltest.zip from cityscapes-dataset.com")
         if self.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256):
@@ -141,8 +147,39 @@ def extract(archive: str, dest: str) -> str:
     return dest
 
 
-def prepare_cityscapes(cityscapes_dir: str, dest: str) -> dict[str, int]:
-    """Builds ``dest/train`` and ``dest/val`` of 512x256 photo|labels PNGs from the two zips."""
+def _write_png(path: str, pixels) -> None:
+    import tensorflow as tf
+
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "wb") as f:
+        f.write(tf.io.encode_png(pixels).numpy())
+
+
+def _hd_example(labels: zipfile.ZipFile, photos: zipfile.ZipFile, photo_name: str,
+                label_stem: str, dest: str, split: str, stem: str) -> None:
+    """pix2pixHD's triplet of one Cityscapes image at 1024x512: label ids and instance ids
+    resized by nearest neighbours (the ids stay ids), the photo bicubically."""
+    import numpy as np
+    import tensorflow as tf
+
+    from tf_pix2pix.data import decode_ids
+
+    size = list(CITYSCAPES_HD_SIZE)
+    photo = tf.image.resize(tf.io.decode_png(photos.read(photo_name), channels=3), size,
+                            "bicubic", antialias=True)
+    _write_png(os.path.join(dest, f"{split}_img", f"{stem}_leftImg8bit.png"),
+               np.clip(np.round(photo.numpy()), 0, 255).astype(np.uint8))
+    for kind, folder, dtype in (("labelIds", "label", np.uint8), ("instanceIds", "inst",
+                                                                  np.uint16)):
+        ids = decode_ids(labels.read(f"{label_stem}_gtFine_{kind}.png"))
+        ids = tf.image.resize(ids, size, "nearest").numpy().astype(dtype)
+        _write_png(os.path.join(dest, f"{split}_{folder}", f"{stem}_gtFine_{kind}.png"), ids)
+
+
+def prepare_cityscapes(cityscapes_dir: str, dest: str, hd: bool = False) -> dict[str, int]:
+    """Builds ``dest/train`` and ``dest/val`` of 512x256 photo|labels PNGs from the two zips,
+    or (``hd``) pix2pixHD's ``{split}_label``, ``{split}_inst`` and ``{split}_img`` at
+    1024x512."""
     import numpy as np
     import tensorflow as tf
 
@@ -154,20 +191,29 @@ def prepare_cityscapes(cityscapes_dir: str, dest: str) -> dict[str, int]:
     counts = {}
     try:
         with zipfile.ZipFile(zips[0]) as labels, zipfile.ZipFile(zips[1]) as photos:
-            label_names = {n for n in labels.namelist() if n.endswith("_gtFine_color.png")}
+            label_names = set(labels.namelist())
+            wanted = ("labelIds", "instanceIds") if hd else ("color",)
             for split in ("train", "val"):
                 pattern = re.compile(rf"^leftImg8bit/{split}/([^/]+)/(.+)_leftImg8bit\.png$")
                 out = os.path.join(dest, split)
-                os.makedirs(out, exist_ok=True)
+                if not hd:
+                    os.makedirs(out, exist_ok=True)
                 count = 0
                 for name in sorted(photos.namelist()):
                     match = pattern.match(name)
                     if not match:
                         continue
                     city, stem = match.groups()
-                    label_name = f"gtFine/{split}/{city}/{stem}_gtFine_color.png"
-                    if label_name not in label_names:
-                        raise UserError(f"{zips[0]} has no {label_name} for {name}")
+                    label_stem = f"gtFine/{split}/{city}/{stem}"
+                    for kind in wanted:
+                        if f"{label_stem}_gtFine_{kind}.png" not in label_names:
+                            raise UserError(f"{zips[0]} has no {label_stem}_gtFine_{kind}.png "
+                                            f"for {name}")
+                    if hd:
+                        _hd_example(labels, photos, name, label_stem, dest, split, stem)
+                        count += 1
+                        continue
+                    label_name = f"{label_stem}_gtFine_color.png"
                     size = [CITYSCAPES_SIZE, CITYSCAPES_SIZE]
                     photo = tf.image.resize(tf.io.decode_png(photos.read(name), channels=3),
                                             size, "bicubic", antialias=True)
@@ -199,9 +245,10 @@ def download(config: DownloadConfig) -> dict[str, Any]:
     source: dict[str, Any] = {"dataset": config.dataset}
     with atomic_output_dir(final) as work:
         images = os.path.join(work, "images")
-        if config.dataset == "cityscapes":
+        if config.dataset.startswith("cityscapes"):
             source["cityscapes_dir"] = os.path.abspath(config.cityscapes_dir)
-            source["counts"] = prepare_cityscapes(config.cityscapes_dir, images)
+            source["counts"] = prepare_cityscapes(config.cityscapes_dir, images,
+                                                  hd=config.dataset == "cityscapes_hd")
         else:
             archive, digest = fetch(config)
             source.update(url=config.url, sha256=digest, bytes=os.path.getsize(archive))
@@ -215,7 +262,8 @@ def download(config: DownloadConfig) -> dict[str, Any]:
             shutil.rmtree(scratch, ignore_errors=True)
         summary = {"images": os.path.join(final, "images"), "source": source}
         if config.build:
-            layout = "unaligned" if config.family == "cyclegan" else "aligned"
+            layout = ("unaligned" if config.family == "cyclegan" else
+                      "labels" if config.dataset == "cityscapes_hd" else "aligned")
             records = os.path.join(work, "tfrecords")
             manifest = build(BuildConfig(input_dir=images, output_dir=records, layout=layout,
                                          on_bad_image="skip", progress=config.progress))
@@ -247,7 +295,8 @@ def main(argv: list[str]) -> None:
         from data_prep.build_tfrecords import summary as build_summary
 
         print(build_summary(summary["manifest"], summary["tfrecords"]))
-        model = "--model=cycle_gan " if config.family == "cyclegan" else ""
+        model = ("--model=cycle_gan " if config.family == "cyclegan" else
+                 "--model=pix2pix_hd " if config.dataset == "cityscapes_hd" else "")
         print(f"train: python run_train.py {model}--data_dir {summary['tfrecords']} "
               f"--model_dir runs/{config.dataset}")
 

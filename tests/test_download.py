@@ -167,3 +167,39 @@ def test_cityscapes_is_prepared_from_the_users_zips(tmp_path):
     manifest = json.load(open(tmp_path / "d" / "cityscapes" / "tfrecords" / "manifest.json"))
     assert manifest["splits"]["train"]["num_examples"] == 2
     assert manifest["source"]["counts"] == {"train": 2, "val": 1}
+
+
+def test_cityscapes_hd_keeps_label_and_instance_ids_at_1024x512(tmp_path):
+    src = tmp_path / "cs"
+    src.mkdir()
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(src / "gtFine_trainvaltest.zip", "w") as labels, \
+            zipfile.ZipFile(src / "leftImg8bit_trainvaltest.zip", "w") as photos:
+        for split, city in (("train", "aachen"), ("val", "bonn")):
+            stem = f"{city}_000000_000019"
+            photos.writestr(f"leftImg8bit/{split}/{city}/{stem}_leftImg8bit.png",
+                            _png(random_image(64, 128, seed=1)))
+            ids = rng.choice(np.array([7, 11, 26], np.uint8), (64, 128))
+            inst = np.where(ids == 26, 26001, ids.astype(np.uint16))  # Cityscapes' numbering
+            labels.writestr(f"gtFine/{split}/{city}/{stem}_gtFine_labelIds.png",
+                            _png(ids[..., None]))
+            labels.writestr(f"gtFine/{split}/{city}/{stem}_gtFine_instanceIds.png",
+                            _png(inst[..., None]))
+    download(DownloadConfig(dataset="cityscapes_hd", cityscapes_dir=str(src),
+                            output_dir=str(tmp_path / "d"), progress=False))
+    images = tmp_path / "d" / "cityscapes_hd" / "images"
+    assert sorted(os.listdir(images)) == ["train_img", "train_inst", "train_label", "val_img",
+                                          "val_inst", "val_label"]
+    from tf_pix2pix.data import decode_ids
+
+    label = decode_ids((images / "train_label" / "aachen_000000_000019_gtFine_labelIds.png")
+                       .read_bytes()).numpy()
+    inst = decode_ids((images / "train_inst" / "aachen_000000_000019_gtFine_instanceIds.png")
+                      .read_bytes()).numpy()
+    assert label.shape == (512, 1024, 1)
+    assert set(np.unique(label)) == {7, 11, 26} and set(np.unique(inst)) == {7, 11, 26001}
+    np.testing.assert_array_equal(np.where(label == 26, 26001, label), inst)  # same resize
+    manifest = json.load(open(tmp_path / "d" / "cityscapes_hd" / "tfrecords" / "manifest.json"))
+    assert manifest["layout"] == "labels"
+    assert manifest["splits"]["train"]["max_label"] == 26
+    assert manifest["splits"]["train"]["num_instances"] == 1

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 from tf_pix2pix.models.pix2pix_hd import Pix2PixHD
-from tf_pix2pix.networks import (build_generator, build_multiscale_discriminator, count_params,
+from tf_pix2pix.networks import (build_generator, count_params,
                                  multiscale_discriminator)
 from tf_pix2pix.networks.vgg import FEATURE_WEIGHTS
 
