@@ -62,6 +62,21 @@ def unpaired_records_dir(unpaired_images_dir, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def label_records(tmp_path_factory):
+    """pix2pixHD's layout of the synthetic scenes (4 classes, instances), 64x32, as TFRecords."""
+    from data_prep.build_tfrecords import BuildConfig, build
+    from data_prep.make_synthetic import SyntheticConfig, make_synthetic
+
+    root = tmp_path_factory.mktemp("hd")
+    make_synthetic(SyntheticConfig(output_dir=str(root / "images"), num_train=6, num_val=2,
+                                   num_test=2, size=32, width=64, labels=True))
+    build(BuildConfig(input_dir=str(root / "images"), output_dir=str(root / "tfr"),
+                      layout="labels", progress=False))
+    return str(root / "tfr")
+
+
+
 def event_tags(folder):
     """Every summary tag written to the TensorBoard event files in ``folder``."""
     tags = set()

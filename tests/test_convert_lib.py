@@ -27,6 +27,15 @@ def _train(kind, data_dir, out):
                             norm="instance", no_dropout=True)
         train_cfg = TrainConfig(model_dir=out, max_steps=3, val_max_examples=0,
                                 gan_mode="lsgan")
+    elif kind == "pix2pix_hd":  # the global generator on one-hot label maps + boundaries
+        model = ModelConfig(model="pix2pix_hd", netG="global", ngf=4, ndf=4, norm="instance",
+                            no_dropout=True, n_downsample_global=2, n_blocks_global=1)
+        train_cfg = TrainConfig(model_dir=out, max_steps=3, val_max_examples=0,
+                                gan_mode="lsgan", vgg_loss=False)
+        data = DataConfig(data_dir=data_dir, label_nc=4, preprocess="scale_width", load_size=64,
+                          crop_size=32)
+        train(ExperimentConfig(data=data, model=model, train=train_cfg), progress=False)
+        return out
     else:  # CUT's ResNet: blur downsampling (depthwise conv) and bilinear upsampling
         model = ModelConfig(model="cut", netG="resnet_6blocks", ngf=8, ndf=8, norm="instance",
                             no_dropout=True, antialias=True, antialias_up=True, netF_nc=8)
@@ -37,10 +46,11 @@ def _train(kind, data_dir, out):
     return out
 
 
-@pytest.fixture(scope="module", params=["pix2pix", "cycle_gan", "cut"])
-def exported(request, records_dir, unpaired_records_dir, tmp_path_factory):
+@pytest.fixture(scope="module", params=["pix2pix", "cycle_gan", "cut", "pix2pix_hd"])
+def exported(request, records_dir, unpaired_records_dir, label_records, tmp_path_factory):
     base = tmp_path_factory.mktemp(f"convert_{request.param}")
-    data = records_dir if request.param == "pix2pix" else unpaired_records_dir
+    data = {"pix2pix": records_dir, "pix2pix_hd": label_records}.get(request.param,
+                                                                      unpaired_records_dir)
     model_dir = _train(request.param, data, str(base / "model"))
     path = export(ExportConfig(model_dir=model_dir, export_dir=str(base / "export"),
                                formats=("saved_model", "tflite", "onnx"),
@@ -55,6 +65,7 @@ def _translate(translate, images):
 def test_every_file_reproduces_the_saved_model_within_its_tolerance(exported):
     path, translate = exported
     info = read_export_info(path)
+    channels = translate.structured_input_signature[1]["images"].shape[-1]
     assert sorted(f["file"] for f in info["files"]) == sorted(TOLERANCE)
     rng = np.random.default_rng(7)
     for item in info["files"]:
@@ -62,11 +73,11 @@ def test_every_file_reproduces_the_saved_model_within_its_tolerance(exported):
             model = f.read()
         assert len(model) == item["bytes"] and item["max_abs_error"] <= TOLERANCE[item["file"]]
         if item["format"] == "tflite":
-            assert item["input_shape"] == [1, 32, 32, 3]
-            images = rng.uniform(-1, 1, (1, 32, 32, 3)).astype(np.float32)
+            assert item["input_shape"] == [1, 32, 32, channels]
+            images = rng.uniform(-1, 1, (1, 32, 32, channels)).astype(np.float32)
             got = run_tflite(model, images)
         else:  # dynamic batch, height and width (multiples of 32 for unet_32, 4 for the ResNet)
-            images = rng.uniform(-1, 1, (3, 64, 96, 3)).astype(np.float32)
+            images = rng.uniform(-1, 1, (3, 64, 96, channels)).astype(np.float32)
             got = run_onnx(model, images)
         assert np.all(np.isfinite(got)), item["file"]
         error = np.abs(got - _translate(translate, images)).max()

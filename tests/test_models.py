@@ -25,8 +25,10 @@ def test_the_registry_holds_the_built_in_models_and_names_them_in_errors():
     for name in models.names():
         model = models.get(name)
         assert model.name == name and issubclass(model, models.TranslationModel)
-        # Per-model defaults and presets name real options.
-        ExperimentConfig.from_options({"model": name, **model.reference_defaults})
+        # Per-model defaults and presets name real options (and make a valid configuration).
+        preset = {k: v for k, v in model.demo_preset.items()
+                  if k not in ("model_dir", "demo_data_dir")}
+        ExperimentConfig.from_options({"model": name, **model.reference_defaults, **preset})
     with pytest.raises(ConfigError, match="model='nope' is not valid; choose one of "
                                           "pix2pix, cycle_gan"):
         models.get("nope")
@@ -61,7 +63,7 @@ def test_every_model_dry_runs_trains_a_step_resumes_and_exports(name, tmp_path_f
         **model.reference_defaults, **preset, "model": name, "data_dir": data_dir,
         "model_dir": str(work / "run"), "max_steps": 1, "val_max_examples": 2})
     line = model.dry_run(config)
-    assert re.fullmatch(r"(\w+_params=\d+ ?)+( receptive_field=\d+)?", line), line
+    assert re.fullmatch(r"(\w+_params=\d+ ?)+( receptive_field=[\d,]+)?", line), line
 
     result = train(config, progress=False)
     assert result.step == 1 and all(np.isfinite(list(result.losses.values())))
@@ -137,7 +139,7 @@ def test_an_unknown_model_is_a_one_line_error():
                              "--dry_run"], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: model='toy' is not valid; choose one of pix2pix, cycle_gan, cut")
+        "error: model='toy' is not valid; choose one of pix2pix, cycle_gan, cut, pix2pix_hd")
 
 
 # A comparison of a quoted registered name: == "x", != 'x', in ("x", ...), "x" if/==/!=.

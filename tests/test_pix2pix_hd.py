@@ -32,20 +32,6 @@ def vgg_weights(tmp_path_factory):
     return path
 
 
-@pytest.fixture(scope="session")
-def label_records(tmp_path_factory):
-    """pix2pixHD's layout of the synthetic scenes (4 classes, instances), 64x32, as TFRecords."""
-    from data_prep.build_tfrecords import BuildConfig, build
-    from data_prep.make_synthetic import SyntheticConfig, make_synthetic
-
-    root = tmp_path_factory.mktemp("hd")
-    make_synthetic(SyntheticConfig(output_dir=str(root / "images"), num_train=6, num_val=2,
-                                   num_test=2, size=32, width=64, labels=True))
-    build(BuildConfig(input_dir=str(root / "images"), output_dir=str(root / "tfr"),
-                      layout="labels", progress=False))
-    return str(root / "tfr")
-
-
 def tiny_config(data_dir="", model_dir="", vgg_weights="", **train_kw):
     train = {"gan_mode": "lsgan", "vgg_loss": bool(vgg_weights), "vgg_weights": vgg_weights,
              "summary_every_steps": 2, "image_every_steps": 4, "save_every_steps": 100,
@@ -253,6 +239,46 @@ def test_switches_and_configuration_errors(vgg_weights):
 
 
 # -- through the tools -----------------------------------------------------------------------
+
+def test_two_replicas_equal_one_device_on_the_same_global_batch(vgg_weights):
+    """Every loss is a per-image mean averaged over the global batch: two replicas of one
+    image each make one device's step on two images."""
+    cfg = tiny_config(vgg_weights=vgg_weights)
+    batch = _batch()
+    single = Pix2PixHD(cfg, tf.distribute.get_strategy(), 10)
+    strategy = tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
+    with strategy.scope():
+        mirrored = Pix2PixHD(cfg, strategy, 10)
+    for model in (single, mirrored):
+        model.g_optimizer, model.d_optimizer = (keras.optimizers.SGD(1.0),
+                                                keras.optimizers.SGD(1.0))
+    for name, net in mirrored.networks().items():
+        net.set_weights(single.networks()[name].get_weights())
+    before = {n: [v.numpy() for v in net.trainable_variables]
+              for n, net in single.networks().items()}
+    out_single = single.train_step(batch)
+    dist = next(iter(strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(batch).unbatch().batch(2))))
+    out_mirrored = mirrored.train_step(dist)
+    for k in out_single:
+        assert float(out_mirrored[k]) == pytest.approx(float(out_single[k]), rel=1e-4), k
+    for name, net in single.networks().items():  # the same updates, to float noise
+        steps = [start - v.numpy() for v, start in zip(net.trainable_variables, before[name])]
+        _assert_updates(mirrored.networks()[name], before[name],
+                        [tf.constant(step) for step in steps])
+
+
+def test_training_resumes_exactly(label_records, tmp_path):
+    from tf_pix2pix.train_lib import build_trainer, train
+
+    straight = train(tiny_config(label_records, tmp_path / "a", max_steps=4), progress=False)
+    train(tiny_config(label_records, tmp_path / "b", max_steps=2), progress=False)
+    resumed = build_trainer(tiny_config(label_records, tmp_path / "b", max_steps=4),
+                            progress=False)
+    assert resumed.restore() == 2
+    assert resumed.run().weights_sha256 == straight.weights_sha256
+
 
 def test_trains_exports_and_predicts_label_maps(label_records, tmp_path):
     from tf_pix2pix.export_lib import ExportConfig, export
