@@ -87,3 +87,26 @@ def test_patch_nce_loss_on_a_hand_computed_case():
         tape.watch(qv)
         loss = tf.reduce_sum(patch_nce_loss(qv, k, 0.5))
     assert tape.gradient(loss, k) is None and tape.gradient(loss, qv) is not None
+
+
+def test_pix2pixhd_losses_are_the_references_sums():
+    from tf_pix2pix.losses import feature_matching_loss, multiscale_gan_loss, vgg_loss
+
+    # Two scales of a one-layer D: outputs [hidden0, hidden1, logits] per scale.
+    fake = [[tf.fill([1, 2, 2, 1], 1.0), tf.fill([1, 2, 2, 1], 2.0), tf.fill([1, 1, 1, 1], 0.5)],
+            [tf.fill([1, 1, 1, 1], 0.0), tf.fill([1, 1, 1, 1], 4.0), tf.fill([1, 1, 1, 1], 1.0)]]
+    real = [[tf.fill([1, 2, 2, 1], 0.0), tf.fill([1, 2, 2, 1], 2.5), tf.fill([1, 1, 1, 1], 0.0)],
+            [tf.fill([1, 1, 1, 1], 1.0), tf.fill([1, 1, 1, 1], 1.0), tf.fill([1, 1, 1, 1], 0.0)]]
+    # LSGAN against 1 summed over the scales: (0.5 - 1)^2 + (1 - 1)^2.
+    assert float(multiscale_gan_loss(fake, True, "lsgan")[0]) == pytest.approx(0.25)
+    # (1/num_D) (4/(n_layers+1)) w L1 over the hidden layers: n_layers 1, num_D 2, w 10.
+    expected = 0.5 * 2.0 * 10 * ((1.0 + 0.5) + (1.0 + 3.0))
+    assert float(feature_matching_loss(fake, real, 10.0)[0]) == pytest.approx(expected)
+    assert float(vgg_loss([tf.ones([1, 2]), tf.zeros([1, 2])], [tf.zeros([1, 2]),
+                                                               tf.fill([1, 2], 2.0)],
+                          (0.5, 0.25), 10.0)[0]) == pytest.approx(10 * (0.5 * 1 + 0.25 * 2))
+    # The real features are constants of G's loss.
+    with tf.GradientTape() as tape:
+        tape.watch(real[0][0])
+        loss = feature_matching_loss(fake, real, 10.0)
+    assert tape.gradient(loss, real[0][0]) is None

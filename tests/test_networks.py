@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from tf_pix2pix.config import ModelConfig
 from tf_pix2pix.networks import (build_discriminator, build_generator, count_params,
@@ -828,3 +829,36 @@ def test_conv_takes_winograd_in_training_only():
     trained, direct = on(x, training=True).numpy(), off(x, training=True).numpy()
     assert not np.array_equal(trained, direct)  # a different algorithm ran ...
     np.testing.assert_allclose(trained, direct, atol=1e-4 * np.abs(direct).max())  # ... the same
+
+
+@pytest.mark.parametrize("size", [(6, 8), (7, 5)])
+def test_avg_pool_exclusive_is_torch_count_include_pad_false(size):
+    """pix2pixHD's downsampling between discriminator scales: window of output i = rows
+    2i - 1 .. 2i + 1, divided by the pixels of the window inside the image."""
+    from tf_pix2pix.networks.multiscale import AvgPoolExclusive
+
+    x = np.random.default_rng(0).uniform(-1, 1, (1, *size, 2))
+    out = AvgPoolExclusive()(tf.constant(x, tf.float32)).numpy()[0]
+    h, w = (size[0] - 1) // 2 + 1, (size[1] - 1) // 2 + 1
+    assert out.shape == (h, w, 2)
+    for i in range(h):
+        for j in range(w):
+            window = x[0, max(2 * i - 1, 0):2 * i + 2, max(2 * j - 1, 0):2 * j + 2]
+            np.testing.assert_allclose(out[i, j], window.mean((0, 1)), atol=1e-6)
+
+
+def test_vgg_features_are_relu_k_1_and_frozen():
+    import keras
+
+    from tf_pix2pix.networks.vgg import vgg19_features
+
+    model = vgg19_features(None)
+    assert not model.trainable_variables
+    x = tf.random.uniform([1, 32, 48, 3], -1, 1)
+    outs = model(x)
+    assert [tuple(o.shape) for o in outs] == [(1, 32, 48, 64), (1, 16, 24, 128), (1, 8, 12, 256),
+                                             (1, 4, 6, 512), (1, 2, 3, 512)]
+    # relu2_1 is block2_conv1's activation: ReLU(conv(maxpool(relu1_2))).
+    inner = keras.Model(model.inputs, model.get_layer("block2_conv1").output)
+    np.testing.assert_allclose(outs[1], inner(x), atol=1e-6)
+    assert float(tf.reduce_min(outs[1])) >= 0
