@@ -4,6 +4,7 @@ Usage:
   python benchmarks/bench_torch_step.py [--steps=20 --warmup=5]
   python benchmarks/bench_torch_step.py --model=cycle_gan --steps=8 --warmup=2
   python benchmarks/bench_torch_step.py --model=cut --cut_mode=fastcut --steps=8 --warmup=2
+  python benchmarks/bench_torch_step.py --model=pix2pix_hd --height=256 --steps=3 --warmup=2
   # the AVX2 class on an AVX-512 machine (both libraries' kernels capped at AVX2):
   ONEDNN_MAX_CPU_ISA=AVX2 ATEN_CPU_CAPABILITY=avx2 python benchmarks/bench_torch_step.py
 
@@ -19,7 +20,11 @@ both discriminators' (the image pools, which only copy images, are left out). ``
 CUT's iteration (taesungp/contrastive-unpaired-translation): antialiased ``resnet_9blocks`` and
 basic PatchGAN (blur-pool downsampling, bilinear upsampling), xavier init, D's update, then G's and
 F's on LSGAN + PatchNCE over layers 0,4,8,12,16 with 256 patches (``--cut_mode=cut``: on
-``[A; B]`` with the identity term; ``fastcut``: on A, weight 10, a random flip). Compare with
+``[A; B]`` with the identity term; ``fastcut``: on A, weight 10, a random flip).
+``--model=pix2pix_hd``: NVIDIA/pix2pixHD's iteration: the global generator (36 -> 3 channels, 4
+downsamplings, 9 blocks of 1,024), two multi-scale PatchGANs (padding 2, every layer's output),
+LSGAN + feature matching + VGG19 loss (random VGG weights: the cost is the same), one forward,
+G's then D's Adam step, batch 1, ``--height`` x 2 ``--height``. Compare with
 ``bench_train_step.py`` (same ``--model``) run in the same session. PyTorch is the ``test`` extra's
 CPU wheel.
 """
@@ -37,7 +42,9 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 20, "Timed steps (after warm-up).")
 flags.DEFINE_integer("warmup", 5, "Untimed steps first.")
 flags.DEFINE_integer("threads", 0, "torch.set_num_threads; 0 = the number of CPUs.")
-flags.DEFINE_enum("model", "pix2pix", ["pix2pix", "cycle_gan", "cut"], "Which reference step.")
+flags.DEFINE_enum("model", "pix2pix", ["pix2pix", "cycle_gan", "cut", "pix2pix_hd"],
+                  "Which reference step.")
+flags.DEFINE_integer("height", 512, "pix2pix_hd: image height (the width is twice it).")
 flags.DEFINE_enum("cut_mode", "cut", ["cut", "fastcut"], "CUT or FastCUT (--model=cut).")
 
 
@@ -141,14 +148,14 @@ def resnet_networks(torch, antialias: bool = False):
         def forward(self, x):
             return x + self.block(x)
 
-    def generator(ngf=64):
-        layers = [nn.ReflectionPad2d(3), nn.Conv2d(3, ngf, 7), norm(ngf), nn.ReLU(True)]
-        for mult in (1, 2):
+    def generator(ngf=64, input_nc=3, n_down=2, n_blocks=9):
+        layers = [nn.ReflectionPad2d(3), nn.Conv2d(input_nc, ngf, 7), norm(ngf), nn.ReLU(True)]
+        for mult in (2 ** i for i in range(n_down)):
             c = ngf * mult
             layers += [nn.Conv2d(c, 2 * c, 3, 1 if antialias else 2, 1), norm(2 * c),
                        nn.ReLU(True)] + ([Blur(2 * c)] if antialias else [])
-        layers += [ResBlock(ngf * 4) for _ in range(9)]
-        for mult in (4, 2):
+        layers += [ResBlock(ngf * 2 ** n_down) for _ in range(n_blocks)]
+        for mult in (2 ** i for i in range(n_down, 0, -1)):
             c = ngf * mult
             up = ([Up(c), nn.Conv2d(c, c // 2, 3, 1, 1)] if antialias
                   else [nn.ConvTranspose2d(c, c // 2, 3, 2, 1, output_padding=1)])
@@ -235,8 +242,8 @@ def main(argv):
     torch.manual_seed(0)
     torch.set_num_threads(FLAGS.threads or os.cpu_count())
     # The PyTorch re-implementations of the reference's steps, by the --model they match.
-    step = {"pix2pix": pix2pix_step, "cycle_gan": cycle_gan_step,
-            "cut": cut_step}[FLAGS.model](torch)
+    step = {"pix2pix": pix2pix_step, "cycle_gan": cycle_gan_step, "cut": cut_step,
+            "pix2pix_hd": pix2pix_hd_step}[FLAGS.model](torch)
     for _ in range(FLAGS.warmup):
         step()
     times = []
@@ -257,7 +264,7 @@ def main(argv):
     report(result, [
         (f"PyTorch {model} step", f"{stats['median_s']:.3f} s median, min "
                                         f"{stats['min_s']:.3f} ({FLAGS.steps} steps, batch 1, "
-                                        "256x256)"),
+                                        f"{getattr(step, 'size', '256x256')})"),
         ("ATen CPU capability", result["aten_cpu_capability"]),
     ])
 
@@ -385,6 +392,98 @@ def cut_step(torch):
         return float(loss_g)
 
     step.label = f"cut/{FLAGS.cut_mode}"
+    return step
+
+
+def pix2pix_hd_step(torch):
+    """One NVIDIA/pix2pixHD iteration (see the module docstring)."""
+    nn = torch.nn
+    generator, _ = resnet_networks(torch)
+    G = generator(64, input_nc=36, n_down=4, n_blocks=9)
+
+    def patchgan():
+        layers, nf = [nn.Sequential(nn.Conv2d(39, 64, 4, 2, 2), nn.LeakyReLU(0.2, True))], 64
+        for n in range(1, 4):
+            prev, nf = nf, min(nf * 2, 512)
+            layers.append(nn.Sequential(nn.Conv2d(prev, nf, 4, 2 if n < 3 else 1, 2),
+                                        nn.InstanceNorm2d(nf), nn.LeakyReLU(0.2, True)))
+        layers.append(nn.Sequential(nn.Conv2d(nf, 1, 4, 1, 2)))
+        return nn.ModuleList(layers)
+
+    Ds = nn.ModuleList([patchgan(), patchgan()])
+    pool = nn.AvgPool2d(3, stride=2, padding=[1, 1], count_include_pad=False)
+    cfg = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512]
+    vgg_layers, c = [], 3
+    for v in cfg:
+        if v == "M":
+            vgg_layers.append(nn.MaxPool2d(2, 2))
+        else:
+            vgg_layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(True)]
+            c = v
+    vgg = nn.Sequential(*vgg_layers)
+    for p in vgg.parameters():
+        p.requires_grad_(False)
+    taps = (1, 6, 11, 20, 29)  # relu1_1, relu2_1, relu3_1, relu4_1, relu5_1
+
+    def vgg_features(x):
+        out = []
+        for i, layer in enumerate(vgg):
+            x = layer(x)
+            if i in taps:
+                out.append(x)
+            if i == taps[-1]:
+                return out
+
+    for net in (G, Ds):
+        for m in net.modules():
+            if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
+                nn.init.normal_(m.weight, 0.0, 0.02)
+                nn.init.zeros_(m.bias)
+    opt_g = torch.optim.Adam(G.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    opt_d = torch.optim.Adam(Ds.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    mse, l1 = nn.MSELoss(), nn.L1Loss()
+    h = FLAGS.height
+    labels = torch.randint(0, 35, (1, 1, h, 2 * h))
+    label = torch.zeros(1, 35, h, 2 * h).scatter_(1, labels, 1.0)
+    label = torch.cat([label, (torch.rand(1, 1, h, 2 * h) < 0.05).float()], 1)
+    real = torch.rand(1, 3, h, 2 * h) * 2 - 1
+
+    def discriminate(x):
+        result = []
+        for i, D in enumerate(Ds):
+            if i:
+                x = pool(x)
+            outs = []
+            for layer in D:
+                outs.append(layer(outs[-1] if outs else x))
+            result.append(outs)
+        return result
+
+    def gan(preds, target):
+        return sum(mse(p[-1], torch.full_like(p[-1], float(target))) for p in preds)
+
+    def step():
+        fake = G(label)
+        pred_fake_pool = discriminate(torch.cat([label, fake.detach()], 1))
+        pred_real = discriminate(torch.cat([label, real], 1))
+        pred_fake = discriminate(torch.cat([label, fake], 1))
+        loss_d = 0.5 * (gan(pred_fake_pool, 0) + gan(pred_real, 1))
+        feat = sum(0.5 * 1.0 * 10 * l1(f, r.detach())
+                   for pf, pr in zip(pred_fake, pred_real) for f, r in zip(pf[:-1], pr[:-1]))
+        fv, rv = vgg_features(fake), vgg_features(real)
+        loss_vgg = 10 * sum(w * l1(f, r.detach()) for w, f, r in
+                            zip((1 / 32, 1 / 16, 1 / 8, 1 / 4, 1), fv, rv))
+        loss_g = gan(pred_fake, 1) + feat + loss_vgg
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        return float(loss_g)
+
+    step.label = "pix2pix_hd"
+    step.size = f"{2 * h}x{h}"
     return step
 
 
