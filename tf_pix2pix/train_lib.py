@@ -86,10 +86,6 @@ class _Trainer:
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
         keras.utils.set_random_seed(t.seed)
-        # Grappler's remapper fails on the discriminator's conv+bias+LeakyReLU gradient pattern
-        # and logs "remapper failed" at ERROR level on every run; the step is as fast without it
-        # (0.576 vs 0.585 s float32, 0.368 vs 0.371 s bfloat16, BENCHMARKS.md machine).
-        tf.config.optimizer.set_experimental_options({"remapping": False})
         with self.strategy.scope():
             self.model = self.model_class(config, self.strategy, self.steps_per_epoch)
         # Skipped records: the stream is repositioned by skipping on resume (below), so that a

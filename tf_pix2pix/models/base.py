@@ -307,7 +307,16 @@ def seed_states(*models: keras.Model) -> dict[str, tf.Variable]:
 
 def distributed_step(strategy: tf.distribute.Strategy, replica_fn, step: tf.Variable):
     """A ``tf.function`` running ``replica_fn(*batch)`` on every replica, counting the step and
-    summing the (already globally averaged) per-replica losses."""
+    summing the (already globally averaged) per-replica losses.
+
+    Grappler's remapper is turned off (process-wide, before the step is traced): it fails on
+    the discriminators' conv + bias + LeakyReLU gradient pattern ("remapper failed: ...
+    Mutation::Apply error" at ERROR level), and with it on, a step traced after another model's
+    two-replica step in the same process differed from one device's by far more than rounding
+    (0.5 % of CUT's gradients; tests in one process); the step is as fast without it (0.576 vs 0.585 s float32, 0.368 vs 0.371 s bfloat16,
+    BENCHMARKS.md machine). Every model's step is built here, by the trainer or directly.
+    """
+    tf.config.optimizer.set_experimental_options({"remapping": False})
 
     @tf.function
     def step_fn(batch):
