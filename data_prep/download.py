@@ -72,8 +72,8 @@ class DownloadConfig:
         if self.dataset not in DATASETS:
             raise UserError(f"--dataset={self.dataset!r}: use one of {', '.join(DATASETS)}")
         if self.dataset.startswith("cityscapes") and not self.cityscapes_dir:
-            raise UserError(f"--dataset={self.dataset} needs --cityscapes_dir: Cityscapes cannot be "
-                            "redistributed; download gtFine_trainvaltest.zip and "
+            raise UserError(f"--dataset={self.dataset} needs --cityscapes_dir: Cityscapes "
+                            "cannot be redistributed; download gtFine_trainvaltest.zip and "
                             "leftImg8bit_trainvaltest.zip from cityscapes-dataset.com")
         if self.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256):
             raise UserError(f"--sha256={self.sha256!r} is not a SHA-256 (64 hex digits)")

@@ -313,8 +313,9 @@ def distributed_step(strategy: tf.distribute.Strategy, replica_fn, step: tf.Vari
     the discriminators' conv + bias + LeakyReLU gradient pattern ("remapper failed: ...
     Mutation::Apply error" at ERROR level), and with it on, a step traced after another model's
     two-replica step in the same process differed from one device's by far more than rounding
-    (0.5 % of CUT's gradients; tests in one process); the step is as fast without it (0.576 vs 0.585 s float32, 0.368 vs 0.371 s bfloat16,
-    BENCHMARKS.md machine). Every model's step is built here, by the trainer or directly.
+    (0.5 % of CUT's gradients). The step is as fast without it (0.576 vs 0.585 s float32, 0.368
+    vs 0.371 s bfloat16, BENCHMARKS.md machine). Every model's step is built here, by the
+    trainer or directly.
     """
     tf.config.optimizer.set_experimental_options({"remapping": False})
 

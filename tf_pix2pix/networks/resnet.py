@@ -34,7 +34,8 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
 
     Returns:
       A functional ``keras.Model``; H and W must be multiples of ``2 ** n_downsampling``. Its
-      layers are named so that :func:`resnet_module_names` finds the outputs of the reference's module list.
+      layers are named so that :func:`resnet_module_names` finds the outputs of the reference's
+      module list.
     """
     bias = use_bias(norm)
     inputs = keras.Input(shape=(None, None, input_nc), name="input")
