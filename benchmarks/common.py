@@ -35,39 +35,35 @@ def facades_records(cache_dir: str = "") -> str:
     return out
 
 
-def unpaired_records(cache_dir: str = "", size: int = 256) -> str:
-    """Unaligned TFRecords of a synthetic unpaired set (64 images per domain), built once."""
+def _synthetic_records(name: str, layout: str, cache_dir: str, num_shards: int = 0,
+                       **synthetic) -> str:
+    """TFRecords of a synthetic set (``make_synthetic`` with ``synthetic``, no val/test), built
+    once into ``cache_dir/<name>_tfr``."""
     from data_prep.build_tfrecords import BuildConfig, build
     from data_prep.make_synthetic import SyntheticConfig, make_synthetic
 
     cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "tf_pix2pix_bench")
-    out = os.path.join(cache_dir, f"unpaired{size}_tfr")
+    out = os.path.join(cache_dir, f"{name}_tfr")
     if os.path.isfile(os.path.join(out, "manifest.json")):
         return out
-    source = os.path.join(cache_dir, f"unpaired{size}")
-    make_synthetic(SyntheticConfig(output_dir=source, num_train=64, num_val=0, num_test=0,
-                                   size=size, unpaired=True))
-    build(BuildConfig(input_dir=source, output_dir=out, layout="unaligned", num_shards=2,
+    source = os.path.join(cache_dir, name)
+    make_synthetic(SyntheticConfig(output_dir=source, num_val=0, num_test=0, **synthetic))
+    build(BuildConfig(input_dir=source, output_dir=out, layout=layout, num_shards=num_shards,
                       overwrite=True, progress=False))
     return out
+
+
+def unpaired_records(cache_dir: str = "", size: int = 256) -> str:
+    """Unaligned TFRecords of a synthetic unpaired set (64 images per domain), built once."""
+    return _synthetic_records(f"unpaired{size}", "unaligned", cache_dir, num_shards=2,
+                              num_train=64, size=size, unpaired=True)
 
 
 def label_records(height: int, cache_dir: str = "") -> str:
     """pix2pixHD's layout of the synthetic scenes (8 label/instance/photo triplets, ``2 *
     height`` wide), as TFRecords, built once."""
-    from data_prep.build_tfrecords import BuildConfig, build
-    from data_prep.make_synthetic import SyntheticConfig, make_synthetic
-
-    cache_dir = cache_dir or os.path.join(tempfile.gettempdir(), "tf_pix2pix_bench")
-    out = os.path.join(cache_dir, f"labels{height}_tfr")
-    if os.path.isfile(os.path.join(out, "manifest.json")):
-        return out
-    source = os.path.join(cache_dir, f"labels{height}")
-    make_synthetic(SyntheticConfig(output_dir=source, num_train=8, num_val=0, num_test=0,
-                                   size=height, width=2 * height, labels=True))
-    build(BuildConfig(input_dir=source, output_dir=out, layout="labels", overwrite=True,
-                      progress=False))
-    return out
+    return _synthetic_records(f"labels{height}", "labels", cache_dir, num_train=8, size=height,
+                              width=2 * height, labels=True)
 
 
 def random_vgg_weights() -> str:
