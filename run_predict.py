@@ -44,7 +44,17 @@ flags.DEFINE_enum("direction", "AtoB", ["AtoB", "BtoA"],
 flags.DEFINE_enum("on_bad_image", "fail", ["fail", "skip"],
                   "fail: stop at the first unreadable image; skip: skip, count and list it.")
 flags.DEFINE_list("metrics", ["l1", "psnr", "ssim"], "With targets: any of l1, psnr, ssim, "
-                  "fid, kid (FID/KID over the whole set, Inception-v3 features).")
+                  "fid, kid (FID/KID over the whole set, Inception-v3 features); fcn: the "
+                  "paper's FCN-score with --segmenter (also without targets).")
+flags.DEFINE_string("segmenter", "", "FCN-score: a segmenter taking images in [-1, 1] and "
+                    "returning class scores: a version folder exported from --model=segmenter, "
+                    "another SavedModel, or a .keras file.")
+flags.DEFINE_string("segmenter_input_size", "", "FCN-score: HEIGHT,WIDTH the segmenter runs "
+                    "at (photos resized bilinearly); empty = each photo's own size.")
+flags.DEFINE_string("fcn_labels", "", "FCN-score: folder of label-id PNGs named as the inputs "
+                    "(or Cityscapes' *_gtFine_labelIds.png); not needed for label-map inputs.")
+flags.DEFINE_string("fcn_classes", "cityscapes", "FCN-score: cityscapes (label ids to the 19 "
+                    "train ids, others ignored) or N (label ids 0..N-1 are the classes).")
 flags.DEFINE_string("inception_weights", "imagenet", "FID/KID: path of Keras's InceptionV3 "
                     "notop .h5, or imagenet (Keras downloads it once).")
 flags.DEFINE_enum("protocol", "native", ["native", "reference"],
@@ -89,8 +99,19 @@ def main(argv: list[str]) -> None:
     source, path = (("tfrecord", f.tfrecord_dir) if f.tfrecord_dir else (f.source, f.input_dir))
     examples = predict_lib.iterate_examples(source, path, translator.config, f.split,
                                             f.on_bad_image, skipped, translator.direction)
+    fcn = fcn_labels = None
+    if f.segmenter:
+        from tf_pix2pix import fcn_score
+
+        try:
+            fcn = fcn_score.FCNScorer(fcn_score.load_segmenter(f.segmenter), f.fcn_classes,
+                                      fcn_score.parse_input_size(f.segmenter_input_size))
+        except ValueError as e:
+            raise UserError(f"--fcn_classes: {e}") from None
+        fcn_labels = fcn_score.LabelFolder(f.fcn_labels) if f.fcn_labels else None
     summary = predict_lib.predict(translator, examples, f.output_dir, f.progress, skipped,
-                                  tuple(f.metrics), f.protocol, f.inception_weights)
+                                  tuple(f.metrics), f.protocol, f.inception_weights, fcn,
+                                  fcn_labels)
     line = f"translated {summary['count']} image(s) into {f.output_dir} (index.html)"
     scores = [f"{name}={summary[key]:{fmt}}" for key, name, fmt in (
         ("l1", "L1", ".4f"), ("psnr", "PSNR", ".2f"), ("ssim", "SSIM", ".4f"),
@@ -98,6 +119,11 @@ def main(argv: list[str]) -> None:
     if scores:
         line += f"; {' '.join(scores)} (metrics.json, metrics.csv)"
     print(line)
+    if "fcn" in summary:
+        from tf_pix2pix.fcn_score import table
+
+        print(f"FCN-score ({summary['fcn']['pixels']} labelled pixels):")
+        print(table(summary))
     if "fid_warning" in summary:
         print(f"warning: {summary['fid_warning']}")
     print(f"skipped: {summary['num_skipped']}")

@@ -43,11 +43,10 @@ from tf_pix2pix.cli import UserError, run_main
 from tf_pix2pix.data import MANIFEST, SCHEMA_VERSION, SPLITS, make_example, make_label_example
 from tf_pix2pix.image_io import (BadImageError, ImageFile, encode_ids, list_files,
                                  read_aligned_pair, read_id_map, read_image)
+from tf_pix2pix.label_maps import label_key
 
 ON_BAD_IMAGE = ("fail", "skip")
 LAYOUTS = ("aligned", "paired_folders", "unaligned", "labels")
-# Suffixes of Cityscapes' file names, ignored when label, instance and photo files are matched.
-LABEL_SUFFIXES = ("_gtFine_labelIds", "_gtFine_instanceIds", "_leftImg8bit")
 DOMAINS = ("A", "B")
 
 
@@ -122,14 +121,6 @@ def _domain_folders(root: str) -> dict[str, dict[str, list[Item]]]:
     return found
 
 
-def _label_key(name: str) -> str:
-    stem = os.path.splitext(name)[0]
-    for suffix in LABEL_SUFFIXES:
-        if stem.endswith(suffix):
-            return stem[:-len(suffix)]
-    return stem
-
-
 def label_folders(root: str) -> tuple[dict[str, list[Item]], list[dict[str, str]]]:
     """pix2pixHD's layout: ``{split: [Item(key, (label, photo[, instance]))]}`` and the files
     without a partner (a label without a photo, a photo without a label, or — when the split
@@ -145,7 +136,7 @@ def label_folders(root: str) -> tuple[dict[str, list[Item]], list[dict[str, str]
             if kind not in present:
                 raise UserError(f"{folders[kind]} does not exist; a split of --layout=labels "
                                 f"needs {split}_label and {split}_img folders")
-        files = {k: {_label_key(n): os.path.join(folders[k], n) for n in list_files(folders[k])}
+        files = {k: {label_key(n): os.path.join(folders[k], n) for n in list_files(folders[k])}
                  for k in present}
         keys = set(files["label"]) & set(files["img"])
         if "inst" in files:

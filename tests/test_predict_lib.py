@@ -149,6 +149,103 @@ def test_cli_from_model_dir_and_saved_model(records_dir, tmp_path):
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert "is not a directory" in bad.stderr.strip().splitlines()[-1]
 
+    # The FCN-score from the command line: label-id PNGs named as the split's images, a
+    # segmenter that always answers class 2 (a .keras file): both rows score what the formulas
+    # say, whatever the generator made.
+    from tf_pix2pix.image_io import encode_ids
+
+    labels_dir = tmp_path / "labels"
+    labels_dir.mkdir()
+    names = [ex.name for ex in iterate_examples("tfrecord", records_dir, ExperimentConfig(),
+                                                split="test")]
+    rng = np.random.default_rng(1)
+    all_ids = []
+    for name in names:
+        ids = rng.integers(0, 4, size=[64, 64])
+        ids[:5] = 255  # ignored
+        all_ids.append(ids)
+        (labels_dir / f"{name}.png").write_bytes(encode_ids(ids))
+    constant = _constant_segmenter(num_classes=4, answer=2)
+    constant.save(str(tmp_path / "seg.keras"))
+    fcn = run("--model_dir", model_dir, "--tfrecord_dir", records_dir, "--split=test",
+              "--output_dir", str(tmp_path / "pd"), "--noprogress", "--metrics=l1,fcn",
+              "--segmenter", str(tmp_path / "seg.keras"), "--fcn_labels", str(labels_dir),
+              "--fcn_classes=4", "--segmenter_input_size=16,16")
+    assert fcn.returncode == 0, fcn.stderr
+    labelled = np.concatenate([ids[ids != 255] for ids in all_ids])
+    share = np.mean(labelled == 2)
+    assert f"| generated | {share:.3f} | 0.250 | {share / 4:.3f} |" in fcn.stdout
+    assert f"| real (ground truth) | {share:.3f} |" in fcn.stdout
+    scores = json.load(open(tmp_path / "pd" / "metrics.json"))
+    assert scores["fcn"]["pixels"] == labelled.size
+    assert scores["fcn"]["pixel_acc"] == pytest.approx(share)
+    assert scores["fcn_real"]["class_iou"] == pytest.approx(share / 4)
+    for args, message in (((), "--metrics=fcn needs --segmenter"),
+                          (("--segmenter", str(tmp_path / "seg.keras")),
+                           "--metrics=fcn needs label maps: pass --fcn_labels")):
+        bad = run("--model_dir", model_dir, "--tfrecord_dir", records_dir, "--split=test",
+                  "--output_dir", str(tmp_path / "pe"), "--noprogress", "--metrics=fcn", *args)
+        assert bad.returncode == 1 and "Traceback" not in bad.stderr
+        assert message in bad.stderr.strip().splitlines()[-1]
+
+
+def _constant_segmenter(num_classes, answer):
+    import keras
+
+    inputs = keras.Input([None, None, 3])
+    layer = keras.layers.Conv2D(num_classes, 1)
+    outputs = layer(inputs)
+    bias = np.zeros([num_classes], np.float32)
+    bias[answer] = 1.0
+    layer.set_weights([np.zeros([1, 1, 3, num_classes], np.float32), bias])
+    return keras.Model(inputs, outputs)
+
+
+COLOURS = np.array([[-1, -1, -1], [1, -1, -1], [-1, 1, -1], [-1, -1, 1]], np.float32)
+
+
+def test_fcn_score_of_label_map_translations(label_records, tmp_path):
+    """pix2pixHD's inputs carry their label maps: a generator painting each class in its colour
+    and a nearest-colour segmenter score 1.0; the real photos score what an independent
+    nearest-colour labelling of them scores."""
+    from tf_pix2pix.config import ModelConfig, TrainConfig
+    from tf_pix2pix.fcn_score import FCNScorer, LabelFolder
+
+    cfg = ExperimentConfig(data=DataConfig(label_nc=4),
+                           model=ModelConfig(model="pix2pix_hd", netG="global", norm="instance",
+                                             no_dropout=True),
+                           train=TrainConfig(vgg_loss=False))
+    painter = Translator(lambda x: tf.einsum("nhwc,cd->nhwd", x[..., :4], COLOURS), cfg,
+                         "eval", "painter")
+    c = COLOURS
+    kernel = tf.constant((2 * c.T)[np.newaxis, np.newaxis])
+    nearest = lambda x: tf.nn.conv2d(x, kernel, 1, "VALID") - np.sum(c ** 2, 1)  # noqa: E731
+    scorer = FCNScorer(nearest, 4)
+    summary = predict(painter, iterate_examples("tfrecord", label_records, cfg, split="val"),
+                      str(tmp_path / "out"), progress=False, metrics=("l1", "fcn"), fcn=scorer)
+    assert summary["fcn"]["pixel_acc"] == 1.0 and summary["fcn"]["class_iou"] == 1.0
+    hits = total = 0
+    for ex in iterate_examples("tfrecord", label_records, cfg, split="val"):
+        ids = np.argmax(ex.input[..., :4], -1)
+        guess = np.argmin(((ex.target[..., None, :] - c) ** 2).sum(-1), -1)
+        hits, total = hits + np.sum(guess == ids), total + ids.size
+    assert summary["fcn_real"]["pixels"] == total
+    assert summary["fcn_real"]["pixel_acc"] == pytest.approx(hits / total)
+    assert json.load(open(tmp_path / "out" / "metrics.json"))["fcn"]["pixel_acc"] == 1.0
+
+    with pytest.raises(ConfigError, match="--metrics=fcn needs --segmenter"):
+        predict(painter, iter([]), str(tmp_path / "x"), metrics=("fcn",))
+    with pytest.raises(ConfigError, match="add fcn to --metrics"):
+        predict(painter, iter([]), str(tmp_path / "x"), fcn=scorer)
+    with pytest.raises(ConfigError, match="needs label maps"):
+        predict(_identity(), iter([]), str(tmp_path / "x"), metrics=("fcn",), fcn=scorer)
+    (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "other.png").write_bytes(b"")
+    with pytest.raises(ConfigError, match="no label map for '00000'"):
+        predict(painter, iterate_examples("tfrecord", label_records, cfg, split="val"),
+                str(tmp_path / "y"), progress=False, metrics=("fcn",), fcn=FCNScorer(nearest, 4),
+                fcn_labels=LabelFolder(str(tmp_path / "labels")))
+
 
 def test_cycle_gan_translates_an_unaligned_split_with_either_generator(unpaired_records_dir,
                                                                         tmp_path):

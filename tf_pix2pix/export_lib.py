@@ -40,7 +40,6 @@ from tf_pix2pix.config import DIRECTIONS, TEST_MODES, ConfigError, ExperimentCon
 from tf_pix2pix.image_io import declared_size
 from tf_pix2pix.inference import (check_test_mode, mode_call, pad_multiple, padded_translate,
                                   restore_generator)
-from tf_pix2pix.visualize import to_uint8
 
 EXPORT_INFO = "export_info.json"
 
@@ -158,7 +157,7 @@ class Pix2PixServable(tf.Module):
             instance = self._checked(instance)
         x = self._model.encode_input(self._config, encoded, self._input_nc, instance)
         y = self._translate(x[tf.newaxis])["images"][0]
-        return tf.io.encode_png(to_uint8(y))
+        return self._model.encode_output(self._config, y)
 
     def _serve_bytes(self, image_bytes):
         out = tf.map_fn(self._one, image_bytes, fn_output_signature=tf.string)

@@ -9,6 +9,8 @@ lower neighbour, so both sides of a boundary are marked). The same encoding serv
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import tensorflow as tf
 
@@ -22,6 +24,19 @@ CITYSCAPES_COLORS = (
     (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70),
     (0, 60, 100), (0, 0, 90), (0, 0, 110), (0, 80, 100), (0, 0, 230), (119, 11, 32),
     (0, 0, 142))
+
+# Suffixes of Cityscapes' file names, ignored when label, instance and photo files are matched.
+LABEL_SUFFIXES = ("_gtFine_labelIds", "_gtFine_instanceIds", "_leftImg8bit")
+
+
+def label_key(name: str) -> str:
+    """The name that matches a label map, an instance map and a photo of one scene: the file
+    name without its extension and Cityscapes' suffixes (``LABEL_SUFFIXES``)."""
+    stem = os.path.splitext(os.path.basename(name))[0]
+    for suffix in LABEL_SUFFIXES:
+        if stem.endswith(suffix):
+            return stem[:-len(suffix)]
+    return stem
 
 
 def palette(label_nc: int) -> np.ndarray:
@@ -83,3 +98,50 @@ def colorize(encoded: tf.Tensor, label_nc: int) -> tf.Tensor:
     if encoded.shape[-1] > label_nc:
         colors = tf.where(encoded[..., label_nc:label_nc + 1] > 0.5, 1.0, colors)
     return colors
+
+
+# Cityscapes' train ids of its label ids 0..33 (cityscapesScripts ``labels.py``): the 19 classes
+# its benchmark (and the pix2pix paper's FCN-score) scores; 255 = ignored.
+CITYSCAPES_TRAIN_IDS = (
+    255, 255, 255, 255, 255, 255, 255, 0, 1, 255, 255, 2, 3, 4, 255, 255, 255, 5, 255, 6, 7, 8,
+    9, 10, 11, 12, 13, 14, 15, 255, 255, 16, 17, 18)
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle")
+IGNORE = 255
+
+
+def segmentation_classes(classes: str | int) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The classes a segmenter predicts and how label ids map to them.
+
+    Args:
+      classes: ``"cityscapes"`` (the 19 train ids of Cityscapes' label ids) or a number ``N``
+        (label ids ``0..N-1`` are the classes themselves).
+
+    Returns:
+      ``(lut, names)``: ``lut[label_id]`` is the class index or :data:`IGNORE` (a 65,536-entry
+      uint8 table, so that any 16-bit id maps), and the class names.
+    """
+    lut = np.full([65536], IGNORE, np.uint8)
+    if str(classes) == "cityscapes":
+        lut[:len(CITYSCAPES_TRAIN_IDS)] = CITYSCAPES_TRAIN_IDS
+        return lut, CITYSCAPES_CLASSES
+    n = int(classes)
+    if not 1 <= n < IGNORE:
+        raise ValueError(f"classes={classes!r}: use cityscapes or a number from 1 to 254")
+    lut[:n] = np.arange(n)
+    return lut, tuple(f"class {i}" for i in range(n))
+
+
+def colorize_classes(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """``[..., H, W]`` class indices (:data:`IGNORE` black) as colours in [-1, 1]: Cityscapes'
+    colours of its 19 train ids, otherwise the :func:`palette` of ``num_classes``."""
+    if num_classes == len(CITYSCAPES_CLASSES):
+        label_ids = [CITYSCAPES_TRAIN_IDS.index(i) for i in range(num_classes)]
+        colors = np.array([CITYSCAPES_COLORS[i] for i in label_ids], np.uint8)
+    else:
+        colors = palette(num_classes)
+    table = np.concatenate([colors, np.zeros([256 - num_classes, 3], np.uint8)])
+    ids = tf.cast(classes, tf.int32)
+    return tf.gather(tf.constant(table, tf.float32) / 127.5 - 1.0, tf.clip_by_value(ids, 0, 255))

@@ -177,7 +177,7 @@ def write_gallery(output_dir: str, rows: list[dict[str, str]], title: str) -> st
     return path
 
 
-METRICS = ("l1", "psnr", "ssim", "fid", "kid")
+METRICS = ("l1", "psnr", "ssim", "fid", "kid", "fcn")
 PROTOCOLS = ("native", "reference")
 REFERENCE_SIZE = 256
 
@@ -191,7 +191,7 @@ def reference_resize(image: np.ndarray, size: int = REFERENCE_SIZE) -> np.ndarra
 def predict(translator: Translator, examples: Iterator[Example], output_dir: str,
             progress: bool = True, skipped: list[dict[str, str]] | None = None,
             metrics: tuple[str, ...] = ("l1", "psnr", "ssim"), protocol: str = "native",
-            inception_weights: str = "imagenet") -> dict:
+            inception_weights: str = "imagenet", fcn=None, fcn_labels=None) -> dict:
     """Translates ``examples`` into ``output_dir``: images, gallery, and metrics with targets.
 
     Writes ``images/<name>_{input,output,target}.png``, ``index.html``, and when targets exist
@@ -201,7 +201,9 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
     Args:
       protocol: ``native`` translates every image at its own size; ``reference`` resizes inputs
         (and targets) to 256x256 first, as the reference's ``test.py`` does.
-      metrics: any of ``METRICS``; FID/KID need Inception weights (``inception_weights``).
+      metrics: any of ``METRICS``; FID/KID need Inception weights (``inception_weights``);
+        ``fcn`` needs ``fcn`` (a ``fcn_score.FCNScorer``) and label maps: ``fcn_labels`` (a
+        ``fcn_score.LabelFolder``), or inputs that are label maps (``label_nc`` > 0).
 
     Returns:
       The summary written to ``metrics.json`` (``count`` etc. even without targets).
@@ -210,6 +212,17 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
     if bad or protocol not in PROTOCOLS:
         raise ConfigError(f"--metrics={','.join(metrics)} --protocol={protocol}: metrics are "
                           f"{', '.join(METRICS)}; protocols {', '.join(PROTOCOLS)}")
+    label_nc = translator.config.data.label_nc
+    if "fcn" in metrics:
+        if fcn is None:
+            raise ConfigError("--metrics=fcn needs --segmenter (a segmentation SavedModel or "
+                              "Keras file)")
+        if fcn_labels is None and not label_nc:
+            raise ConfigError("--metrics=fcn needs label maps: pass --fcn_labels DIR of label-id "
+                              "PNGs (e.g. Cityscapes' gtFine/val), or translate label maps "
+                              "(pix2pixHD)")
+    elif fcn is not None:
+        raise ConfigError("--segmenter is used by --metrics=fcn; add fcn to --metrics")
     features = None
     if {"fid", "kid"} & set(metrics):
         from tf_pix2pix.inception_metrics import InceptionFeatures
@@ -222,13 +235,15 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
     bar = keras.utils.Progbar(None, unit_name="image") if progress else None
     model_class = models.for_config(translator.config)
     for i, ex in enumerate(examples):
+        original_input = ex.input
         if protocol == "reference":
             ex = Example(ex.name, reference_resize(ex.input),
                          None if ex.target is None else reference_resize(ex.target))
         output = translator(tf.constant(ex.input[np.newaxis]))[0].numpy()
         row = {"name": ex.name}
         shown = model_class.show_input(translator.config, tf.constant(ex.input[np.newaxis]))
-        for key, image in (("input", np.asarray(shown[0])), ("output", output),
+        output_shown = model_class.show_output(translator.config, output[np.newaxis])[0]
+        for key, image in (("input", np.asarray(shown[0])), ("output", np.asarray(output_shown)),
                            ("target", ex.target)):
             if image is not None:
                 rel = os.path.join("images", f"{ex.name}_{key}.png")
@@ -237,6 +252,10 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
         if ex.target is not None:
             scores = scorer.add(output[np.newaxis], ex.target[np.newaxis])[0]
             per_image.append({"name": ex.name, **scores})
+        if fcn is not None:
+            ids = (fcn_labels.read(ex.name) if fcn_labels is not None
+                   else np.argmax(original_input[..., :label_nc], axis=-1))
+            fcn.add(ids, output, ex.target)
         rows.append(row)
         if bar is not None:
             bar.update(i + 1)
@@ -260,6 +279,9 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
             writer = csv.DictWriter(f, fieldnames=["name", "l1", "psnr", "ssim"])
             writer.writeheader()
             writer.writerows(per_image)
+    if fcn is not None:
+        summary.update(fcn.summary())
+    if per_image or fcn is not None:
         with open(os.path.join(output_dir, "metrics.json"), "w") as f:
             json.dump(summary, f, indent=2)
     return summary

@@ -1,6 +1,7 @@
 """The model registry: one module per model, each registering a ``TranslationModel`` subclass.
 
-Built in: ``pix2pix``, ``cycle_gan``, ``cut``, ``pix2pix_hd``. Other packages add models
+Built in: ``pix2pix``, ``cycle_gan``, ``cut``, ``pix2pix_hd``, ``segmenter`` (the FCN-score's
+segmenter). Other packages add models
 without changing this one by declaring an entry point in the group ``tf_pix2pix.models``
 (``name = package.module``) whose module registers its class with :func:`register`; they are
 loaded on the first lookup.
@@ -16,6 +17,7 @@ from tf_pix2pix.models import pix2pix  # noqa: F401,I001
 from tf_pix2pix.models import cycle_gan  # noqa: F401,I001
 from tf_pix2pix.models import cut  # noqa: F401,I001
 from tf_pix2pix.models import pix2pix_hd  # noqa: F401,I001
+from tf_pix2pix.models import segmenter  # noqa: F401,I001
 from tf_pix2pix.models.base import GeneratorSlot, TranslationModel, register, registered
 
 ENTRY_POINT_GROUP = "tf_pix2pix.models"

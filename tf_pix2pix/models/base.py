@@ -153,6 +153,19 @@ class TranslationModel(abc.ABC):
         return inputs
 
     @classmethod
+    def show_output(cls, config: ExperimentConfig, outputs: tf.Tensor) -> tf.Tensor:
+        """Generator outputs ``[N, H, W, C]`` as images in [-1, 1] to show (galleries)."""
+        return outputs
+
+    @classmethod
+    def encode_output(cls, config: ExperimentConfig, output: tf.Tensor) -> tf.Tensor:
+        """One generator output ``[H, W, C]`` as export's ``serving_default`` returns it: the
+        PNG of the image."""
+        from tf_pix2pix.visualize import to_uint8
+
+        return tf.io.encode_png(to_uint8(output))
+
+    @classmethod
     def reads_instances(cls, config: ExperimentConfig) -> bool:
         """Whether ``encode_input`` takes an instance map (export then adds a signature with
         one)."""

@@ -16,12 +16,15 @@ __all__ = ["build_generator", "build_discriminator", "count_params", "unet_gener
 
 
 def build_generator(config: ModelConfig, input_nc: int, output_nc: int,
-                    sync_bn: bool = False, name: str = "generator") -> keras.Model:
+                    sync_bn: bool = False, name: str = "generator",
+                    head: str = "tanh") -> keras.Model:
     """Builds the generator named by ``config.netG`` (``global``: pix2pixHD's, a ResNet
-    generator of ``n_downsample_global`` downsamplings and ``n_blocks_global`` blocks)."""
+    generator of ``n_downsample_global`` downsamplings and ``n_blocks_global`` blocks);
+    ``head`` ``logits`` leaves out the final tanh (a segmenter's class scores)."""
     common = dict(input_nc=input_nc, output_nc=output_nc, ngf=config.ngf, norm=config.norm,
                   use_dropout=not config.no_dropout, gain=config.init_gain, sync_bn=sync_bn,
-                  upsample_mode=config.upsample, init_type=config.init_type, name=name)
+                  upsample_mode=config.upsample, init_type=config.init_type, name=name,
+                  head=head)
     if config.netG.startswith(("unet", "encoder_decoder")):
         return unet_generator(num_downs=config.num_downs,
                               skips=config.netG.startswith("unet"), **common)

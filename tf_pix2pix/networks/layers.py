@@ -263,6 +263,18 @@ class TorchUpConv(keras.layers.Conv2DTranspose):
         return config
 
 
+HEADS = ("tanh", "logits")
+
+
+def output_head(head: str) -> keras.layers.Layer:
+    """A generator's last activation, in float32 under mixed precision: ``tanh`` for images in
+    [-1, 1] (named ``tanh``), ``logits`` for unbounded class scores (named ``logits``)."""
+    if head not in HEADS:
+        raise ValueError(f"head={head!r}: use one of {', '.join(HEADS)}")
+    return keras.layers.Activation("tanh" if head == "tanh" else "linear", name=head,
+                                   dtype="float32")
+
+
 def conv(filters: int, kernel: int, stride: int, bias: bool, gain: float, name: str,
          padding: str = "valid", init_type: str = "normal") -> keras.layers.Conv2D:
     return Conv(filters, kernel, strides=stride, padding=padding, use_bias=bias,

@@ -6,8 +6,8 @@ from __future__ import annotations
 import keras
 
 from tf_pix2pix.networks.layers import (BlurDownsample, Dropout, ReflectionPad2D, TorchUpConv,
-                                        bilinear_upsample, conv, conv_init, norm_layer, upsample,
-                                        use_bias)
+                                        bilinear_upsample, conv, conv_init, norm_layer,
+                                        output_head, upsample, use_bias)
 
 
 def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, ngf: int = 64,
@@ -15,7 +15,7 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
                      sync_bn: bool = False, upsample_mode: str = "transpose",
                      antialias: bool = False, antialias_up: bool = False,
                      init_type: str = "normal", n_downsampling: int = 2,
-                     name: str = "generator") -> keras.Model:
+                     name: str = "generator", head: str = "tanh") -> keras.Model:
     """ResNet generator: 7x7 stem, ``n_downsampling`` stride-2 downsamplings, ``n_blocks``
     residual blocks with reflection padding, as many stride-2 transposed convs and a 7x7 tanh head.
 
@@ -31,6 +31,8 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
     ``antialias`` makes each downsampling a stride-1 3x3 conv, norm, ReLU and
     :class:`BlurDownsample`; ``antialias_up`` makes each upsampling a bilinear x2
     (``layers.bilinear_upsample``) followed by a zero-padded 3x3 conv. Neither adds weights.
+
+    ``head`` is the output activation: ``tanh`` (images) or ``logits`` (class scores).
 
     Returns:
       A functional ``keras.Model``; H and W must be multiples of ``2 ** n_downsampling``. Its
@@ -80,7 +82,7 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
         x = keras.layers.ReLU(name=f"up{i}_relu")(x)
     x = ReflectionPad2D(3, name="head_pad")(x)
     x = conv(output_nc, 7, 1, True, gain, "head_conv", init_type=init_type)(x)
-    outputs = keras.layers.Activation("tanh", name="tanh", dtype="float32")(x)
+    outputs = output_head(head)(x)
     return keras.Model(inputs, outputs, name=name)
 
 

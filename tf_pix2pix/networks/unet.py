@@ -5,14 +5,15 @@ from __future__ import annotations
 import keras
 
 from tf_pix2pix.networks.kernels import UpConv
-from tf_pix2pix.networks.layers import Dropout, conv, conv_init, norm_layer, upsample, use_bias
+from tf_pix2pix.networks.layers import (Dropout, conv, conv_init, norm_layer, output_head,
+                                        upsample, use_bias)
 
 
 def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ngf: int = 64,
                    norm: str = "batch", use_dropout: bool = True, gain: float = 0.02,
                    sync_bn: bool = False, upsample_mode: str = "transpose",
                    skips: bool = True, init_type: str = "normal",
-                   name: str = "generator") -> keras.Model:
+                   name: str = "generator", head: str = "tanh") -> keras.Model:
     """U-Net with ``num_downs`` 4x4 stride-2 downsamplings and mirrored skip connections.
 
     Encoder: conv (no norm) then ``LeakyReLU(0.2) -> conv -> norm`` blocks with ngf, 2ngf, 4ngf and
@@ -36,6 +37,8 @@ def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ng
         (the same layers, each decoder block seeing only the block below it).
       init_type: ``normal`` or ``xavier`` (``layers.conv_init``).
       name: model name.
+      head: the output activation: ``tanh`` (images) or ``logits`` (none: class scores of a
+        segmenter).
 
     Returns:
       A functional ``keras.Model`` mapping ``[N, H, W, input_nc]`` in [-1, 1] to
@@ -79,5 +82,5 @@ def unet_generator(input_nc: int = 3, output_nc: int = 3, num_downs: int = 8, ng
                                           kernel_initializer=conv_init(gain, init_type),
                                           name="up0_deconv")
     x = upsample(x, output_nc, upsample_mode, deconv, True, gain, "up0_deconv", init_type)
-    outputs = keras.layers.Activation("tanh", name="tanh", dtype="float32")(x)
+    outputs = output_head(head)(x)
     return keras.Model(inputs, outputs, name=name)
