@@ -52,7 +52,9 @@ flags.DEFINE_string("segmenter", "", "FCN-score: a segmenter taking images in [-
 flags.DEFINE_string("segmenter_input_size", "", "FCN-score: HEIGHT,WIDTH the segmenter runs "
                     "at (photos resized bilinearly); empty = each photo's own size.")
 flags.DEFINE_string("fcn_labels", "", "FCN-score: folder of label-id PNGs named as the inputs "
-                    "(or Cityscapes' *_gtFine_labelIds.png); not needed for label-map inputs.")
+                    "(or Cityscapes' *_gtFine_labelIds.png), or input_colours (the inputs are "
+                    "colour-coded label maps, as pix2pix's Cityscapes set); not needed for "
+                    "label-map inputs.")
 flags.DEFINE_string("fcn_classes", "cityscapes", "FCN-score: cityscapes (label ids to the 19 "
                     "train ids, others ignored) or N (label ids 0..N-1 are the classes).")
 flags.DEFINE_string("inception_weights", "imagenet", "FID/KID: path of Keras's InceptionV3 "
@@ -108,7 +110,7 @@ def main(argv: list[str]) -> None:
                                       fcn_score.parse_input_size(f.segmenter_input_size))
         except ValueError as e:
             raise UserError(f"--fcn_classes: {e}") from None
-        fcn_labels = fcn_score.LabelFolder(f.fcn_labels) if f.fcn_labels else None
+        fcn_labels = fcn_score.label_source(f.fcn_labels, f.fcn_classes)
     summary = predict_lib.predict(translator, examples, f.output_dir, f.progress, skipped,
                                   tuple(f.metrics), f.protocol, f.inception_weights, fcn,
                                   fcn_labels)

@@ -65,3 +65,35 @@ def test_runner_trains_evaluates_tabulates_and_resumes(records_dir, tmp_path):
     evals = lambda table: [(r["suite"], r["config"], r["l1"], r["ssim"])  # noqa: E731
                            for r in table if r["mode"] == "eval"]
     assert evals(again) == evals(rows)  # eval mode is deterministic; paper mode samples dropout
+
+    # The FCN-score on the same runs (no retraining): a segmenter that always answers class 2
+    # scores the share of class 2 among the labels read from the inputs' colours, for every
+    # configuration, mode and the real photos alike; its class accuracy is 1/classes present.
+    import keras
+    import numpy as np
+
+    from tf_pix2pix.experiments import FCNSetup, _test_images
+
+    inputs = keras.Input([None, None, 3])
+    layer = keras.layers.Conv2D(4, 1)
+    model = keras.Model(inputs, layer(inputs))
+    layer.set_weights([np.zeros([1, 1, 3, 4], np.float32), np.array([0, 0, 1, 0], np.float32)])
+    model.save(str(tmp_path / "constant.keras"))
+    scored = dataclasses.replace(runner, segmenter=str(tmp_path / "constant.keras"),
+                                 fcn_classes="4", suite="generators")
+    result = run(scored)
+    setup = FCNSetup(scored)
+    images, _, names = _test_images(scored, experiment_config(scored, {}))
+    setup.read_labels(names, images)
+    ids = np.concatenate([i.ravel() for i in setup.labels])
+    share, present = np.mean(ids == 2), len(np.unique(ids))
+    assert result["real_fcn"]["fcn_pixel_acc"] == pytest.approx(share)
+    assert result["real_fcn"]["fcn_class_acc"] == pytest.approx(1 / present)
+    rows = list(csv.DictReader(open(tmp_path / "results.csv")))
+    assert len(rows) == 4 and all(float(r["fcn_pixel_acc"]) == pytest.approx(share)
+                                  for r in rows)
+    table = open(result["table"]).read()
+    assert "| FCN pixel (eval) | FCN class (eval) | FCN IOU (eval) |" in table
+    assert f"the real photos score {share:.3f}, {1 / present:.3f}" in table
+    with pytest.raises(UserError, match="--segmenter needs --fcn_labels"):
+        FCNSetup(dataclasses.replace(scored, fcn_labels=""))

@@ -145,15 +145,30 @@ def test_label_folders_match_plain_and_cityscapes_names(tmp_path):
         encode_ids(ids * 1000))
     (tmp_path / "gtFine" / "plain.png").write_bytes(encode_ids(ids + 1))
     folder = fcn_score.LabelFolder(str(tmp_path / "gtFine"))
-    np.testing.assert_array_equal(folder.read("frankfurt_000000_000294_leftImg8bit"), ids)
-    np.testing.assert_array_equal(folder.read("plain"), ids + 1)
+    np.testing.assert_array_equal(folder("frankfurt_000000_000294_leftImg8bit"), ids)
+    np.testing.assert_array_equal(folder("plain"), ids + 1)
     with pytest.raises(ConfigError, match="no label map for 'other'"):
-        folder.read("other")
+        folder("other")
     with pytest.raises(ConfigError, match="is not a directory"):
         fcn_score.LabelFolder(str(tmp_path / "missing"))
     os.makedirs(tmp_path / "empty")
     with pytest.raises(ConfigError, match="has no PNG label maps"):
         fcn_score.LabelFolder(str(tmp_path / "empty"))
+
+
+def test_colour_coded_label_images_decode_to_label_ids():
+    colours = label_maps.palette(35).astype(np.float32) / 127.5 - 1
+    road, car, pole, polegroup, plate = 7, 26, 17, 18, 34
+    image = colours[[[road, car], [polegroup, plate]]] + 0.02  # JPEG-like noise
+    ids = fcn_score.InputColours("cityscapes")("x", image)
+    # polegroup shares pole's colour, id 34 car's: the scored id wins.
+    np.testing.assert_array_equal(ids, [[road, car], [pole, car]])
+    lut, _ = label_maps.segmentation_classes("cityscapes")
+    np.testing.assert_array_equal(lut[ids], [[0, 13], [5, 13]])
+    four = label_maps.palette(4).astype(np.float32) / 127.5 - 1
+    np.testing.assert_array_equal(fcn_score.InputColours(4)("x", four[[[3, 1]]]), [[3, 1]])
+    assert isinstance(fcn_score.label_source("input_colours"), fcn_score.InputColours)
+    assert fcn_score.label_source("") is None
 
 
 def test_the_table_has_the_papers_columns():

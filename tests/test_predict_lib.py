@@ -1,4 +1,5 @@
 import csv
+import dataclasses
 import json
 import os
 import subprocess
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_pix2pix import label_maps
 from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig
 from tf_pix2pix.evaluate import PSNR_CAP
 from tf_pix2pix.image_io import BadImageError
@@ -209,7 +211,7 @@ def test_fcn_score_of_label_map_translations(label_records, tmp_path):
     and a nearest-colour segmenter score 1.0; the real photos score what an independent
     nearest-colour labelling of them scores."""
     from tf_pix2pix.config import ModelConfig, TrainConfig
-    from tf_pix2pix.fcn_score import FCNScorer, LabelFolder
+    from tf_pix2pix.fcn_score import FCNScorer, LabelFolder, label_source
 
     cfg = ExperimentConfig(data=DataConfig(label_nc=4),
                            model=ModelConfig(model="pix2pix_hd", netG="global", norm="instance",
@@ -232,6 +234,20 @@ def test_fcn_score_of_label_map_translations(label_records, tmp_path):
     assert summary["fcn_real"]["pixels"] == total
     assert summary["fcn_real"]["pixel_acc"] == pytest.approx(hits / total)
     assert json.load(open(tmp_path / "out" / "metrics.json"))["fcn"]["pixel_acc"] == 1.0
+    # The inputs as colour-coded label images (pix2pix's Cityscapes set): the labels are read
+    # back from the colours; the identity "generator" then scores 1.0.
+    pal = label_maps.palette(4).astype(np.float32) / 127.5 - 1
+    pal_kernel = tf.constant((2 * pal.T)[np.newaxis, np.newaxis])
+    by_palette = lambda x: (tf.nn.conv2d(x, pal_kernel, 1, "VALID")  # noqa: E731
+                            - np.sum(pal ** 2, 1))
+    coloured = [dataclasses.replace(ex, input=np.asarray(label_maps.colorize(
+        ex.input[np.newaxis], 4)[0])) for ex in iterate_examples("tfrecord", label_records, cfg,
+                                                                  split="val")]
+    rgb = ExperimentConfig()
+    result = predict(Translator(lambda x: x, rgb, "eval", "identity"), iter(coloured),
+                     str(tmp_path / "out2"), progress=False, metrics=("fcn",),
+                     fcn=FCNScorer(by_palette, 4), fcn_labels=label_source("input_colours", 4))
+    assert result["fcn"]["pixel_acc"] == 1.0 and result["fcn"]["pixels"] == total
 
     with pytest.raises(ConfigError, match="--metrics=fcn needs --segmenter"):
         predict(painter, iter([]), str(tmp_path / "x"), metrics=("fcn",))

@@ -17,8 +17,9 @@ Every configuration trains with the same seed and step budget into
 ``OUT/runs/<configuration key>`` (identical configurations of different suites, e.g. L1+cGAN =
 U-Net = 70x70, train once); a rerun skips finished runs and resumes an interrupted one. Each is
 evaluated on the test split (``--split``) as the reference's ``test.py`` does — every image
-resized to ``crop_size`` — in both test-time modes (``eval`` and ``paper``), with L1, PSNR, SSIM
-and, given Inception weights, FID and KID. Written: ``results.csv`` (one row per configuration
+resized to ``crop_size`` — in both test-time modes (``eval`` and ``paper``), with L1, PSNR, SSIM,
+given Inception weights FID and KID, and given a segmenter (``--segmenter``, see
+``tf_pix2pix.fcn_score``) the paper's FCN-score, with the real photos' score beside it. Written: ``results.csv`` (one row per configuration
 and mode), ``results.md`` (tables shaped like the paper's) and ``<suite>.png`` (the same test
 images through every configuration, like the paper's figures).
 """
@@ -79,6 +80,14 @@ class RunnerConfig:
     figure_examples: int = option(4, "Test images in each suite's figure.")
     inception_weights: str = option("", "InceptionV3 notop .h5 (or imagenet) for FID/KID; "
                                         "without it they are not computed.")
+    segmenter: str = option("", "FCN-score (paper Tables 1-3): a segmenter SavedModel or .keras "
+                                "file (run_predict.py's --segmenter); without it no FCN-score.")
+    segmenter_input_size: str = option("", "FCN-score: HEIGHT,WIDTH the segmenter runs at; "
+                                           "empty = the images' size.")
+    fcn_labels: str = option("input_colours", "FCN-score: a folder of label-id PNGs named as "
+                                              "the split's images, or input_colours (the "
+                                              "inputs are colour-coded label maps).")
+    fcn_classes: str = option("cityscapes", "FCN-score: cityscapes or a number of classes.")
     ngf: int = option(64, "Generator width (64 in the paper).")
     ndf: int = option(64, "Discriminator width (64 in the paper).")
     progress: bool = option(True, "Training progress bars.")
@@ -142,11 +151,13 @@ def _test_images(runner: RunnerConfig, config: ExperimentConfig):
     import tensorflow as tf
 
     data = dataclasses.replace(config.data, load_size=runner.crop_size, batch_size=1)
-    inputs, targets = [], []
+    inputs, targets, names = [], [], []
     try:
-        for x, y in data_lib.build_dataset(data, runner.split, training=False):
+        for x, y, name in data_lib.build_dataset(data, runner.split, training=False,
+                                                 with_filenames=True):
             inputs.append(x.numpy()[0])
             targets.append(y.numpy()[0])
+            names.append(os.path.splitext(name.numpy()[0].decode())[0])
             if runner.max_examples and len(inputs) >= runner.max_examples:
                 break
     except tf.errors.DataLossError as e:
@@ -154,12 +165,45 @@ def _test_images(runner: RunnerConfig, config: ExperimentConfig):
                                         "the trained runs are kept") from None
     if not inputs:
         raise UserError(f"split {runner.split!r} of {runner.data_dir} is empty")
-    return np.stack(inputs), np.stack(targets)
+    return np.stack(inputs), np.stack(targets), names
+
+
+class FCNSetup:
+    """The FCN-score of the runner: the segmenter, and the label ids of the test images."""
+
+    def __init__(self, runner: RunnerConfig):
+        from tf_pix2pix import fcn_score, label_maps
+
+        try:
+            label_maps.segmentation_classes(runner.fcn_classes)
+        except ValueError as e:
+            raise UserError(f"--fcn_classes: {e}") from None
+        size = fcn_score.parse_input_size(runner.segmenter_input_size)
+        segmenter = fcn_score.load_segmenter(runner.segmenter)
+        self.make = lambda: fcn_score.FCNScorer(segmenter, runner.fcn_classes,  # noqa: E731
+                                                size)
+        self.source = fcn_score.label_source(runner.fcn_labels, runner.fcn_classes)
+        if self.source is None:
+            raise UserError("--segmenter needs --fcn_labels: a folder of label-id PNGs or "
+                            "input_colours")
+        self.labels: list[np.ndarray] = []
+
+    def read_labels(self, names: list[str], inputs: np.ndarray) -> None:
+        self.labels = [self.source(name, image) for name, image in zip(names, inputs)]
+
+    def score(self, photos: np.ndarray) -> dict[str, float]:
+        """``fcn_pixel_acc``, ``fcn_class_acc``, ``fcn_class_iou`` of ``photos``."""
+        scorer = self.make()
+        for ids, photo in zip(self.labels, photos):
+            scorer.add(ids, photo)
+        scores = scorer.summary()["fcn"]
+        return {f"fcn_{k}": scores[k] for k in ("pixel_acc", "class_acc", "class_iou")}
 
 
 def evaluate_run(model_dir: str, inputs: np.ndarray, targets: np.ndarray,
-                 features=None) -> dict[str, dict[str, Any]]:
-    """Metrics of a trained run in each test-time mode, and its outputs (for the figure)."""
+                 features=None, fcn: FCNSetup | None = None) -> dict[str, dict[str, Any]]:
+    """Metrics of a trained run in each test-time mode (with ``fcn``, its FCN-score), and its
+    outputs (for the figure)."""
     import tensorflow as tf
 
     from tf_pix2pix.evaluate import IMAGE_METRICS, Scorer
@@ -175,30 +219,43 @@ def evaluate_run(model_dir: str, inputs: np.ndarray, targets: np.ndarray,
         row = scorer.summary()
         row.pop("fid_warning", None)
         row.pop("inception_images", None)
+        if fcn is not None:
+            row.update(fcn.score(outputs))
         results[mode] = {"metrics": row, "outputs": outputs}
     return results
 
 
-def _write_tables(runner: RunnerConfig, rows: list[dict[str, Any]]) -> str:
+FCN_COLUMNS = ("fcn_pixel_acc", "fcn_class_acc", "fcn_class_iou")
+
+
+def _write_tables(runner: RunnerConfig, rows: list[dict[str, Any]],
+                  real_fcn: dict[str, float] | None = None) -> str:
     columns = ["suite", "config", "mode", "l1", "psnr", "ssim", "fid", "kid", "kid_std",
-               "count", "steps", "train_seconds", "run"]
+               *FCN_COLUMNS, "count", "steps", "train_seconds", "run"]
     with open(os.path.join(runner.output_dir, "results.csv"), "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     has_fid = any("fid" in r for r in rows)
+    has_fcn = any("fcn_pixel_acc" in r for r in rows)
+    fcn_cell = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
     lines = [f"Test split `{runner.split}` of `{runner.data_dir}`, {rows[0]['count']} images "
              f"resized to {runner.crop_size}; {runner.steps} training steps per configuration, "
              f"seed {runner.seed}. L1 lower is better, PSNR and SSIM higher"
              + ("; FID and KID lower (Keras InceptionV3 features)." if has_fid else
-                "; FID/KID not computed (no --inception_weights).")]
+                "; FID/KID not computed (no --inception_weights).")
+             + (f" FCN-score (per-pixel acc., per-class acc., class IOU; higher is better) by "
+                f"`{runner.segmenter}`; the real photos score "
+                + ", ".join(fcn_cell(real_fcn[k]) for k in FCN_COLUMNS) + "." if has_fcn
+                else "")]
     titles = {"objectives": "Objectives (paper Table 1)", "generators":
               "Generators (paper Table 2)", "patch_sizes": "Patch sizes (paper Table 3)"}
     for suite in runner.suites:
         lines += ["", f"### {titles[suite]}", ""]
         head = "| configuration | " + " | ".join(
             f"{metric} ({mode})" for mode in MODES for metric in
-            (["L1", "PSNR", "SSIM"] + (["FID", "KID"] if has_fid else []))) + " |"
+            (["L1", "PSNR", "SSIM"] + (["FID", "KID"] if has_fid else [])
+             + (["FCN pixel", "FCN class", "FCN IOU"] if has_fcn else []))) + " |"
         lines += [head, "|" + "---|" * (head.count("|") - 1)]
         for name in SUITES[suite]:
             cells = []
@@ -208,6 +265,8 @@ def _write_tables(runner: RunnerConfig, rows: list[dict[str, Any]]) -> str:
                 cells += [f"{r['l1']:.4f}", f"{r['psnr']:.2f}", f"{r['ssim']:.4f}"]
                 if has_fid:
                     cells += [f"{r['fid']:.1f}", f"{r['kid']:.4f}"]
+                if has_fcn:
+                    cells += [fcn_cell(r[k]) for k in FCN_COLUMNS]
             lines.append(f"| {name} | " + " | ".join(cells) + " |")
     path = os.path.join(runner.output_dir, "results.md")
     with open(path, "w") as f:
@@ -257,7 +316,8 @@ def run(runner: RunnerConfig) -> dict[str, Any]:
         from tf_pix2pix.inception_metrics import InceptionFeatures
 
         features = InceptionFeatures(runner.inception_weights)
-    inputs = targets = None
+    fcn = FCNSetup(runner) if runner.segmenter else None
+    inputs = targets = real_fcn = None
     evaluated: dict[str, dict[str, Any]] = {}
     seconds: dict[str, float] = {}
     started = time.perf_counter()
@@ -274,8 +334,11 @@ def run(runner: RunnerConfig) -> dict[str, Any]:
         train(config, progress=runner.progress)
         seconds[key] = time.perf_counter() - t0
         if inputs is None:
-            inputs, targets = _test_images(runner, config)
-        evaluated[key] = evaluate_run(model_dir, inputs, targets, features)
+            inputs, targets, names = _test_images(runner, config)
+            if fcn is not None:
+                fcn.read_labels(names, inputs)
+                real_fcn = fcn.score(targets)
+        evaluated[key] = evaluate_run(model_dir, inputs, targets, features, fcn)
     rows = []
     for (suite, name), key in keys.items():
         for mode in MODES:
@@ -285,8 +348,8 @@ def run(runner: RunnerConfig) -> dict[str, Any]:
     figures = [_figure(runner, suite, inputs, targets,
                        {name: evaluated[keys[(suite, name)]]["eval"]["outputs"]
                         for name in SUITES[suite]}) for suite in runner.suites]
-    table = _write_tables(runner, rows)
-    return {"rows": rows, "table": table, "figures": figures}
+    table = _write_tables(runner, rows, real_fcn)
+    return {"rows": rows, "table": table, "figures": figures, "real_fcn": real_fcn}
 
 
 def main(argv: list[str]) -> None:

@@ -133,8 +133,8 @@ class LabelFolder:
         if not self.paths:
             raise ConfigError(f"--fcn_labels {root} has no PNG label maps")
 
-    def read(self, stem: str) -> np.ndarray:
-        """``[H, W]`` label ids of the image named ``stem``.
+    def __call__(self, stem: str, image: np.ndarray | None = None) -> np.ndarray:
+        """``[H, W]`` label ids of the image named ``stem`` (``image``, the input, unused).
 
         Raises:
           ConfigError: no label map of that name; BadImageError: not a grayscale id PNG.
@@ -146,6 +146,47 @@ class LabelFolder:
                               f"{label_maps.label_key(stem)}_gtFine_labelIds.png)")
         ids, _ = read_id_map(path)
         return ids
+
+
+class InputColours:
+    """Label ids read from colour-coded label images, as the inputs of the reference's
+    pix2pix Cityscapes set (``datasets/prepare_cityscapes_dataset.py`` pastes each
+    ``*_gtFine_color.png``, resized to 256x256, as a JPEG): each pixel takes the label id of the
+    nearest colour of ``label_maps.palette`` (Cityscapes' for ``cityscapes``; where label ids
+    share a colour, the one with a train id). Resampling and JPEG blend the colours at class
+    boundaries, so this approximates the label ids the reference scores against (Cityscapes'
+    ``*_labelIds.png`` at full size: ``LabelFolder``)."""
+
+    def __init__(self, classes: str | int = "cityscapes"):
+        lut, names = label_maps.segmentation_classes(classes)
+        colours = label_maps.palette(label_maps.CITYSCAPES_LABEL_NC if str(classes) ==
+                                     "cityscapes" else len(names)).astype(np.float32)
+        ids = np.arange(len(colours))
+        # Of label ids sharing a colour keep the first scored one (pole, not polegroup).
+        keep, seen = [], {}
+        for i in sorted(ids, key=lambda i: (lut[i] == label_maps.IGNORE, i)):
+            key = tuple(colours[i])
+            if key not in seen:
+                seen[key] = i
+                keep.append(i)
+        self.ids = np.array(sorted(keep))
+        self.colours = colours[self.ids] / 127.5 - 1.0
+
+    def __call__(self, stem: str, image: np.ndarray) -> np.ndarray:
+        """``[H, W]`` label ids of an ``[H, W, 3]`` colour-coded label image in [-1, 1]."""
+        rgb = np.asarray(image, np.float32)[..., :3]
+        dist = ((rgb[..., np.newaxis, :] - self.colours) ** 2).sum(-1)
+        return self.ids[np.argmin(dist, axis=-1)]
+
+
+def label_source(spec: str, classes: str | int = "cityscapes"):
+    """What ``--fcn_labels`` names: ``input_colours`` (:class:`InputColours`), a folder of
+    label-id PNGs (:class:`LabelFolder`), or nothing (None: the inputs are label maps)."""
+    if not spec:
+        return None
+    if spec == "input_colours":
+        return InputColours(classes)
+    return LabelFolder(spec)
 
 
 class FCNScorer:

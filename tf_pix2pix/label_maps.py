@@ -24,6 +24,7 @@ CITYSCAPES_COLORS = (
     (152, 251, 152), (70, 130, 180), (220, 20, 60), (255, 0, 0), (0, 0, 142), (0, 0, 70),
     (0, 60, 100), (0, 0, 90), (0, 0, 110), (0, 80, 100), (0, 0, 230), (119, 11, 32),
     (0, 0, 142))
+CITYSCAPES_LABEL_NC = len(CITYSCAPES_COLORS)
 
 # Suffixes of Cityscapes' file names, ignored when label, instance and photo files are matched.
 LABEL_SUFFIXES = ("_gtFine_labelIds", "_gtFine_instanceIds", "_leftImg8bit")

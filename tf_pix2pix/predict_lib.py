@@ -203,7 +203,7 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
         (and targets) to 256x256 first, as the reference's ``test.py`` does.
       metrics: any of ``METRICS``; FID/KID need Inception weights (``inception_weights``);
         ``fcn`` needs ``fcn`` (a ``fcn_score.FCNScorer``) and label maps: ``fcn_labels`` (a
-        ``fcn_score.LabelFolder``), or inputs that are label maps (``label_nc`` > 0).
+        ``fcn_score.label_source``), or inputs that are label maps (``label_nc`` > 0).
 
     Returns:
       The summary written to ``metrics.json`` (``count`` etc. even without targets).
@@ -253,7 +253,7 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
             scores = scorer.add(output[np.newaxis], ex.target[np.newaxis])[0]
             per_image.append({"name": ex.name, **scores})
         if fcn is not None:
-            ids = (fcn_labels.read(ex.name) if fcn_labels is not None
+            ids = (fcn_labels(ex.name, original_input) if fcn_labels is not None
                    else np.argmax(original_input[..., :label_nc], axis=-1))
             fcn.add(ids, output, ex.target)
         rows.append(row)

@@ -37,7 +37,7 @@ from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr,
                                     dtype_policy, make_optimizer, register, scaled,
                                     synthetic_demo_data)
 
-CITYSCAPES_LABEL_NC = 35
+CITYSCAPES_LABEL_NC = label_maps.CITYSCAPES_LABEL_NC
 
 
 def classes_of(config: ExperimentConfig) -> str | int:
