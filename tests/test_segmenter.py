@@ -11,7 +11,7 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix import models
-from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from tf_pix2pix.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Segmenter = models.get("segmenter")
