@@ -1,0 +1,433 @@
+"""The perceptual study: trial sequences, the answers file (append-only, fsync'd, restart-safe),
+the HTTP API and its refusals, the report against a hand-made answer file, the command line, and
+the page in a real browser (Debian's headless Chromium driven by Selenium) with two participants
+at once."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+from tf_pix2pix import study
+from tf_pix2pix.cli import UserError
+
+from conftest import write_image
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# README screenshots: set TF_PIX2PIX_SCREENSHOTS=docs/images to write them there.
+SCREENSHOTS = os.environ.get("TF_PIX2PIX_SCREENSHOTS", "")
+
+
+def _scenes(root, n=6, size=96):
+    """Real photos (the synthetic scenes) and two "methods": blurred and colour-shifted copies,
+    as generated images stand in for them here."""
+    from data_prep.make_synthetic import render_scene
+
+    folders = {name: root / name for name in ("real", "blurry", "tinted")}
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        _, _, photo = render_scene(7, "test", i, size, size)
+        padded = np.pad(photo.astype(np.float32), [(2, 2), (2, 2), (0, 0)], mode="edge")
+        blur = sum(padded[dy:dy + size, dx:dx + size] for dy in (0, 2, 4)
+                   for dx in (0, 2, 4)) / 9
+        tint = np.clip(photo.astype(np.float32) * [1.1, 0.95, 0.8], 0, 255)
+        write_image(str(folders["real"] / f"{i:03d}.png"), photo)
+        write_image(str(folders["blurry"] / f"{i:03d}.png"), blur.astype(np.uint8))
+        write_image(str(folders["tinted"] / f"{i:03d}.jpg"), tint.astype(np.uint8), "jpeg")
+    return {k: str(v) for k, v in folders.items()}
+
+
+def _config(folders, out, **kw):
+    return study.StudyConfig(real=folders["real"],
+                             fakes=(("blurry", folders["blurry"]), ("tinted", folders["tinted"])),
+                             output_dir=str(out), **kw)
+
+
+def test_trials_interleave_methods_and_repeat_for_a_participant(tmp_path):
+    folders = _scenes(tmp_path)
+    os.remove(os.path.join(folders["tinted"], "005.jpg"))  # 005 is not common: never shown
+    s = study.Study(_config(folders, tmp_path / "out", practice=4, trials=12))
+    assert s.stems == ["000", "001", "002", "003", "004"]
+    trials = s.sequence("ann")
+    assert len(trials) == 16 and [t.index for t in trials] == list(range(16))
+    assert [t.phase for t in trials] == ["practice"] * 4 + ["test"] * 12
+    for block in range(0, 16, 2):  # every pair of trials holds both methods
+        assert {t.method for t in trials[block:block + 2]} == {"blurry", "tinted"}
+    for method in ("blurry", "tinted"):
+        stems = [t.stem for t in trials if t.method == method]
+        assert sorted(stems[:5]) == s.stems  # without replacement, then again
+    sides = [t.real_side for t in trials]
+    assert set(sides) == {"left", "right"}
+    again = study.Study(_config(folders, tmp_path / "out", practice=4, trials=12))
+    assert again.sequence("ann") == trials  # the same after a restart
+    assert again.sequence("bob") != trials
+
+
+def test_bad_input_is_refused_before_anything_is_written(tmp_path):
+    folders = _scenes(tmp_path, n=2)
+    other = tmp_path / "other"
+    other.mkdir()
+    write_image(str(other / "zzz.png"), np.zeros([8, 8, 3], np.uint8))
+    cases = [
+        (dict(fakes=(("x", str(other)),)), "share no image name"),
+        (dict(fakes=(("../x", folders["blurry"]),)), "no path characters"),
+        (dict(fakes=(("a", folders["blurry"]), ("a", folders["tinted"]))), "names repeat"),
+        (dict(fakes=()), "at least one --fake"),
+        (dict(trials=0), "--trials=0"),
+        (dict(exposure_ms=0), "--exposure_ms=0"),
+        (dict(real=str(tmp_path / "missing")), "is not a directory"),
+    ]
+    for changes, message in cases:
+        config = dict(real=folders["real"], fakes=(("blurry", folders["blurry"]),),
+                      output_dir=str(tmp_path / "out"))
+        config.update(changes)
+        with pytest.raises(UserError, match=message):
+            study.Study(study.StudyConfig(**config))
+    broken = os.path.join(folders["blurry"], "001.png")
+    with open(broken, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(UserError, match="001.png.*fix or remove it"):
+        study.Study(_config(folders, tmp_path / "out"))
+    assert not os.path.exists(tmp_path / "out")
+    with pytest.raises(UserError, match="use NAME=DIR"):
+        study.parse_fake("nodir")
+
+
+def _start(s):
+    server = study.make_server(s, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+def _get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return r.status, r.read(), r.headers.get("Content-Type")
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), e.headers.get("Content-Type")
+
+
+def _post(url, body, raw=None):
+    data = raw if raw is not None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def _lines(path):
+    with open(path) as f:
+        return [json.loads(line) for line in f]
+
+
+def test_the_api_serves_trials_saves_answers_and_survives_a_restart(tmp_path):
+    folders = _scenes(tmp_path, n=3)
+    out = tmp_path / "out"
+    s = study.Study(_config(folders, out, practice=2, trials=4, exposure_ms=300))
+    server, base = _start(s)
+    try:
+        status, page, kind = _get(base + "/")
+        assert status == 200 and kind.startswith("text/html") and b"Which image is real?" in page
+        status, body, _ = _get(base + "/api/status?participant=ann")
+        assert json.loads(body) == {"participant": "ann", "next": 0, "total": 6, "practice": 2,
+                                    "trials": 4, "exposure_ms": 300, "done": False}
+        trials = s.sequence("ann")
+        for i in range(3):
+            status, body, _ = _get(f"{base}/api/trial?participant=ann&trial={i}")
+            t = json.loads(body)
+            assert t["phase"] == trials[i].phase and set(t) == {"trial", "phase", "left",
+                                                               "right"}
+            # The real image is on the real side, the method's on the other; nothing in the
+            # URLs says which.
+            for side in ("left", "right"):
+                assert "real" not in t[side] and trials[i].method not in t[side]
+                status, data, kind = _get(base + t[side])
+                source = "real" if side == trials[i].real_side else trials[i].method
+                name = [n for n in os.listdir(folders[source])
+                        if n.startswith(trials[i].stem)][0]
+                assert status == 200 and data == open(os.path.join(folders[source], name),
+                                                      "rb").read()
+                assert kind == ("image/jpeg" if name.endswith(".jpg") else "image/png")
+            choice = trials[i].real_side if i != 1 else "left"
+            status, reply = _post(base + "/api/answer", {"participant": "ann", "trial": i,
+                                                         "choice": choice, "shown_ms": 301})
+            assert status == 200 and reply["next"] == i + 1 and not reply["repeated"]
+            assert ("correct" in reply) == (i < 2)  # feedback in practice only
+        # A resent answer is not saved twice; the first one stands.
+        status, reply = _post(base + "/api/answer", {"participant": "ann", "trial": 2,
+                                                     "choice": "left"})
+        assert status == 200 and reply["repeated"]
+        saved = _lines(out / study.ANSWERS)
+        assert [r["trial"] for r in saved] == [0, 1, 2]
+        assert saved[0]["correct"] and saved[2]["fooled"] is False
+        assert saved[1]["fooled"] == (trials[1].real_side == "right")
+
+        before = open(out / study.ANSWERS, "rb").read()
+        refusals = [
+            (lambda: _get(base + "/api/status?participant=../etc"), 400, "participant id"),
+            (lambda: _get(base + "/api/status"), 400, "participant id"),
+            (lambda: _get(f"{base}/api/trial?participant=ann&trial=99"), 404,
+             "trial 99 does not exist"),
+            (lambda: _get(f"{base}/api/trial?participant=ann&trial=x"), 400, "whole number"),
+            (lambda: _get(f"{base}/api/image?participant=ann&trial=0&side=up"), 400, "side"),
+            (lambda: _get(base + "/images/../../etc/passwd"), 404, "no GET"),
+            (lambda: _post(base + "/api/answer", {"participant": "ann", "trial": 5,
+                                                  "choice": "left"}), 409,
+             "answer trial 3 first"),
+            (lambda: _post(base + "/api/answer", {"participant": "ann", "trial": 3,
+                                                  "choice": "up"}), 400, "choice"),
+            (lambda: _post(base + "/api/answer", {"participant": "ann", "trial": 3,
+                                                  "choice": "left", "method": "blurry"}),
+             400, "JSON object of participant, trial, choice and shown_ms"),
+            (lambda: _post(base + "/api/answer", {"participant": "ann", "trial": 3,
+                                                  "choice": "left", "shown_ms": -1}),
+             400, "shown_ms"),
+            (lambda: _post(base + "/api/answer", None, raw=b"{not json"), 400, "JSON"),
+            (lambda: _post(base + "/api/answer", None, raw=b" " * 5000), 413, "over"),
+        ]
+        for call, code, message in refusals:
+            status, body = call()[:2]
+            body = body if isinstance(body, dict) else json.loads(body)
+            assert status == code and message in body["error"], (code, body)
+        assert open(out / study.ANSWERS, "rb").read() == before  # nothing written
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert sorted(os.listdir(out)) == [study.ANSWERS, study.SETTINGS]
+
+    # A crash in the middle of a write leaves a partial line: dropped on restart, and the
+    # participant goes on at trial 3 with the same sequence.
+    with open(out / study.ANSWERS, "a") as f:
+        f.write('{"participant": "ann", "tri')
+    again = study.Study(_config(folders, out, practice=2, trials=4, exposure_ms=300))
+    assert again.position("ann") == 3 and again.sequence("ann") == trials
+    assert again.record("ann", 3, "left", None)["next"] == 4
+    assert [r["trial"] for r in _lines(out / study.ANSWERS)] == [0, 1, 2, 3]
+    with pytest.raises(UserError, match="holds a study with other settings \\(trials differ"):
+        study.Study(_config(folders, out, practice=2, trials=5, exposure_ms=300))
+
+
+def test_the_report_of_a_hand_made_answer_file(tmp_path):
+    records = []
+
+    def add(who, method, fooled, phase="test"):
+        records.append({"participant": who, "trial": len(records), "phase": phase,
+                        "method": method, "stem": "x", "real_side": "left",
+                        "choice": "right" if fooled else "left", "correct": not fooled,
+                        "fooled": fooled, "shown_ms": 1000, "time": 0})
+
+    for fooled in (True, False, False):
+        add("p1", "A", fooled)
+    for fooled in (True, True):
+        add("p2", "A", fooled)
+    add("p1", "A", True, phase="practice")  # practice trials are not counted
+    add("p1", "B", False)
+    with open(tmp_path / study.ANSWERS, "w") as f:
+        f.write("".join(json.dumps(r) + "\n" for r in records))
+        f.write('{"participant": "p3"')  # a crash's partial line
+    rows = study.report(str(tmp_path))
+    a, b = rows
+    # p1 fooled 1/3, p2 2/2: mean 66.7 %, SE = std([1/3, 1], ddof 1) / sqrt(2) = 33.3 %.
+    assert a["method"] == "A" and a["fooling_rate"] == pytest.approx(100 * 2 / 3)
+    assert a["se"] == pytest.approx(100 / 3) and a["participants"] == 2 and a["trials"] == 5
+    assert b == {"method": "B", "fooling_rate": 0.0, "se": None, "participants": 1, "trials": 1}
+    markdown, text = study.report_text(rows)
+    assert "| A | 66.7% | 33.3% | 2 | 5 |" in markdown and "| B | 0.0% | n/a | 1 | 1 |" in markdown
+    assert text.splitlines()[0] == "method,fooling_rate,se,participants,trials"
+    with pytest.raises(UserError, match="has no answers.jsonl"):
+        study.report(str(tmp_path / "nothing"))
+
+
+def _study_cli(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "tf_pix2pix.study", *args], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def test_the_command_line_serves_stops_and_reports(tmp_path):
+    folders = _scenes(tmp_path, n=2)
+    out = tmp_path / "out"
+    proc = _study_cli("--real", folders["real"], "--fake", f"blurry={folders['blurry']}",
+                      "--output_dir", str(out), "--port", "0", "--practice", "0",
+                      "--trials", "1")
+    try:
+        line = proc.stdout.readline()
+        assert "open http://127.0.0.1:" in line, proc.stderr.read() if proc.poll() else line
+        base = line.split("open ")[1].split("/ ")[0]
+        assert _get(base + "/")[0] == 200
+        assert _post(base + "/api/answer", {"participant": "cli", "trial": 0,
+                                            "choice": "left"})[0] == 200
+    finally:
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == 0 and "Traceback" not in stderr
+    assert "stopped; 1 answer(s)" in stdout
+    report = subprocess.run([sys.executable, "-m", "tf_pix2pix.study", "--report", str(out)],
+                            cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    assert "| blurry |" in report.stdout and "method,fooling_rate" in report.stdout
+    assert os.path.isfile(out / "report.md") and os.path.isfile(out / "report.csv")
+    bad = subprocess.run([sys.executable, "-m", "tf_pix2pix.study", "--real", folders["real"],
+                          "--fake", f"x={tmp_path}"], cwd=REPO, capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip().splitlines()[-1].startswith("error: --real")
+
+
+# -- the page in a real browser ------------------------------------------------------------------
+
+def _browser():
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium "
+                    "chromium-driver; .ci/run installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--window-size=1100,760", "--hide-scrollbars"):
+        options.add_argument(arg)
+    return webdriver.Chrome(service=Service(driver), options=options)
+
+
+def _wait(browser, predicate, timeout=15.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.005)
+    raise AssertionError("the page did not get there in time: " +
+                         browser.find_element("tag name", "body").get_attribute("data-state"))
+
+
+def _participant(base, name, exposure_ms, stop_after=None, shots=None):
+    """A scripted participant: enters ``name`` and answers every trial (alternating sides).
+    Returns what was seen: per trial the page's measured exposure, the exposure measured here,
+    and whether the images were hidden when the answer buttons came on."""
+    from selenium.webdriver.common.by import By
+
+    browser = _browser()
+    seen = []
+    try:
+        browser.get(base + "/")
+        browser.find_element(By.ID, "participant").send_keys(name)
+        browser.find_element(By.ID, "start").click()
+        state = lambda: browser.find_element(By.TAG_NAME, "body").get_attribute(  # noqa: E731
+            "data-state")
+        trial = 0
+        while True:
+            current = _wait(browser, lambda: state() if state() in ("showing", "done")
+                            else None)
+            if current == "done":
+                break
+            t0 = time.monotonic()
+            progress = browser.find_element(By.ID, "progress").text
+            images_visible = [browser.find_element(By.ID, s).is_displayed()
+                              for s in ("left", "right")]
+            if shots is not None:
+                kind = "practice" if "Practice" in progress else "test"
+                if kind not in shots["taken"]:
+                    browser.save_screenshot(os.path.join(shots["dir"], f"study_{kind}.png"))
+                    shots["taken"].append(kind)
+            _wait(browser, lambda: state() == "answering")
+            t1 = time.monotonic()
+            hidden = not any(browser.find_element(By.ID, s).is_displayed()
+                             for s in ("left", "right"))
+            exposure = browser.execute_script("return window.lastExposure")
+            seen.append({"trial": trial, "progress": progress, "page_ms": exposure["shown_ms"],
+                         "observed_ms": 1000 * (t1 - t0), "visible": all(images_visible),
+                         "hidden_after": hidden})
+            browser.find_element(By.ID, "choose-left" if trial % 2 == 0 else
+                                 "choose-right").click()
+            trial += 1
+            if stop_after is not None and trial == stop_after:
+                _wait(browser, lambda: state() in ("showing", "feedback", "loading"))
+                return seen
+            if "Practice" in progress:
+                _wait(browser, lambda: browser.find_element(By.ID, "feedback").text)
+                seen[-1]["feedback"] = browser.find_element(By.ID, "feedback").text
+        seen.append({"end": browser.find_element(By.ID, "end-text").text})
+        if shots is not None:
+            browser.save_screenshot(os.path.join(shots["dir"], "study_end.png"))
+        return seen
+    finally:
+        browser.quit()
+
+
+def test_participants_complete_the_study_in_a_real_browser(tmp_path):
+    _browser().quit()  # skips here, before any work, without chromium
+    folders = _scenes(tmp_path, n=4, size=256)
+    out = tmp_path / "out"
+    exposure = 400
+    config = _config(folders, out, practice=2, trials=4, exposure_ms=exposure)
+    s = study.Study(config)
+    server, base = _start(s)
+    shots = {"dir": SCREENSHOTS or str(tmp_path), "taken": []}
+    results = {}
+    try:
+        # Ann stops after three trials (closes the browser); the server restarts; she comes
+        # back and finishes while Bob does the whole study at the same time.
+        results["ann_first"] = _participant(base, "ann", exposure, stop_after=3)
+        server.shutdown()
+        server.server_close()
+        s = study.Study(config)
+        assert s.position("ann") == 3
+        server, base = _start(s)
+        threads = [threading.Thread(target=lambda n=n, kw=kw: results.__setitem__(
+            n, _participant(base, n, exposure, **kw))) for n, kw in (("ann", {}),
+                                                                     ("bob", {"shots": shots}))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=180)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert set(results) == {"ann_first", "ann", "bob"}, "a participant's browser failed"
+    trials = results["ann_first"] + results["ann"][:-1] + results["bob"][:-1]
+    assert len(results["ann"]) == 3 + 1 and len(results["bob"]) == 6 + 1
+    for t in trials:
+        assert t["visible"] and t["hidden_after"]
+        # The page's own clock: at least the exposure, at most a few frames more; the test's
+        # clock (polling over WebDriver) around it.
+        assert exposure <= t["page_ms"] <= exposure + 60, t
+        assert exposure - 150 <= t["observed_ms"] <= exposure + 400, t
+    assert [t["progress"] for t in results["bob"][:-1]] == [
+        "Practice trial 1 of 2", "Practice trial 2 of 2", "Trial 1 of 4", "Trial 2 of 4",
+        "Trial 3 of 4", "Trial 4 of 4"]
+    assert results["ann"][0]["progress"] == "Trial 2 of 4"  # continued after the restart
+    assert all(t["feedback"].startswith(("Correct", "Wrong")) for t in trials
+               if t["progress"].startswith("Practice"))
+    assert results["bob"][-1]["end"].startswith("All 6 trials are done")
+
+    saved = _lines(out / study.ANSWERS)
+    for who, choices in (("ann", ["left", "right", "left"] + ["left", "right", "left"]),
+                         ("bob", ["left", "right"] * 3)):
+        mine = [r for r in saved if r["participant"] == who]
+        assert [r["trial"] for r in mine] == list(range(6))
+        expected = s.sequence(who)
+        assert [(r["method"], r["stem"], r["real_side"]) for r in mine] == [
+            (t.method, t.stem, t.real_side) for t in expected]
+        assert [r["choice"] for r in mine] == choices
+        assert all(exposure <= r["shown_ms"] <= exposure + 60 for r in mine)
+    rows = study.report(str(out))
+    assert sum(r["trials"] for r in rows) == 8 and all(r["participants"] == 2 for r in rows)
+    for name in ("study_practice.png", "study_test.png", "study_end.png"):
+        with open(os.path.join(shots["dir"], name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"

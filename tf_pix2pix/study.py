@@ -1,0 +1,515 @@
+"""The pix2pix paper's perceptual study ("real vs fake", Isola et al. 2017, Sec. 4.2) as a local
+web page, and its report.
+
+Usage:
+  python -m tf_pix2pix.study --real results/real --fake pix2pix=results/p2p \\
+      --fake L1=results/l1 --output_dir study --port 8080
+  python -m tf_pix2pix.study --report study
+
+The paper's protocol (run on Amazon Mechanical Turk there): each trial shows a real image and a
+generated image of the same input side by side, left/right at random, for one second
+(``--exposure_ms``); then both are hidden until the participant says which one is real. The
+first ``--practice`` (10) trials give feedback, the next ``--trials`` (40) do not. The result
+of a method is its fooling rate: the percentage of test trials in which participants picked its
+image as the real one, with the standard error over participants.
+
+Here the server runs on the user's machine (bound to 127.0.0.1 unless ``--host`` says
+otherwise). Each participant types an id of their choosing; their trials come from a random
+generator seeded by the study's ``--seed`` and that id: the methods interleaved (each block of
+as many trials as methods holds every method once, in random order), each method's images drawn
+without replacement from the stems that the real folder and every fake folder share (then again
+in a new order). Answers are appended to ``<output_dir>/answers.jsonl`` as they come, one JSON
+line each, flushed and fsync'd before the page is told they were saved; the participant's
+position is the number of their answers there, so a restarted server (same ``--output_dir``,
+same settings: ``study.json`` refuses others) loses nothing and the participant continues where
+they stopped. Requests name only the participant, a trial number and a side: image paths never
+come from the browser.
+
+``--report DIR`` prints, per method, the fooling rate (mean over participants of each
+participant's rate), its standard error over participants, the number of participants and of
+test trials, as a Markdown table and as CSV (also written to ``DIR/report.md`` and
+``DIR/report.csv``). Practice trials are not counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import http.server
+import io
+import json
+import math
+import os
+import random
+import re
+import sys
+import threading
+import time
+import urllib.parse
+from typing import Any
+
+from tf_pix2pix.cli import UserError
+
+ANSWERS = "answers.jsonl"
+SETTINGS = "study.json"
+PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "study_page.html")
+PARTICIPANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+METHOD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+SIDES = ("left", "right")
+MAX_BODY = 4096
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp",
+                 "gif": "image/gif"}
+
+
+@dataclasses.dataclass(frozen=True)
+class StudyConfig:
+    """One study: the folders, the protocol and where answers go."""
+
+    real: str
+    fakes: tuple[tuple[str, str], ...]  # (method name, folder)
+    output_dir: str
+    exposure_ms: int = 1000
+    practice: int = 10
+    trials: int = 40
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.fakes:
+            raise UserError("pass at least one --fake NAME=DIR")
+        names = [name for name, _ in self.fakes]
+        for name in names:
+            if not METHOD.fullmatch(name):
+                raise UserError(f"--fake {name}=...: a method name is 1-64 letters, digits and "
+                                "_ . + - (no path characters)")
+        if len(set(names)) != len(names):
+            raise UserError(f"--fake: method names repeat ({', '.join(names)})")
+        if self.exposure_ms < 1:
+            raise UserError(f"--exposure_ms={self.exposure_ms}: use a positive time")
+        if self.practice < 0 or self.trials < 1:
+            raise UserError(f"--practice={self.practice} --trials={self.trials}: use 0 or more "
+                            "practice trials and 1 or more test trials")
+
+    @property
+    def total(self) -> int:
+        return self.practice + self.trials
+
+
+def parse_fake(text: str) -> tuple[str, str]:
+    """``NAME=DIR`` of ``--fake``."""
+    name, sep, folder = text.partition("=")
+    if not sep or not name or not folder:
+        raise UserError(f"--fake {text}: use NAME=DIR (e.g. --fake pix2pix=results/images)")
+    return name, folder
+
+
+@dataclasses.dataclass(frozen=True)
+class Trial:
+    index: int
+    phase: str  # practice | test
+    method: str
+    stem: str
+    real_side: str  # left | right
+
+
+def _image_files(folder: str, flag: str) -> dict[str, str]:
+    """``{stem: path}`` of the image files of ``folder``."""
+    from tf_pix2pix.image_io import list_files
+
+    if not os.path.isdir(folder):
+        raise UserError(f"{flag} {folder} is not a directory")
+    files: dict[str, str] = {}
+    for name in list_files(folder):
+        stem = os.path.splitext(name)[0]
+        if stem in files:
+            raise UserError(f"{flag} {folder} has two images named {stem}.*; keep one")
+        files[stem] = os.path.join(folder, name)
+    return files
+
+
+class Study:
+    """The trials, the answers file and the participants' positions (thread-safe)."""
+
+    def __init__(self, config: StudyConfig):
+        from tf_pix2pix.image_io import BadImageError, read_image
+
+        self.config = config
+        self.methods = [name for name, _ in config.fakes]
+        folders = {"real": _image_files(config.real, "--real")}
+        for name, folder in config.fakes:
+            folders[name] = _image_files(folder, f"--fake {name}=")
+        common = set(folders["real"])
+        for files in folders.values():
+            common &= set(files)
+        if not common:
+            raise UserError(f"--real {config.real} and the --fake folders share no image name "
+                            "(a real and a fake image of one input must have the same stem)")
+        self.stems = sorted(common)
+        # Every image a trial can show is checked (and its format kept) before anyone starts.
+        self.files: dict[tuple[str, str], tuple[str, str]] = {}
+        for source, files in folders.items():
+            for stem in self.stems:
+                try:
+                    image = read_image(files[stem])
+                except BadImageError as e:
+                    raise UserError(f"{e}; fix or remove it from every folder") from None
+                self.files[(source, stem)] = (files[stem], CONTENT_TYPES.get(image.format,
+                                                                              "image/png"))
+        self.lock = threading.Lock()
+        self.path = os.path.join(config.output_dir, ANSWERS)
+        self._sequences: dict[str, list[Trial]] = {}
+        self.answers: dict[str, list[dict[str, Any]]] = {}
+        self._open()
+
+    def _settings(self) -> dict[str, Any]:
+        c = self.config
+        return {"real": os.path.abspath(c.real),
+                "fakes": {name: os.path.abspath(folder) for name, folder in c.fakes},
+                "exposure_ms": c.exposure_ms, "practice": c.practice, "trials": c.trials,
+                "seed": c.seed, "stems": self.stems}
+
+    def _open(self) -> None:
+        """Creates ``output_dir`` or checks that it holds this study; reads the answers so far
+        (dropping a last line cut short by a crash)."""
+        os.makedirs(self.config.output_dir, exist_ok=True)
+        settings_path = os.path.join(self.config.output_dir, SETTINGS)
+        settings = self._settings()
+        if os.path.exists(settings_path):
+            with open(settings_path) as f:
+                saved = json.load(f)
+            if saved != settings:
+                changed = sorted(k for k in settings if saved.get(k) != settings[k])
+                raise UserError(f"--output_dir {self.config.output_dir} holds a study with other "
+                                f"settings ({', '.join(changed)} differ); its participants' "
+                                "trials would change: use another --output_dir or the same "
+                                "settings")
+        else:
+            tmp = settings_path + ".tmp"
+            with open(tmp, "w") as f:
+                json.dump(settings, f, indent=2)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, settings_path)
+        if os.path.exists(self.path):
+            with open(self.path, "rb") as f:
+                data = f.read()
+            end = data.rfind(b"\n") + 1
+            if end < len(data):  # a line cut short by a crash: never half-counted
+                with open(self.path, "r+b") as f:
+                    f.truncate(end)
+            for line in data[:end].decode().splitlines():
+                if line.strip():
+                    record = json.loads(line)
+                    self.answers.setdefault(record["participant"], []).append(record)
+
+    def sequence(self, participant: str) -> list[Trial]:
+        """The participant's trials (the same for every run of the server)."""
+        if participant not in self._sequences:
+            c = self.config
+            rng = random.Random(f"{c.seed}:{participant}")
+            pools = {m: [] for m in self.methods}
+            trials, order = [], []
+            for index in range(c.total):
+                if not order:
+                    order = rng.sample(self.methods, len(self.methods))
+                method = order.pop()
+                if not pools[method]:
+                    pools[method] = rng.sample(self.stems, len(self.stems))
+                trials.append(Trial(index, "practice" if index < c.practice else "test", method,
+                                    pools[method].pop(), rng.choice(SIDES)))
+            self._sequences[participant] = trials
+        return self._sequences[participant]
+
+    def position(self, participant: str) -> int:
+        return len(self.answers.get(participant, []))
+
+    def status(self, participant: str) -> dict[str, Any]:
+        c = self.config
+        with self.lock:
+            done = self.position(participant)
+        return {"participant": participant, "next": done, "total": c.total,
+                "practice": c.practice, "trials": c.trials, "exposure_ms": c.exposure_ms,
+                "done": done >= c.total}
+
+    def trial(self, participant: str, index: int) -> Trial:
+        if not 0 <= index < self.config.total:
+            raise RequestError(404, f"trial {index} does not exist (0 to "
+                                    f"{self.config.total - 1})")
+        return self.sequence(participant)[index]
+
+    def image(self, participant: str, index: int, side: str) -> tuple[str, str]:
+        """The file (path, content type) shown on ``side`` of a trial."""
+        if side not in SIDES:
+            raise RequestError(400, f"side={side!r}: use left or right")
+        t = self.trial(participant, index)
+        return self.files[("real" if side == t.real_side else t.method, t.stem)]
+
+    def record(self, participant: str, index: int, choice: str,
+               shown_ms: float | None) -> dict[str, Any]:
+        """Saves the answer to trial ``index`` (the participant's next one) and returns what the
+        page needs: feedback on practice trials, the next trial."""
+        if choice not in SIDES:
+            raise RequestError(400, f"choice={choice!r}: use left or right")
+        if shown_ms is not None and not (isinstance(shown_ms, (int, float))
+                                         and math.isfinite(shown_ms) and shown_ms >= 0):
+            raise RequestError(400, "shown_ms must be a non-negative number")
+        t = self.trial(participant, index)
+        with self.lock:
+            done = self.position(participant)
+            if index < done:  # a resent answer: the first one stands
+                record, repeated = self.answers[participant][index], True
+            elif index > done:
+                raise RequestError(409, f"answer trial {done} first (trial {index} sent)")
+            else:
+                repeated = False
+                record = {"participant": participant, "trial": index, "phase": t.phase,
+                          "method": t.method, "stem": t.stem, "real_side": t.real_side,
+                          "choice": choice, "correct": choice == t.real_side,
+                          "fooled": choice != t.real_side, "shown_ms": shown_ms,
+                          "time": round(time.time(), 3)}
+                line = json.dumps(record) + "\n"
+                with open(self.path, "a") as f:
+                    f.write(line)
+                    f.flush()
+                    os.fsync(f.fileno())
+                self.answers.setdefault(participant, []).append(record)
+        reply = {"saved": True, "repeated": repeated, "next": index + 1,
+                 "done": index + 1 >= self.config.total}
+        if t.phase == "practice":
+            reply["correct"] = record["correct"]
+            reply["real_side"] = t.real_side
+        return reply
+
+
+class RequestError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _participant(value: str | None) -> str:
+    if not value or not PARTICIPANT.fullmatch(value):
+        raise RequestError(400, "participant id: 1-64 letters, digits, _ and -, starting with a "
+                                "letter or digit")
+    return value
+
+
+def _index(value: Any) -> int:
+    if isinstance(value, bool):
+        raise RequestError(400, "trial must be a whole number")
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise RequestError(400, "trial must be a whole number") from None
+
+
+def make_handler(study: Study) -> type[http.server.BaseHTTPRequestHandler]:
+    with open(PAGE, "rb") as f:
+        page = f.read()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        server_version = "tf_pix2pix-study"
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # one line per request would drown the console; errors are printed
+
+        def _send(self, status: int, body: bytes, content_type: str) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: int, value: dict[str, Any]) -> None:
+            self._send(status, json.dumps(value).encode(), "application/json")
+
+        def _handle(self, method: str) -> None:
+            url = urllib.parse.urlsplit(self.path)
+            query = dict(urllib.parse.parse_qsl(url.query))
+            try:
+                if method == "GET" and url.path in ("/", "/index.html"):
+                    self._send(200, page, "text/html; charset=utf-8")
+                elif method == "GET" and url.path == "/api/status":
+                    self._json(200, study.status(_participant(query.get("participant"))))
+                elif method == "GET" and url.path == "/api/trial":
+                    p, i = _participant(query.get("participant")), _index(query.get("trial"))
+                    t = study.trial(p, i)
+                    images = {side: "/api/image?" + urllib.parse.urlencode(
+                        {"participant": p, "trial": i, "side": side}) for side in SIDES}
+                    self._json(200, {"trial": i, "phase": t.phase, **images})
+                elif method == "GET" and url.path == "/api/image":
+                    path, content_type = study.image(_participant(query.get("participant")),
+                                                     _index(query.get("trial")),
+                                                     query.get("side", ""))
+                    with open(path, "rb") as f:
+                        self._send(200, f.read(), content_type)
+                elif method == "POST" and url.path == "/api/answer":
+                    length = int(self.headers.get("Content-Length") or 0)
+                    if length > MAX_BODY:
+                        raise RequestError(413, f"request body over {MAX_BODY} bytes")
+                    try:
+                        body = json.loads(self.rfile.read(length) or b"null")
+                    except (ValueError, UnicodeDecodeError):
+                        raise RequestError(400, "the body must be JSON") from None
+                    if not isinstance(body, dict) or set(body) - {"participant", "trial",
+                                                                  "choice", "shown_ms"}:
+                        raise RequestError(400, "the body must be a JSON object of participant, "
+                                                "trial, choice and shown_ms")
+                    self._json(200, study.record(_participant(body.get("participant")),
+                                                 _index(body.get("trial")), body.get("choice"),
+                                                 body.get("shown_ms")))
+                else:
+                    raise RequestError(404 if method == "GET" else 405,
+                                       f"no {method} {url.path} here")
+            except RequestError as e:
+                self._json(e.status, {"error": str(e)})
+            except OSError as e:  # the answers file or an image could not be written/read
+                print(f"study: {method} {url.path}: {e}", file=sys.stderr, flush=True)
+                self._json(500, {"error": f"the server could not read or save: {e.strerror}"})
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._handle("GET")
+
+        def do_POST(self) -> None:  # noqa: N802
+            self._handle("POST")
+
+    return Handler
+
+
+def make_server(study: Study, host: str = "127.0.0.1",
+                port: int = 8080) -> http.server.ThreadingHTTPServer:
+    """A threaded HTTP server of ``study`` (port 0: a free one, see ``server_address``)."""
+    try:
+        server = http.server.ThreadingHTTPServer((host, port), make_handler(study))
+    except OSError as e:
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror}); "
+                        "pick another --port") from None
+    server.daemon_threads = True
+    return server
+
+
+# -- the report --------------------------------------------------------------------------------
+
+def report(output_dir: str) -> list[dict[str, Any]]:
+    """Per method (in the study's order): ``fooling_rate`` and ``se`` in percent (None for one
+    participant), ``participants`` and ``trials`` (test trials only)."""
+    path = os.path.join(output_dir, ANSWERS)
+    if not os.path.isfile(path):
+        raise UserError(f"--report {output_dir} has no {ANSWERS}; pass a study's --output_dir")
+    methods: list[str] = []
+    settings = os.path.join(output_dir, SETTINGS)
+    if os.path.isfile(settings):
+        with open(settings) as f:
+            methods = list(json.load(f)["fakes"])
+    counts: dict[str, dict[str, list[int]]] = {}
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            if not line.endswith("\n") or not line.strip():
+                continue  # cut short by a crash (the server drops it too)
+            try:
+                r = json.loads(line)
+                if r["phase"] != "test":
+                    continue
+                fooled, method, who = bool(r["fooled"]), str(r["method"]), str(r["participant"])
+            except (ValueError, KeyError, TypeError):
+                raise UserError(f"{path} line {number} is not an answer record") from None
+            if method not in methods:
+                methods.append(method)
+            tally = counts.setdefault(method, {}).setdefault(who, [0, 0])
+            tally[0] += fooled
+            tally[1] += 1
+    rows = []
+    for method in methods:
+        per = counts.get(method, {})
+        rates = [fooled / n for fooled, n in per.values()]
+        mean = sum(rates) / len(rates) if rates else None
+        se = None
+        if len(rates) > 1:
+            var = sum((r - mean) ** 2 for r in rates) / (len(rates) - 1)
+            se = math.sqrt(var / len(rates))
+        rows.append({"method": method,
+                     "fooling_rate": None if mean is None else 100 * mean,
+                     "se": None if se is None else 100 * se,
+                     "participants": len(rates), "trials": sum(n for _, n in per.values())})
+    return rows
+
+
+def report_text(rows: list[dict[str, Any]]) -> tuple[str, str]:
+    """The rows as the paper's table (Markdown) and as CSV."""
+    fmt = lambda v: "n/a" if v is None else f"{v:.1f}%"  # noqa: E731
+    lines = ["| method | % of test trials the fake was picked as real | ± SE (participants) | "
+             "participants | trials |", "|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['method']} | {fmt(r['fooling_rate'])} | {fmt(r['se'])} | "
+                     f"{r['participants']} | {r['trials']} |")
+    out = io.StringIO()
+    writer = csv.DictWriter(out, ["method", "fooling_rate", "se", "participants", "trials"],
+                            lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return "\n".join(lines) + "\n", out.getvalue()
+
+
+# -- the command line ----------------------------------------------------------------------------
+
+def _define_flags() -> None:
+    from absl import flags
+
+    flags.DEFINE_string("real", None, "Folder of the real images.")
+    flags.DEFINE_multi_string("fake", [], "NAME=DIR: a method's generated images, named as the "
+                                          "real ones (repeat for several methods).")
+    flags.DEFINE_string("output_dir", "study", "Where study.json and answers.jsonl go.")
+    flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every network "
+                                             "interface, for participants on other machines).")
+    flags.DEFINE_integer("port", 8080, "Port (0: any free one).")
+    flags.DEFINE_integer("exposure_ms", 1000, "How long both images are shown.")
+    flags.DEFINE_integer("practice", 10, "Practice trials (with feedback) per participant.")
+    flags.DEFINE_integer("trials", 40, "Test trials per participant.")
+    flags.DEFINE_integer("seed", 0, "Seed of every participant's trial order.")
+    flags.DEFINE_string("report", None, "Print the fooling rates of the study in this folder "
+                                        "and exit.")
+
+
+def main(argv: list[str]) -> None:
+    from absl import flags
+
+    f = flags.FLAGS
+    if len(argv) > 1:
+        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if f.report:
+        markdown, text = report_text(report(f.report))
+        for name, content in (("report.md", markdown), ("report.csv", text)):
+            with open(os.path.join(f.report, name), "w") as out:
+                out.write(content)
+        print(markdown)
+        print(text, end="")
+        return
+    if not f.real:
+        raise UserError("pass --real DIR and --fake NAME=DIR (or --report DIR)")
+    config = StudyConfig(real=f.real, fakes=tuple(parse_fake(x) for x in f.fake),
+                         output_dir=f.output_dir, exposure_ms=f.exposure_ms,
+                         practice=f.practice, trials=f.trials, seed=f.seed)
+    study = Study(config)
+    server = make_server(study, f.host, f.port)
+    host, port = server.server_address[:2]
+    print(f"Perceptual study of {len(study.stems)} image(s) x {len(study.methods)} method(s) "
+          f"({', '.join(study.methods)}): open http://{host}:{port}/ — answers go to "
+          f"{study.path}; Ctrl-C stops the server (nothing saved is lost).", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    print(f"stopped; {sum(len(a) for a in study.answers.values())} answer(s) in {study.path}")
+
+
+def run() -> None:
+    from tf_pix2pix.cli import run_main
+
+    _define_flags()
+    run_main(main)
+
+
+if __name__ == "__main__":
+    run()
