@@ -73,6 +73,21 @@ def test_trials_interleave_methods_and_repeat_for_a_participant(tmp_path):
     assert again.sequence("bob") != trials
 
 
+def test_run_predict_output_folders_give_real_and_generated_images(tmp_path):
+    results = tmp_path / "results"
+    (results / "images").mkdir(parents=True)
+    (results / "index.html").write_text("<html></html>")
+    for name in ("a", "b"):
+        for kind, value in (("input", 0), ("output", 100), ("target", 200)):
+            write_image(str(results / "images" / f"{name}_{kind}.png"),
+                        np.full([8, 8, 3], value, np.uint8))
+    s = study.Study(study.StudyConfig(real=str(results), fakes=(("p2p", str(results)),),
+                                      output_dir=str(tmp_path / "out")))
+    assert s.stems == ["a", "b"]
+    assert s.files[("real", "a")][0].endswith("a_target.png")
+    assert s.files[("p2p", "b")][0].endswith("b_output.png")
+
+
 def test_bad_input_is_refused_before_anything_is_written(tmp_path):
     folders = _scenes(tmp_path, n=2)
     other = tmp_path / "other"

@@ -13,6 +13,10 @@ first ``--practice`` (10) trials give feedback, the next ``--trials`` (40) do no
 of a method is its fooling rate: the percentage of test trials in which participants picked its
 image as the real one, with the standard error over participants.
 
+A folder is either a folder of images (real and generated images of one input share a file name
+up to the extension) or an output folder of ``run_predict.py`` (its ``images/*_target.png`` are
+the real photos, ``images/*_output.png`` the translations).
+
 Here the server runs on the user's machine (bound to 127.0.0.1 unless ``--host`` says
 otherwise). Each participant types an id of their choosing; their trials come from a random
 generator seeded by the study's ``--seed`` and that id: the methods interleaved (each block of
@@ -111,15 +115,25 @@ class Trial:
     real_side: str  # left | right
 
 
-def _image_files(folder: str, flag: str) -> dict[str, str]:
-    """``{stem: path}`` of the image files of ``folder``."""
+def _image_files(folder: str, flag: str, role: str) -> dict[str, str]:
+    """``{stem: path}`` of the image files of ``folder``; in a ``run_predict.py`` output folder
+    (``index.html`` and ``images/``) its targets (``role`` ``target``: the real photos) or its
+    translations (``output``), named without the suffix."""
     from tf_pix2pix.image_io import list_files
 
     if not os.path.isdir(folder):
         raise UserError(f"{flag} {folder} is not a directory")
+    suffix = ""
+    if (os.path.isfile(os.path.join(folder, "index.html"))
+            and os.path.isdir(os.path.join(folder, "images"))):
+        folder, suffix = os.path.join(folder, "images"), f"_{role}"
     files: dict[str, str] = {}
     for name in list_files(folder):
         stem = os.path.splitext(name)[0]
+        if suffix:
+            if not stem.endswith(suffix):
+                continue
+            stem = stem[:-len(suffix)]
         if stem in files:
             raise UserError(f"{flag} {folder} has two images named {stem}.*; keep one")
         files[stem] = os.path.join(folder, name)
@@ -134,9 +148,9 @@ class Study:
 
         self.config = config
         self.methods = [name for name, _ in config.fakes]
-        folders = {"real": _image_files(config.real, "--real")}
+        folders = {"real": _image_files(config.real, "--real", "target")}
         for name, folder in config.fakes:
-            folders[name] = _image_files(folder, f"--fake {name}=")
+            folders[name] = _image_files(folder, f"--fake {name}=", "output")
         common = set(folders["real"])
         for files in folders.values():
             common &= set(files)
