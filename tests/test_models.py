@@ -139,7 +139,8 @@ def test_an_unknown_model_is_a_one_line_error():
                              "--dry_run"], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1] == (
-        "error: model='toy' is not valid; choose one of pix2pix, cycle_gan, cut, pix2pix_hd")
+        "error: model='toy' is not valid; choose one of pix2pix, cycle_gan, cut, pix2pix_hd, "
+        "segmenter")
 
 
 # A comparison of a quoted registered name: == "x", != 'x', in ("x", ...), "x" if/==/!=.
