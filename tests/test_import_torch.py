@@ -158,3 +158,73 @@ def test_imported_model_exports_for_serving(tmp_path):
     png = tf.io.encode_png(tf.zeros([10, 14, 3], tf.uint8))
     out = served(image_bytes=tf.stack([png]))["image_bytes"][0]
     assert tf.io.decode_png(out).shape == (10, 14, 3)
+
+
+def test_nvidia_pix2pix_hd_key_names_at_full_size():
+    """NVIDIA's label2city generators: GlobalGenerator 56 tensors (model.1 ... model.38, blocks
+    model.16 - model.24), LocalEnhancer 74 (model.*, model1_1.*, model1_2.*), every parameter
+    a reference tensor."""
+    common = dict(model="pix2pix_hd", norm="instance", no_dropout=True)
+    glob = ModelConfig(netG="global", **common)
+    state = export_state_dict(build_generator(glob, 36, 3), glob)
+    assert len(state) == 56 and sum(v.size for v in state.values()) == 182_546_755
+    assert {"model.1.weight", "model.16.conv_block.1.weight", "model.24.conv_block.5.bias",
+            "model.25.weight", "model.38.weight", "model.38.bias"} <= set(state)
+    local = ModelConfig(netG="local", ngf=32, **common)
+    state = export_state_dict(build_generator(local, 36, 3), local)
+    assert len(state) == 74 and sum(v.size for v in state.values()) == 182_857_059
+    assert {"model.1.weight", "model.34.bias", "model1_1.1.weight", "model1_1.4.bias",
+            "model1_2.0.conv_block.1.weight", "model1_2.2.conv_block.5.bias",
+            "model1_2.3.weight", "model1_2.7.weight", "model1_2.7.bias"} <= set(state)
+    assert "model.38.weight" not in state and state["model1_2.3.weight"].shape == (64, 32, 3, 3)
+
+
+@pytest.mark.parametrize("kind,fmt", [("global", "legacy"), ("local", "zip")])
+def test_nvidia_pix2pix_hd_generators_compute_what_pytorch_computes(tmp_path, kind, fmt):
+    """A GlobalGenerator / LocalEnhancer of NVIDIA's module structure built in PyTorch with
+    random weights: imported, ours computes PyTorch's outputs within 1e-4."""
+    from torch_files import pix2pix_hd_reference
+
+    x = np.random.default_rng(3).uniform(-1, 1, (1, 16, 24, 5)).astype(np.float32)
+    ngf = 4 if kind == "global" else 2
+    pth, expected = pix2pix_hd_reference(kind, x, tmp_path, input_nc=5, ngf=ngf, n_down=2,
+                                         n_blocks=2, n_blocks_local=1, fmt=fmt)
+    result = import_generator(ImportConfig(
+        model_dir=str(tmp_path / "m"), pth=pth, model="pix2pix_hd", netG=kind, ngf=ngf,
+        label_nc=4, n_downsample_global=2, n_blocks_global=2, n_blocks_local=1))
+    assert result["tensors"] == (20 if kind == "global" else 30)
+    imported, config, _ = restore_generator(str(tmp_path / "m"))
+    assert config.model.netG == kind and config.data.label_nc == 4
+    out = keras.ops.convert_to_numpy(imported(x, training=False))
+    np.testing.assert_allclose(out, expected, atol=1e-4)
+    assert np.abs(out).max() > 0.1  # a real image, not a constant
+
+
+def test_a_local_enhancer_goes_from_pth_to_a_served_savedmodel(tmp_path):
+    """The README's three commands (import, export, serve) on a small LocalEnhancer file: a
+    label PNG in, the PyTorch network's photo out."""
+    from torch_files import pix2pix_hd_reference
+
+    from tf_pix2pix import label_maps
+
+    ids = np.random.default_rng(4).integers(0, 4, (16, 24))
+    encoded = label_maps.encode(tf.constant(ids[None, :, :, None]),
+                                tf.constant(ids[None, :, :, None]), 4).numpy()
+    pth, expected = pix2pix_hd_reference("local", encoded, tmp_path, input_nc=5, ngf=2,
+                                         n_down=2, n_blocks=1, n_blocks_local=1)
+    run = lambda *a: subprocess.run([sys.executable, *a], cwd=REPO, capture_output=True,  # noqa: E731
+                                    text=True, timeout=300)
+    imported = run("-m", "tf_pix2pix.import_torch", "--pth", pth, "--model", "pix2pix_hd",
+                   "--netG", "local", "--ngf", "2", "--label_nc", "4", "--n_downsample_global",
+                   "2", "--n_blocks_global", "1", "--n_blocks_local", "1", "--model_dir",
+                   str(tmp_path / "m"))
+    assert imported.returncode == 0, imported.stderr
+    assert "imported 26 tensors" in imported.stdout and "netG=local" in imported.stdout
+    exported = run(os.path.join(REPO, "run_export.py"), "--model_dir", str(tmp_path / "m"),
+                   "--export_dir", str(tmp_path / "e"))
+    assert exported.returncode == 0, exported.stderr
+    served = tf.saved_model.load(str(tmp_path / "e" / "1")).signatures["serving_default"]
+    png = tf.io.encode_png(tf.constant(ids[:, :, None], tf.uint8))
+    out = tf.io.decode_png(served(image_bytes=tf.stack([png]))["image_bytes"][0]).numpy()
+    photo = np.round((np.clip(expected[0], -1, 1) + 1) * 127.5)
+    assert out.shape == (16, 24, 3) and np.abs(out - photo).max() <= 1

@@ -44,6 +44,15 @@ def tiny_config(data_dir="", model_dir="", vgg_weights="", **train_kw):
         train=TrainConfig(model_dir=str(model_dir), **train))
 
 
+def test_local_enhancer_counts():
+    config = ModelConfig(model="pix2pix_hd", netG="local", norm="instance", no_dropout=True,
+                         ngf=32)
+    g = build_generator(config, 36, 3)
+    assert count_params(g) == 182_857_059
+    assert count_params(g.get_layer("global")) == 182_537_344
+    assert config.num_downs == 5  # sizes divide 32
+
+
 def test_reference_counts_through_the_dry_run():
     out = subprocess.run([sys.executable, "run_train.py", "--model=pix2pix_hd", "--dry_run",
                           "--no_vgg_loss", "--data_dir=unused"], cwd=ROOT, capture_output=True,
@@ -124,6 +133,41 @@ def test_global_generator_is_the_references_function():
     y = np.tanh(np_conv(y, *_weights(g, "head_conv"), pad=3, mode="reflect"))
     out = g(x[np.newaxis].astype(np.float32)).numpy()[0]
     np.testing.assert_allclose(out, y, atol=2e-5)
+
+
+def test_local_enhancer_is_the_references_function():
+    """NVIDIA's LocalEnhancer: the global part (2 downsamplings, ngf 4 = 2 x 2) on the
+    exclusively average-pooled input, the full-size branch added to its output, a ResNet block,
+    a transposed conv and the tanh head; 16x24 input, random non-zero biases."""
+    config = ModelConfig(netG="local", norm="instance", no_dropout=True, ngf=2,
+                         n_downsample_global=2, n_blocks_global=1, n_blocks_local=1)
+    g = build_generator(config, 5, 3)
+    for v in g.trainable_variables:
+        v.assign(tf.random.stateless_normal(v.shape, [2, len(v.path)], stddev=0.3))
+    gp = g.get_layer("global")
+    x = np.random.default_rng(1).uniform(-1, 1, (16, 24, 5))
+    relu = lambda v: np.maximum(v, 0)  # noqa: E731
+    norm = np_instance_norm
+
+    def block(y, model, prefix):
+        r = relu(norm(np_conv(y, *_weights(model, f"{prefix}_conv1"), pad=1, mode="reflect")))
+        return y + norm(np_conv(r, *_weights(model, f"{prefix}_conv2"), pad=1, mode="reflect"))
+
+    y = np_avg_pool_exclusive(x)
+    y = relu(norm(np_conv(y, *_weights(gp, "stem_conv"), pad=3, mode="reflect")))
+    for i in range(2):
+        y = relu(norm(np_conv(y, *_weights(gp, f"down{i}_conv"), 2, 1)))
+    y = block(y, gp, "block0")
+    for i in range(2):
+        y = relu(norm(np_conv_transpose(y, *_weights(gp, f"up{i}_deconv"))))
+    assert y.shape == (8, 12, 4)
+    z = relu(norm(np_conv(x, *_weights(g, "local1_stem_conv"), pad=3, mode="reflect")))
+    z = relu(norm(np_conv(z, *_weights(g, "local1_down_conv"), 2, 1))) + y
+    z = block(z, g, "local1_block0")
+    z = relu(norm(np_conv_transpose(z, *_weights(g, "local1_up_deconv"))))
+    z = np.tanh(np_conv(z, *_weights(g, "head_conv"), pad=3, mode="reflect"))
+    out = g(x[np.newaxis].astype(np.float32)).numpy()[0]
+    np.testing.assert_allclose(out, z, atol=2e-5)
 
 
 @pytest.mark.parametrize("size", [(20, 18), (17, 23)])
@@ -223,7 +267,7 @@ def test_switches_and_configuration_errors(vgg_weights):
     model = Pix2PixHD(tiny_config(gan_feat_loss=False), tf.distribute.get_strategy(), 10)
     assert model.loss_names == ("G_GAN", "D_real", "D_fake") and model.vgg is None
     with pytest.raises(ConfigError, match="--vgg_weights"):
-        tiny_config(vgg_loss=True)
+        Pix2PixHD(tiny_config(vgg_loss=True), tf.distribute.get_strategy(), 10)
     with pytest.raises(ConfigError, match="--vgg_weights=.*cannot load"):
         Pix2PixHD(tiny_config(vgg_weights=os.path.join(ROOT, "README.md")),
                   tf.distribute.get_strategy(), 10)
@@ -319,3 +363,98 @@ def test_trains_exports_and_predicts_label_maps(label_records, tmp_path):
     assert shown.shape == (32, 64, 3)  # the label map in colours, not 5 channels
     with open(tmp_path / "pred" / "metrics.json") as f:
         assert json.load(f)["count"] == 2
+
+
+def local_config(data_dir="", model_dir="", **train_kw):
+    """The tiny configuration with a local enhancer (ngf 2: its global part has tiny_config's
+    ngf 4) and one epoch (3 steps) of coarse-to-fine unless told otherwise."""
+    import dataclasses
+
+    cfg = tiny_config(data_dir, model_dir)
+    train = {"niter_fix_global": 1, "n_epochs": 5, **train_kw}
+    return dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, netG="local", ngf=2, n_blocks_local=1),
+        train=dataclasses.replace(cfg.train, **train))
+
+
+def _global_weights(trainer):
+    return [v.numpy() for v in trainer.model.generator.get_layer("global").trainable_weights]
+
+
+def test_coarse_to_fine_fixes_the_global_generator_for_niter_fix_global_epochs(label_records,
+                                                                              tmp_path):
+    """The paper's schedule (the reference's train.py keeps the first optimizer after the
+    switch, NVIDIA/pix2pixHD b129d49): 3 steps (one epoch) change only the local enhancer; after
+    the switch the whole generator trains, with a fresh Adam, and a restart across the switch
+    gives the same weights as a straight run."""
+    from tf_pix2pix.checkpointing import weights_sha256
+    from tf_pix2pix.train_lib import build_trainer
+
+    fresh = build_trainer(local_config(label_records, tmp_path / "fresh"), progress=False)
+    init = _global_weights(fresh)
+    model = fresh.model
+    n_local = sum(v.numpy().size for v in model.local_variables)
+    assert 0 < n_local < sum(v.numpy().size for v in model.generator.trainable_variables)
+    assert model.global_fixed() and model.fix_global_steps == 3
+
+    phase1 = build_trainer(local_config(label_records, tmp_path / "a", max_steps=3),
+                           progress=False)
+    local_before = [v.numpy() for v in phase1.model.local_variables]
+    phase1.run()
+    assert not phase1.model.global_fixed()
+    for a, b in zip(init, _global_weights(phase1)):
+        np.testing.assert_array_equal(a, b)
+    assert all(np.any(a != v.numpy()) for a, v in zip(local_before,
+                                                       phase1.model.local_variables))
+    assert int(phase1.model.g_local_optimizer.iterations.numpy()) == 3
+    assert int(phase1.model.g_optimizer.iterations.numpy()) == 0
+
+    resumed = build_trainer(local_config(label_records, tmp_path / "a", max_steps=5),
+                            progress=False)
+    assert resumed.restore() == 3
+    result = resumed.run()
+    assert int(resumed.model.g_optimizer.iterations.numpy()) == 2
+    assert any(np.any(a != b) for a, b in zip(init, _global_weights(resumed)))
+    straight = build_trainer(local_config(label_records, tmp_path / "b", max_steps=5),
+                             progress=False).run()
+    assert result.weights_sha256 == straight.weights_sha256
+    assert weights_sha256(resumed.model.trainable_variables()) == straight.weights_sha256
+
+    # The fresh Adam after the switch follows the run's epochs (its schedule is offset by the
+    # steps before it): at step 5 (epoch 1) the rate is still lr.
+    from tf_pix2pix.models.base import LinearDecay
+
+    assert resumed.model.current_lr() == pytest.approx(resumed.config.train.lr)
+    run_schedule = LinearDecay(1.0, 3, 5, 1, shift=0)
+    after_switch = LinearDecay(1.0, 3, 5, 1, shift=0, offset=3)
+    for step in (3, 14, 15, 17):
+        assert float(after_switch(step - 3)) == float(run_schedule(step))
+    assert float(run_schedule(15)) == 1.0 and float(run_schedule(18)) == 0.0
+
+
+def test_load_pretrain_starts_the_global_part_from_a_trained_global_generator(label_records,
+                                                                               tmp_path):
+    import dataclasses
+
+    from tf_pix2pix.train_lib import build_trainer, train
+
+    train(tiny_config(label_records, tmp_path / "global", max_steps=1), progress=False)
+    from tf_pix2pix.inference import restore_generator
+
+    pretrained, _, _ = restore_generator(str(tmp_path / "global"))
+    trainer = build_trainer(local_config(label_records, tmp_path / "local",
+                                         load_pretrain=str(tmp_path / "global")),
+                            progress=False)
+    part = trainer.model.generator.get_layer("global")
+    copied = 0
+    for layer in part.layers:
+        for w, source in zip(layer.weights, pretrained.get_layer(layer.name).weights):
+            np.testing.assert_array_equal(w.numpy(), source.numpy())
+            copied += 1
+    assert copied == len(part.weights) > 0
+    wide = local_config(label_records, tmp_path / "wide", load_pretrain=str(tmp_path / "global"))
+    wide = dataclasses.replace(wide, model=dataclasses.replace(wide.model, ngf=4))
+    with pytest.raises(ConfigError, match="does not fit this local enhancer's global part"):
+        build_trainer(wide, progress=False)
+    with pytest.raises(ConfigError, match="pass --netG local"):
+        tiny_config(label_records, tmp_path / "x", niter_fix_global=2)

@@ -20,9 +20,10 @@ DIRECTIONS = ("AtoB", "BtoA")
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 # unet_256/unet_128 and the ResNets are the reference's; unet_64/unet_32 extend the same recipe
 # to small images (6 and 5 downsamplings).
-# global is pix2pixHD's GlobalGenerator (a ResNet generator of n_downsample_global downsamplings).
+# global is pix2pixHD's GlobalGenerator (a ResNet generator of n_downsample_global downsamplings),
+# local its LocalEnhancer (a global generator on the downsampled input, refined at full size).
 GENERATORS = ("unet_256", "unet_128", "unet_64", "unet_32", "resnet_9blocks", "resnet_6blocks",
-              "encoder_decoder_256", "encoder_decoder_128", "global")
+              "encoder_decoder_256", "encoder_decoder_128", "global", "local")
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 NORMS = ("batch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan")
@@ -174,8 +175,14 @@ class ModelConfig:
     nce_layers: str = option("0,4,8,12,16", "CUT: the generator's layers (indices of the "
                                             "reference's module list) that PatchNCE compares.")
     netF_nc: int = option(256, "CUT: channels of the patch projection MLPs.")
-    n_downsample_global: int = option(4, "netG=global (pix2pixHD): stride-2 downsamplings.")
-    n_blocks_global: int = option(9, "netG=global (pix2pixHD): ResNet blocks.")
+    n_downsample_global: int = option(4, "netG=global/local (pix2pixHD): stride-2 "
+                                         "downsamplings of the global generator.")
+    n_blocks_global: int = option(9, "netG=global/local (pix2pixHD): ResNet blocks of the "
+                                     "global generator.")
+    n_local_enhancers: int = option(1, "netG=local (pix2pixHD): local enhancers, each doubling "
+                                       "the global generator's resolution.")
+    n_blocks_local: int = option(3, "netG=local (pix2pixHD): ResNet blocks of each local "
+                                    "enhancer.")
     num_D: int = option(2, "pix2pixHD: discriminators at 1, 1/2, 1/4, ... of the image size.")
 
     def __post_init__(self) -> None:
@@ -199,7 +206,8 @@ class ModelConfig:
             raise ConfigError(f"nce_layers={self.nce_layers!r} is not valid; give increasing "
                               "layer indices such as 0,4,8,12,16")
         _check_positive("netF_nc", self.netF_nc)
-        for name in ("n_downsample_global", "n_blocks_global", "num_D"):
+        for name in ("n_downsample_global", "n_blocks_global", "num_D", "n_local_enhancers",
+                     "n_blocks_local"):
             _check_positive(name, getattr(self, name))
         _check_positive("ngf", self.ngf)
         _check_positive("ndf", self.ndf)
@@ -232,7 +240,7 @@ class ModelConfig:
     @property
     def n_blocks(self) -> int:
         """ResNet blocks of a ``resnet_*`` or ``global`` generator."""
-        if self.netG == "global":
+        if self.netG in ("global", "local"):
             return self.n_blocks_global
         return 9 if self.netG == "resnet_9blocks" else 6
 
@@ -241,6 +249,8 @@ class ModelConfig:
         """Number of stride-2 downsamplings of the generator (sizes must divide 2**num_downs)."""
         if self.netG == "global":
             return self.n_downsample_global
+        if self.netG == "local":
+            return self.n_downsample_global + self.n_local_enhancers
         return {"unet_256": 8, "unet_128": 7, "unet_64": 6, "unet_32": 5, "resnet_9blocks": 2,
                 "encoder_decoder_256": 8, "encoder_decoder_128": 7,
                 "resnet_6blocks": 2}[self.netG]
@@ -287,6 +297,12 @@ class TrainConfig:
     vgg_weights: str = option("", "pix2pixHD: ImageNet VGG19 weights for the VGG loss: Keras's "
                                   "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 (as "
                                   "keras.applications.VGG19(include_top=False) downloads it).")
+    niter_fix_global: int = option(0, "pix2pixHD netG=local: epochs in which only the (finest) "
+                                      "local enhancer trains, the global generator fixed; then "
+                                      "all of G, with a fresh Adam.")
+    load_pretrain: str = option("", "pix2pixHD netG=local: a model_dir of a trained netG=global "
+                                    "generator (ngf twice this one's, per enhancer) whose "
+                                    "weights start the global part.")
     lr: float = option(2e-4, "Adam learning rate.")
     beta1: float = option(0.5, "Adam beta1.")
     beta2: float = option(0.999, "Adam beta2.")

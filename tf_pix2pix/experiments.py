@@ -20,8 +20,9 @@ evaluated on the test split (``--split``) as the reference's ``test.py`` does â€
 resized to ``crop_size`` â€” in both test-time modes (``eval`` and ``paper``), with L1, PSNR, SSIM,
 given Inception weights FID and KID, and given a segmenter (``--segmenter``, see
 ``tf_pix2pix.fcn_score``) the paper's FCN-score, with the real photos' score beside it.
-Written: ``results.csv`` (one row per configuration and mode), ``results.md`` (tables shaped like the paper's) and ``<suite>.png`` (the same test
-images through every configuration, like the paper's figures).
+Written: ``results.csv`` (one row per configuration and mode), ``results.md`` (tables shaped like
+the paper's) and ``<suite>.png`` (the same test images through every configuration, like the
+paper's figures).
 """
 
 from __future__ import annotations

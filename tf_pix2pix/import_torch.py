@@ -2,13 +2,18 @@
 
 Usage:
   python -m tf_pix2pix.import_torch --pth latest_net_G.pth --model_dir runs/facades_pretrained
+  # NVIDIA's label2city_1024p (pix2pixHD: local enhancer, 35 Cityscapes classes + instance edges)
+  python -m tf_pix2pix.import_torch --pth latest_net_G.pth --model pix2pix_hd --netG local \
+      --ngf 32 --label_nc 35 --model_dir runs/label2city_1024p
   python -m tf_pix2pix.import_torch --url horse2zebra --model cycle_gan --model_dir runs/h2z
   python run_export.py --model_dir runs/h2z --export_dir exported/horse2zebra
 
 The ``.pth`` is read without PyTorch (``pth_format``: a restricted unpickler, both file formats).
 Every tensor of the reference's generator is mapped to its Keras variable by the reference's
 module structure (``UnetGenerator``'s nested ``model.model.1.model.3...`` blocks,
-``ResnetGenerator``'s flat ``model.N`` list), names and shapes checked one by one; convolution weights go from
+``ResnetGenerator``'s and pix2pixHD's ``GlobalGenerator``'s flat ``model.N`` list, the
+``LocalEnhancer``'s ``model`` (its global part), ``model1_1`` and ``model1_2``), names and
+shapes checked one by one; convolution weights go from
 PyTorch's ``[out, in, kh, kw]`` to Keras's ``[kh, kw, in, out]`` and transposed-convolution
 weights from ``[in, out, kh, kw]`` to ``[kh, kw, out, in]`` (the same taps, no flip). Batch-norm
 running statistics are kept (``num_batches_tracked`` is not needed); the old-PyTorch instance-norm
@@ -37,6 +42,7 @@ from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main, writab
 from tf_pix2pix.config import (ConfigError, DataConfig, ExperimentConfig, ModelConfig,
                                TrainConfig, load_config, option, option_of, save_config)
 from tf_pix2pix.networks import build_generator
+from tf_pix2pix.networks.enhancer import GLOBAL
 from tf_pix2pix.pth_format import PthError, load_state_dict
 
 _INSTANCE_NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
@@ -55,8 +61,14 @@ class ImportConfig:
     netG: str = option("", "Generator of the file (default: the model's reference netG).")
     norm: str = option("", "batch, instance or none (default: the model's reference norm).")
     ngf: int = option(64, "Generator filters of the file.")
-    input_nc: int = option(3, "Input channels of the file's generator.")
+    input_nc: int = option(3, "Input channels of the file's generator (images).")
     output_nc: int = option(3, "Output channels of the file's generator.")
+    label_nc: int = option_of(DataConfig, "label_nc")
+    no_instance: bool = option_of(DataConfig, "no_instance")
+    n_downsample_global: int = option_of(ModelConfig, "n_downsample_global")
+    n_blocks_global: int = option_of(ModelConfig, "n_blocks_global")
+    n_local_enhancers: int = option_of(ModelConfig, "n_local_enhancers")
+    n_blocks_local: int = option_of(ModelConfig, "n_blocks_local")
     cache_dir: str = option("", "Download cache for --url (default ~/.keras).")
 
     def __post_init__(self) -> None:
@@ -88,11 +100,10 @@ def reference_names(model: keras.Model, config: ModelConfig, dropout_blocks: boo
       config: its architecture.
       dropout_blocks: ResNet blocks with dropout (second conv at ``conv_block.6``).
     """
-    layers = {layer.name: layer for layer in model.layers}
     names: dict[str, tuple[str, str, str]] = {}
 
     def add(key: str, layer: str, kind: str) -> None:
-        target = layers[layer]
+        target = _layer(model, layer)
         if kind == "norm":
             if not target.weights:  # affine-free instance norm or identity: nothing stored
                 return
@@ -121,23 +132,56 @@ def reference_names(model: keras.Model, config: ModelConfig, dropout_blocks: boo
                 add(p + "4", f"up{level}_norm", "norm")
         return names
 
-    n_blocks = 9 if config.netG == "resnet_9blocks" else 6
-    add("model.1", "stem_conv", "conv")
-    add("model.2", "stem_norm", "norm")
-    for i in range(2):
-        add(f"model.{4 + 3 * i}", f"down{i}_conv", "conv")
-        add(f"model.{5 + 3 * i}", f"down{i}_norm", "norm")
     second = 6 if dropout_blocks else 5
-    for b in range(n_blocks):
-        add(f"model.{10 + b}.conv_block.1", f"block{b}_conv1", "conv")
-        add(f"model.{10 + b}.conv_block.2", f"block{b}_norm1", "norm")
-        add(f"model.{10 + b}.conv_block.{second}", f"block{b}_conv2", "conv")
-        add(f"model.{10 + b}.conv_block.{second + 1}", f"block{b}_norm2", "norm")
-    for i in range(2):
-        add(f"model.{10 + n_blocks + 3 * i}", f"up{i}_deconv", "deconv")
-        add(f"model.{11 + n_blocks + 3 * i}", f"up{i}_norm", "norm")
-    add(f"model.{17 + n_blocks}", "head_conv", "conv")  # after ReflectionPad2d(3) at 16 + n
+
+    def resnet_blocks(prefix: str, first: int, count: int, layer_prefix: str) -> None:
+        for b in range(count):
+            key, name = f"{prefix}.{first + b}.conv_block", f"{layer_prefix}block{b}"
+            add(f"{key}.1", f"{name}_conv1", "conv")
+            add(f"{key}.2", f"{name}_norm1", "norm")
+            add(f"{key}.{second}", f"{name}_conv2", "conv")
+            add(f"{key}.{second + 1}", f"{name}_norm2", "norm")
+
+    # ResnetGenerator / GlobalGenerator: model.N of [pad, conv, norm, relu] + n x [conv, norm,
+    # relu] + blocks + n x [deconv, norm, relu] + [pad, conv, tanh]. LocalEnhancer: the same
+    # without the last three as ``model``, in the nested model "global".
+    local = config.netG == "local"
+    n_down = config.n_downsample_global if config.netG in ("global", "local") else 2
+    n_blocks = config.n_blocks
+    inner = f"{GLOBAL}/" if local else ""
+    add("model.1", inner + "stem_conv", "conv")
+    add("model.2", inner + "stem_norm", "norm")
+    for i in range(n_down):
+        add(f"model.{4 + 3 * i}", f"{inner}down{i}_conv", "conv")
+        add(f"model.{5 + 3 * i}", f"{inner}down{i}_norm", "norm")
+    first = 4 + 3 * n_down
+    resnet_blocks("model", first, n_blocks, inner)
+    for i in range(n_down):
+        add(f"model.{first + n_blocks + 3 * i}", f"{inner}up{i}_deconv", "deconv")
+        add(f"model.{first + n_blocks + 3 * i + 1}", f"{inner}up{i}_norm", "norm")
+    if not local:
+        add(f"model.{first + n_blocks + 3 * n_down + 1}", "head_conv", "conv")  # after the pad
+        return names
+    # model{n}_1: [pad, conv, norm, relu, conv, norm, relu]; model{n}_2: blocks, [deconv, norm,
+    # relu], and in the last enhancer [pad, conv, tanh].
+    for n in range(1, config.n_local_enhancers + 1):
+        p, nb = f"local{n}_", config.n_blocks_local
+        add(f"model{n}_1.1", p + "stem_conv", "conv")
+        add(f"model{n}_1.2", p + "stem_norm", "norm")
+        add(f"model{n}_1.4", p + "down_conv", "conv")
+        add(f"model{n}_1.5", p + "down_norm", "norm")
+        resnet_blocks(f"model{n}_2", 0, nb, p)
+        add(f"model{n}_2.{nb}", p + "up_deconv", "deconv")
+        add(f"model{n}_2.{nb + 1}", p + "up_norm", "norm")
+    add(f"model{config.n_local_enhancers}_2.{config.n_blocks_local + 4}", "head_conv", "conv")
     return names
+
+
+def _layer(model: keras.Model, path: str) -> keras.layers.Layer:
+    """A layer by its name, or ``outer/inner`` inside a nested model."""
+    for name in path.split("/"):
+        model = model.get_layer(name)
+    return model
 
 
 def _drop_instance_norm_stats(state: dict[str, np.ndarray],
@@ -177,14 +221,13 @@ def assign_state_dict(model: keras.Model, config: ModelConfig,
         if key not in state:
             raise UserError(f"the file lacks {key}, which a {arch} generator needs; pass the "
                             "file's --netG/--norm/--ngf")
-    layers = {layer.name: layer for layer in model.layers}
     for key, (layer_name, attr, kind) in names.items():
         value = state[key]
         if kind == "conv":
             value = _conv(value)
         elif kind == "deconv":
             value = _deconv(value)
-        variable = getattr(layers[layer_name], attr)
+        variable = getattr(_layer(model, layer_name), attr)
         if tuple(variable.shape) != value.shape:
             raise UserError(f"{key}: shape {tuple(state[key].shape)} does not fit {layer_name}."
                             f"{attr} {tuple(variable.shape)} of a {arch} generator; pass the "
@@ -197,10 +240,9 @@ def export_state_dict(model: keras.Model, config: ModelConfig,
                       dropout_blocks: bool = False) -> dict[str, np.ndarray]:
     """The inverse of :func:`assign_state_dict`: the generator's weights under the reference's
     names and layouts (for tests, and to move a model back to PyTorch)."""
-    layers = {layer.name: layer for layer in model.layers}
     state = {}
     for key, (layer_name, attr, kind) in reference_names(model, config, dropout_blocks).items():
-        value = keras.ops.convert_to_numpy(getattr(layers[layer_name], attr))
+        value = keras.ops.convert_to_numpy(getattr(_layer(model, layer_name), attr))
         state[key] = np.transpose(value, (3, 2, 0, 1)) if kind in ("conv", "deconv") else value
     return state
 
@@ -210,7 +252,10 @@ def _model_config(config: ImportConfig, dropout: bool) -> ModelConfig:
                 **models.get(config.model).reference_defaults}
     return ModelConfig(model=config.model, netG=config.netG or defaults["netG"],
                        norm=config.norm or defaults["norm"], ngf=config.ngf,
-                       no_dropout=not dropout)
+                       no_dropout=not dropout, n_downsample_global=config.n_downsample_global,
+                       n_blocks_global=config.n_blocks_global,
+                       n_local_enhancers=config.n_local_enhancers,
+                       n_blocks_local=config.n_blocks_local)
 
 
 def _fetch(config: ImportConfig) -> str:
@@ -257,15 +302,17 @@ def import_generator(config: ImportConfig) -> dict[str, object]:
     lambda_identity = TrainConfig().lambda_identity
     try:
         experiment = ExperimentConfig(
-            data=DataConfig(input_nc=config.input_nc, output_nc=config.output_nc),
+            data=DataConfig(input_nc=config.input_nc, output_nc=config.output_nc,
+                            label_nc=config.label_nc, no_instance=config.no_instance),
             model=model_config,
             train=TrainConfig(model_dir=config.model_dir, **{
                 **train_defaults, "lambda_identity": (
                     lambda_identity if config.input_nc == config.output_nc else 0.0)}))
     except ConfigError as e:
         raise UserError(str(e)) from e
-    root = model_class.generator_slots(experiment)["AtoB"].root
-    generator = build_generator(model_config, config.input_nc, config.output_nc, name=root)
+    slot = model_class.generator_slots(experiment)["AtoB"]
+    root = slot.root
+    generator = build_generator(model_config, slot.input_nc, slot.output_nc, name=root)
     copied = assign_state_dict(generator, model_config, state)
     save_config(experiment, config.model_dir)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(**{root: generator}),

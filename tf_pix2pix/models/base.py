@@ -67,6 +67,8 @@ class TranslationModel(abc.ABC):
 
     loss_names: tuple[str, ...]
     step: tf.Variable
+    config: ExperimentConfig
+    strategy: tf.distribute.Strategy
 
     # -- before the model exists: configuration, data, export slots ------------------------
 
@@ -212,8 +214,34 @@ class TranslationModel(abc.ABC):
         """Every network by name (parameter counts, per-layer switches of the benchmarks)."""
 
     @abc.abstractmethod
+    def _replica_step(self, *batch: tf.Tensor) -> dict[str, tf.Tensor]:
+        """One replica's share of a training step on its part of the batch (``build_input``'s
+        elements); returns the losses by ``loss_names``, each already averaged over the
+        global batch."""
+
     def train_step(self, batch) -> dict[str, tf.Tensor]:
-        """One (distributed) training step; returns the losses by ``loss_names``."""
+        """One (distributed) training step: :func:`distributed_step` of ``_replica_step``,
+        traced on first use; returns the losses by ``loss_names``."""
+        if self.__dict__.get("_step_fn") is None:
+            self._step_fn = distributed_step(self.strategy, self._replica_step, self.step)
+        return self._step_fn(batch)
+
+    def generator_of(self, direction: str = "AtoB") -> keras.Model:
+        """The built generator of the slot ``direction`` (``generator_slots``)."""
+        root = self.generator_slots(self.config)[direction].root
+        return self.checkpoint_objects()[root]
+
+    def generate(self, images: tf.Tensor, mode: str = "eval",
+                 direction: str = "AtoB") -> tf.Tensor:
+        """Runs the generator of ``direction`` in a named test-time mode
+        (``inference.generator_fn``, one traced function per mode and direction)."""
+        from tf_pix2pix import inference
+
+        functions = self.__dict__.setdefault("_generate_fns", {})
+        if (mode, direction) not in functions:
+            functions[(mode, direction)] = inference.generator_fn(self.generator_of(direction),
+                                                                  mode)
+        return functions[(mode, direction)](images)
 
     @abc.abstractmethod
     def checkpoint_objects(self) -> dict[str, Any]:
@@ -284,12 +312,12 @@ def synthetic_demo_data(folder: str, size: int, unpaired: bool, labels: bool = F
     return records
 
 
-def make_optimizer(config: ExperimentConfig, steps_per_epoch: int,
-                   decay_shift: int = 1) -> keras.optimizers.Optimizer:
-    """Adam with the configured schedule (``decay_shift``: see :class:`LinearDecay`); dynamic
-    loss scaling under ``mixed_float16``."""
+def make_optimizer(config: ExperimentConfig, steps_per_epoch: int, decay_shift: int = 1,
+                   offset: int = 0) -> keras.optimizers.Optimizer:
+    """Adam with the configured schedule (``decay_shift``, ``offset``: see
+    :class:`LinearDecay`); dynamic loss scaling under ``mixed_float16``."""
     t = config.train
-    opt = FusedAdam(learning_rate(config, steps_per_epoch, decay_shift), beta_1=t.beta1,
+    opt = FusedAdam(learning_rate(config, steps_per_epoch, decay_shift, offset), beta_1=t.beta1,
                     beta_2=t.beta2, epsilon=1e-8)
     # float16 gradients underflow without dynamic loss scaling; bfloat16 does not need it.
     if t.precision == "mixed_float16":
@@ -352,18 +380,22 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     (n_epochs_decay + 1)``, not at exactly zero. ``shift`` 0 is NVIDIA/pix2pixHD's (the rate
     drops by ``lr / niter_decay`` after each epoch past ``niter``): epoch ``n_epochs`` still
     trains at ``lr``, the last at ``lr / n_epochs_decay``.
+
+    ``offset``: training steps taken before the optimizer's first (an optimizer created in the
+    middle of a run, as pix2pixHD's after ``niter_fix_global`` epochs, follows the run's epochs).
     """
 
     def __init__(self, lr: float, steps_per_epoch: int, n_epochs: int, n_epochs_decay: int,
-                 shift: int = 1):
+                 shift: int = 1, offset: int = 0):
         self.lr = lr
         self.steps_per_epoch = steps_per_epoch
         self.n_epochs = n_epochs
         self.n_epochs_decay = n_epochs_decay
         self.shift = shift
+        self.offset = offset
 
     def __call__(self, step):
-        epoch = tf.cast(step, tf.float32) // float(self.steps_per_epoch)
+        epoch = (tf.cast(step, tf.float32) + float(self.offset)) // float(self.steps_per_epoch)
         decayed = (tf.maximum(0.0, epoch + float(self.shift) - self.n_epochs)
                    / float(max(self.n_epochs_decay + self.shift, 1)))
         return self.lr * tf.maximum(1.0 - decayed, 0.0)
@@ -371,15 +403,17 @@ class LinearDecay(keras.optimizers.schedules.LearningRateSchedule):
     def get_config(self):
         return {"lr": self.lr, "steps_per_epoch": self.steps_per_epoch,
                 "n_epochs": self.n_epochs, "n_epochs_decay": self.n_epochs_decay,
-                "shift": self.shift}
+                "shift": self.shift, "offset": self.offset}
 
 
-def learning_rate(config: ExperimentConfig, steps_per_epoch: int, decay_shift: int = 1):
+def learning_rate(config: ExperimentConfig, steps_per_epoch: int, decay_shift: int = 1,
+                  offset: int = 0):
     """The schedule (or constant) named by ``train.lr_policy``."""
     t = config.train
     if t.lr_policy == "constant":
         return t.lr
-    return LinearDecay(t.lr, steps_per_epoch, t.n_epochs, t.n_epochs_decay, decay_shift)
+    return LinearDecay(t.lr, steps_per_epoch, t.n_epochs, t.n_epochs_decay, decay_shift,
+                       offset)
 
 
 @contextlib.contextmanager

@@ -37,12 +37,11 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
-from tf_pix2pix import inference, losses
+from tf_pix2pix import losses
 from tf_pix2pix.config import ConfigError, ExperimentConfig
 from tf_pix2pix.evaluate import IMAGE_METRICS, Scorer, to_unit_range
-from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, distributed_step,
-                                    dtype_policy, make_optimizer, register, scaled,
-                                    synthetic_demo_data)
+from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, dtype_policy,
+                                    make_optimizer, register, scaled, synthetic_demo_data)
 from tf_pix2pix.networks import build_discriminator, resnet_module_names
 from tf_pix2pix.networks.patch_sample import patch_ids, patch_projector, sample_patches
 
@@ -161,8 +160,6 @@ class CUT(TranslationModel):
         self.g_optimizer.build(self.g_variables)
         self.d_optimizer.build(self.D.trainable_variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self._step_fn = None
-        self._generate_fns: dict[str, Any] = {}
 
     def networks(self) -> dict[str, keras.Model]:
         return {"G": self.G, "D": self.D, "F": self.F}
@@ -251,18 +248,6 @@ class CUT(TranslationModel):
         values = {"G_GAN": g_gan, "D_real": d_real, "D_fake": d_fake, "G": g_total,
                   "NCE": nce, "NCE_Y": nce_y}
         return {name: avg(values[name]) for name in self.loss_names}
-
-    def train_step(self, batch) -> dict[str, tf.Tensor]:
-        """One training step on a (distributed) ``(real_A, real_B)`` batch."""
-        if self._step_fn is None:
-            self._step_fn = distributed_step(self.strategy, self._replica_step, self.step)
-        return self._step_fn(batch)
-
-    def generate(self, images: tf.Tensor, mode: str = "eval") -> tf.Tensor:
-        """Runs G in a test-time mode (``inference``)."""
-        if mode not in self._generate_fns:
-            self._generate_fns[mode] = inference.generator_fn(self.G, mode)
-        return self._generate_fns[mode](images)
 
     def sample_grids(self, batch, mode: str) -> dict[str, list[tf.Tensor]]:
         real_A, real_B = batch[0], batch[1]

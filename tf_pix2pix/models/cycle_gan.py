@@ -23,11 +23,11 @@ import tensorflow as tf
 
 import keras
 
-from tf_pix2pix import inference, losses
+from tf_pix2pix import losses
 from tf_pix2pix.config import ConfigError, ExperimentConfig
 from tf_pix2pix.evaluate import evaluate
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr,
-                                    distributed_step, dtype_policy, make_optimizer, register,
+                                    dtype_policy, make_optimizer, register,
                                     scaled, seed_states, synthetic_demo_data)
 from tf_pix2pix.networks import build_discriminator
 
@@ -209,8 +209,6 @@ class CycleGAN(TranslationModel):
         self.g_optimizer.build(self.g_variables)
         self.d_optimizer.build(self.d_variables)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self._step_fn = None
-        self._generate_fns: dict[tuple[str, str], Any] = {}
 
     def networks(self) -> dict[str, keras.Model]:
         return {"G_A": self.G_A, "G_B": self.G_B, "D_A": self.D_A, "D_B": self.D_B}
@@ -262,21 +260,6 @@ class CycleGAN(TranslationModel):
         self.d_optimizer.apply_gradients(zip(d_grads, self.d_variables))
         values = {**g, **d}
         return {name: avg(values[name]) for name in LOSS_NAMES}
-
-    def train_step(self, batch) -> dict[str, tf.Tensor]:
-        """One training step on a (distributed) ``(real_A, real_B)`` batch."""
-        if self._step_fn is None:
-            self._step_fn = distributed_step(self.strategy, self._replica_step, self.step)
-        return self._step_fn(batch)
-
-    def generate(self, images: tf.Tensor, mode: str = "eval",
-                 direction: str = "AtoB") -> tf.Tensor:
-        """Runs G_A (``AtoB``) or G_B (``BtoA``) in a test-time mode (``inference``)."""
-        key = (mode, direction)
-        if key not in self._generate_fns:
-            self._generate_fns[key] = inference.generator_fn(
-                self.G_A if direction == "AtoB" else self.G_B, mode)
-        return self._generate_fns[key](images)
 
     def sample_grids(self, batch, mode: str) -> dict[str, list[tf.Tensor]]:
         real_A, real_B = batch[0], batch[1]

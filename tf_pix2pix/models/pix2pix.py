@@ -9,10 +9,10 @@ import tensorflow as tf
 
 import keras
 
-from tf_pix2pix import inference, losses
+from tf_pix2pix import losses
 from tf_pix2pix.config import ConfigError, ExperimentConfig
 from tf_pix2pix.evaluate import evaluate
-from tf_pix2pix.models.base import (TranslationModel, current_lr, distributed_step, dtype_policy,
+from tf_pix2pix.models.base import (TranslationModel, current_lr, dtype_policy,
                                     make_optimizer, register, scaled, seed_states)
 from tf_pix2pix.networks import build_discriminator
 
@@ -80,8 +80,6 @@ class Pix2Pix(TranslationModel):
             self.d_optimizer.build(self.discriminator.trainable_variables)
         self.loss_names = LOSS_NAMES if self.adversarial else ("G_L1",)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self._step_fn = None
-        self._generate_fns: dict[str, Any] = {}
 
     @property
     def rng_state(self) -> dict[str, tf.Variable]:
@@ -145,18 +143,6 @@ class Pix2Pix(TranslationModel):
         # G_L1 is reported scaled by lambda, as the reference prints it.
         return {"G_GAN": avg(g_gan), "G_L1": avg(t.lambda_l1 * g_l1), "D_real": avg(d_real),
                 "D_fake": avg(d_fake)}
-
-    def train_step(self, batch) -> dict[str, tf.Tensor]:
-        """One distributed training step on a (distributed) ``(input, target)`` batch."""
-        if self._step_fn is None:
-            self._step_fn = distributed_step(self.strategy, self._replica_step, self.step)
-        return self._step_fn(batch)
-
-    def generate(self, inputs: tf.Tensor, mode: str = "eval") -> tf.Tensor:
-        """Runs the generator in a named test-time mode (see ``inference.generator_fn``)."""
-        if mode not in self._generate_fns:
-            self._generate_fns[mode] = inference.generator_fn(self.generator, mode)
-        return self._generate_fns[mode](inputs)
 
     def sample_grids(self, batch, mode: str) -> dict[str, list[tf.Tensor]]:
         inputs, targets = batch[0], batch[1]

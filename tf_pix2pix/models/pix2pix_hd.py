@@ -23,19 +23,21 @@ once: D's gradient comes from that pass through D's tape, G's through G's tape. 
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import keras
 import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
-from tf_pix2pix import inference, label_maps, losses
+from tf_pix2pix import label_maps, losses
 from tf_pix2pix.config import ConfigError, ExperimentConfig
 from tf_pix2pix.evaluate import evaluate
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, distributed_step,
                                     dtype_policy, make_optimizer, register, scaled,
                                     synthetic_demo_data)
 from tf_pix2pix.networks import build_multiscale_discriminator
+from tf_pix2pix.networks.enhancer import GLOBAL, finest_enhancer_variables
 from tf_pix2pix.networks.vgg import FEATURE_WEIGHTS, WEIGHTS_FILE, vgg19_features
 
 
@@ -50,6 +52,36 @@ def uses_instances(config: ExperimentConfig) -> bool:
     """Instance maps are read for label maps (``label_nc`` > 0) unless ``no_instance``; RGB
     inputs never ask for them (the reference's #111)."""
     return bool(config.data.label_nc) and not config.data.no_instance
+
+
+def load_pretrained_global(generator: keras.Model, model_dir: str) -> None:
+    """Copies the generator of ``model_dir`` (a trained ``--netG global``) into the global part
+    of a local enhancer, layer by layer (the reference's ``--load_pretrain``).
+
+    Raises:
+      ConfigError: not a global generator, or one whose layers do not fit.
+    """
+    from tf_pix2pix.inference import restore_generator
+
+    pretrained, config, path = restore_generator(model_dir)
+    if config.model.netG != "global":
+        raise ConfigError(f"--load_pretrain {model_dir}: its generator is netG="
+                          f"{config.model.netG}; the local enhancer starts from a netG=global "
+                          "one")
+    for layer in generator.get_layer(GLOBAL).layers:
+        if not layer.weights:
+            continue
+        source = {x.name: x for x in pretrained.layers}.get(layer.name)
+        shapes = [tuple(w.shape) for w in layer.weights]
+        if source is None or [tuple(w.shape) for w in source.weights] != shapes:
+            raise ConfigError(
+                f"--load_pretrain {model_dir}: its global generator (ngf {config.model.ngf}, "
+                f"{config.model.n_downsample_global} downsamplings, "
+                f"{config.model.n_blocks_global} blocks, {pretrained.input.shape[-1]} input "
+                f"channels) does not fit this local enhancer's global part at {layer.name}; "
+                "train the local enhancer with the same options and half its --ngf per enhancer")
+        layer.set_weights(source.get_weights())
+    print(f"loaded the global generator of {path} into the local enhancer")
 
 
 @register
@@ -78,17 +110,17 @@ class Pix2PixHD(TranslationModel):
     @classmethod
     def check_config(cls, config: ExperimentConfig) -> None:
         t = config.train
-        if t.vgg_loss and not t.vgg_weights:
-            raise ConfigError(f"the VGG loss needs ImageNet VGG19 weights: pass --vgg_weights "
-                              f"PATH of Keras's {WEIGHTS_FILE} (downloaded once on a machine "
-                              "with internet), or --no_vgg_loss")
         if config.data.tfds_name:
             raise ConfigError("tfds_name: pix2pix_hd reads label maps from data_dir")
+        if (t.niter_fix_global or t.load_pretrain) and config.model.netG != "local":
+            raise ConfigError("--niter_fix_global and --load_pretrain train a local enhancer: "
+                              "pass --netG local")
 
     @classmethod
     def saved_state_fields(cls, config: ExperimentConfig) -> dict[str, Any]:
         return {"data.label_nc": config.data.label_nc,
-                "instances": uses_instances(config)}
+                "instances": uses_instances(config),
+                "coarse_to_fine": bool(config.train.niter_fix_global)}
 
     @classmethod
     def receptive_field(cls, config: ExperimentConfig) -> str:
@@ -148,13 +180,32 @@ class Pix2PixHD(TranslationModel):
         self.strategy = strategy
         t, data = config.train, config.data
         in_nc = input_channels(config)
+        # Checked when training is set up (not in check_config): an imported or exported
+        # generator's configuration needs no VGG.
+        if t.vgg_loss and not t.vgg_weights:
+            raise ConfigError(f"the VGG loss needs ImageNet VGG19 weights: pass --vgg_weights "
+                              f"PATH of Keras's {WEIGHTS_FILE} (downloaded once on a machine "
+                              "with internet), or --no_vgg_loss")
         with dtype_policy(t.precision):
             self.generator = self.build_generator(config, "AtoB")
             self.discriminator = build_multiscale_discriminator(config.model, in_nc,
                                                                 data.output_nc)
             self.vgg = vgg19_features(t.vgg_weights) if t.vgg_loss else None
         # pix2pixHD's schedule: the rate falls by lr / niter_decay after each epoch past niter.
-        self.g_optimizer = make_optimizer(config, steps_per_epoch, decay_shift=0)
+        if t.load_pretrain:
+            load_pretrained_global(self.generator, t.load_pretrain)
+        # Coarse to fine (the paper's Sec. 3.2): for niter_fix_global epochs only the finest
+        # local enhancer trains, with an Adam of its own; then all of G, with a fresh Adam that
+        # follows the run's schedule.
+        self.fix_global_steps = t.niter_fix_global * steps_per_epoch
+        offset = 0
+        if self.fix_global_steps:
+            self.local_variables = finest_enhancer_variables(self.generator,
+                                                             config.model.n_local_enhancers)
+            self.g_local_optimizer = make_optimizer(config, steps_per_epoch, decay_shift=0)
+            self.g_local_optimizer.build(self.local_variables)
+            offset = self.fix_global_steps
+        self.g_optimizer = make_optimizer(config, steps_per_epoch, decay_shift=0, offset=offset)
         self.g_optimizer.build(self.generator.trainable_variables)
         self.d_optimizer = make_optimizer(config, steps_per_epoch, decay_shift=0)
         self.d_optimizer.build(self.discriminator.trainable_variables)
@@ -162,19 +213,24 @@ class Pix2PixHD(TranslationModel):
                                                 ("G_VGG", t.vgg_loss), ("D_real", True),
                                                 ("D_fake", True)) if on)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self._step_fn = None
-        self._generate_fns: dict[str, Any] = {}
 
     def networks(self) -> dict[str, keras.Model]:
         return {"generator": self.generator, "discriminator": self.discriminator}
 
     def checkpoint_objects(self) -> dict[str, Any]:
         # The VGG is fixed (loaded from --vgg_weights), so checkpoints do not carry it.
-        return {"generator": self.generator, "discriminator": self.discriminator,
-                "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer}
+        objects = {"generator": self.generator, "discriminator": self.discriminator,
+                   "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer}
+        if self.fix_global_steps:
+            objects["g_local_optimizer"] = self.g_local_optimizer
+        return objects
+
+    def global_fixed(self) -> bool:
+        """Whether the next step trains the local enhancer alone (coarse-to-fine phase 1)."""
+        return bool(self.fix_global_steps) and int(self.step.numpy()) < self.fix_global_steps
 
     def current_lr(self) -> float:
-        return current_lr(self.g_optimizer)
+        return current_lr(self.g_local_optimizer if self.global_fixed() else self.g_optimizer)
 
     def losses(self, inputs: tf.Tensor, targets: tf.Tensor,
                fake: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -195,7 +251,21 @@ class Pix2PixHD(TranslationModel):
                                            FEATURE_WEIGHTS, t.lambda_feat)
         return out
 
-    def _replica_step(self, inputs: tf.Tensor, targets: tf.Tensor) -> dict[str, tf.Tensor]:
+    def train_step(self, batch) -> dict[str, tf.Tensor]:
+        """One step; with ``niter_fix_global``, the phase's step (each traced once)."""
+        if not self.fix_global_steps:
+            return super().train_step(batch)
+        fixed = self.global_fixed()
+        steps = self.__dict__.setdefault("_phase_steps", {})
+        if fixed not in steps:
+            steps[fixed] = distributed_step(
+                self.strategy, functools.partial(self._replica_step, fixed_global=fixed),
+                self.step)
+        self._step_fn = steps[fixed]
+        return self._step_fn(batch)
+
+    def _replica_step(self, inputs: tf.Tensor, targets: tf.Tensor,
+                      fixed_global: bool = False) -> dict[str, tf.Tensor]:
         batch = self.config.data.batch_size
         avg = lambda x: tf.nn.compute_average_loss(x, global_batch_size=batch)  # noqa: E731
         G, D = self.generator, self.discriminator
@@ -204,24 +274,17 @@ class Pix2PixHD(TranslationModel):
             per_example = self.losses(inputs, targets, fake)
             g_terms = [per_example[n] for n in ("G_GAN", "G_GAN_Feat", "G_VGG")
                        if n in per_example]
-            g_loss = scaled(self.g_optimizer, avg(tf.add_n(g_terms)))
+            g_optimizer, g_variables = ((self.g_local_optimizer, self.local_variables)
+                                        if fixed_global else
+                                        (self.g_optimizer, G.trainable_variables))
+            g_loss = scaled(g_optimizer, avg(tf.add_n(g_terms)))
             d_loss = scaled(self.d_optimizer,
                             0.5 * avg(per_example["D_fake"] + per_example["D_real"]))
-        g_grads = g_tape.gradient(g_loss, G.trainable_variables)
+        g_grads = g_tape.gradient(g_loss, g_variables)
         d_grads = d_tape.gradient(d_loss, D.trainable_variables)
-        self.g_optimizer.apply_gradients(zip(g_grads, G.trainable_variables))
+        g_optimizer.apply_gradients(zip(g_grads, g_variables))
         self.d_optimizer.apply_gradients(zip(d_grads, D.trainable_variables))
         return {name: avg(per_example[name]) for name in self.loss_names}
-
-    def train_step(self, batch) -> dict[str, tf.Tensor]:
-        if self._step_fn is None:
-            self._step_fn = distributed_step(self.strategy, self._replica_step, self.step)
-        return self._step_fn(batch)
-
-    def generate(self, inputs: tf.Tensor, mode: str = "eval") -> tf.Tensor:
-        if mode not in self._generate_fns:
-            self._generate_fns[mode] = inference.generator_fn(self.generator, mode)
-        return self._generate_fns[mode](inputs)
 
     def sample_grids(self, batch, mode: str) -> dict[str, list[tf.Tensor]]:
         inputs, targets = batch[0], batch[1]

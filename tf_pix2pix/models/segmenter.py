@@ -30,12 +30,11 @@ import keras
 import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
-from tf_pix2pix import inference, label_maps
+from tf_pix2pix import label_maps
 from tf_pix2pix.config import ConfigError, ExperimentConfig
 from tf_pix2pix.fcn_score import ConfusionMatrix
-from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, distributed_step,
-                                    dtype_policy, make_optimizer, register, scaled,
-                                    synthetic_demo_data)
+from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, dtype_policy,
+                                    make_optimizer, register, scaled, synthetic_demo_data)
 
 CITYSCAPES_LABEL_NC = label_maps.CITYSCAPES_LABEL_NC
 
@@ -133,8 +132,6 @@ class Segmenter(TranslationModel):
         self.optimizer.build(self.generator.trainable_variables)
         self.loss_names = ("CE",)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
-        self._step_fn = None
-        self._generate_fns: dict[str, Any] = {}
 
     @property
     def has_discriminator(self) -> bool:
@@ -171,16 +168,6 @@ class Segmenter(TranslationModel):
         grads = tape.gradient(scaled_loss, G.trainable_variables)
         self.optimizer.apply_gradients(zip(grads, G.trainable_variables))
         return {"CE": loss}
-
-    def train_step(self, batch) -> dict[str, tf.Tensor]:
-        if self._step_fn is None:
-            self._step_fn = distributed_step(self.strategy, self._replica_step, self.step)
-        return self._step_fn(batch)
-
-    def generate(self, inputs: tf.Tensor, mode: str = "eval") -> tf.Tensor:
-        if mode not in self._generate_fns:
-            self._generate_fns[mode] = inference.generator_fn(self.generator, mode)
-        return self._generate_fns[mode](inputs)
 
     def sample_grids(self, batch, mode: str) -> dict[str, list[tf.Tensor]]:
         photos, classes = batch[0], batch[1]

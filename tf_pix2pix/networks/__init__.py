@@ -19,12 +19,23 @@ def build_generator(config: ModelConfig, input_nc: int, output_nc: int,
                     sync_bn: bool = False, name: str = "generator",
                     head: str = "tanh") -> keras.Model:
     """Builds the generator named by ``config.netG`` (``global``: pix2pixHD's, a ResNet
-    generator of ``n_downsample_global`` downsamplings and ``n_blocks_global`` blocks);
+    generator of ``n_downsample_global`` downsamplings and ``n_blocks_global`` blocks;
+    ``local``: its ``LocalEnhancer``, ``networks.enhancer``);
     ``head`` ``logits`` leaves out the final tanh (a segmenter's class scores)."""
     common = dict(input_nc=input_nc, output_nc=output_nc, ngf=config.ngf, norm=config.norm,
                   use_dropout=not config.no_dropout, gain=config.init_gain, sync_bn=sync_bn,
                   upsample_mode=config.upsample, init_type=config.init_type, name=name,
                   head=head)
+    if config.netG == "local":
+        from tf_pix2pix.networks.enhancer import local_enhancer
+
+        return local_enhancer(input_nc, output_nc, ngf=config.ngf,
+                              n_downsample_global=config.n_downsample_global,
+                              n_blocks_global=config.n_blocks_global,
+                              n_local_enhancers=config.n_local_enhancers,
+                              n_blocks_local=config.n_blocks_local, norm=config.norm,
+                              gain=config.init_gain, init_type=config.init_type, name=name,
+                              head=head)
     if config.netG.startswith(("unet", "encoder_decoder")):
         return unet_generator(num_downs=config.num_downs,
                               skips=config.netG.startswith("unet"), **common)

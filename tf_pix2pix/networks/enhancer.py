@@ -77,7 +77,10 @@ def local_enhancer(input_nc: int = 36, output_nc: int = 3, ngf: int = 32,
     return keras.Model(inputs, output_head(head)(x), name=name)
 
 
-def local_layers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The layers of a local enhancer outside its global part (what trains alone for the first
-    ``niter_fix_global`` epochs)."""
-    return [layer for layer in model.layers if layer.name != GLOBAL]
+def finest_enhancer_variables(model: keras.Model, n_local_enhancers: int) -> list:
+    """The trainable weights of the finest enhancer (``local{n}_`` layers and the head): what
+    the reference trains alone for ``niter_fix_global`` epochs (its parameters whose names start
+    with ``model{n_local_enhancers}``)."""
+    prefix = f"local{n_local_enhancers}_"
+    return [v for layer in model.layers if layer.name.startswith(prefix)
+            or layer.name == "head_conv" for v in layer.trainable_weights]

@@ -56,16 +56,7 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
             x = BlurDownsample(name=f"down{i}_blur")(x)
     dim = ngf * 2 ** n_downsampling
     for b in range(n_blocks):
-        y = ReflectionPad2D(1, name=f"block{b}_pad1")(x)
-        y = conv(dim, 3, 1, bias, gain, f"block{b}_conv1", init_type=init_type)(y)
-        y = norm_layer(norm, gain, sync_bn, name=f"block{b}_norm1")(y)
-        y = keras.layers.ReLU(name=f"block{b}_relu")(y)
-        if use_dropout:
-            y = Dropout(0.5, name=f"block{b}_dropout")(y)
-        y = ReflectionPad2D(1, name=f"block{b}_pad2")(y)
-        y = conv(dim, 3, 1, bias, gain, f"block{b}_conv2", init_type=init_type)(y)
-        y = norm_layer(norm, gain, sync_bn, name=f"block{b}_norm2")(y)
-        x = keras.layers.Add(name=f"block{b}_add")([x, y])
+        x = resnet_block(x, dim, f"block{b}", bias, gain, norm, sync_bn, use_dropout, init_type)
     for i in range(n_downsampling):
         filters = ngf * 2 ** (n_downsampling - 1 - i)
         if antialias_up:
@@ -84,6 +75,23 @@ def resnet_generator(input_nc: int = 3, output_nc: int = 3, n_blocks: int = 9, n
     x = conv(output_nc, 7, 1, True, gain, "head_conv", init_type=init_type)(x)
     outputs = output_head(head)(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def resnet_block(x, dim: int, prefix: str, bias: bool, gain: float, norm: str,
+                 sync_bn: bool = False, use_dropout: bool = False, init_type: str = "normal"):
+    """The reference's ``ResnetBlock`` on ``x``: ``x + (reflection pad 1, 3x3 conv, norm, ReLU,
+    [dropout 0.5], reflection pad 1, 3x3 conv, norm)(x)``, no activation after the sum; layers
+    named ``{prefix}_conv1`` ... ``{prefix}_add``."""
+    y = ReflectionPad2D(1, name=f"{prefix}_pad1")(x)
+    y = conv(dim, 3, 1, bias, gain, f"{prefix}_conv1", init_type=init_type)(y)
+    y = norm_layer(norm, gain, sync_bn, name=f"{prefix}_norm1")(y)
+    y = keras.layers.ReLU(name=f"{prefix}_relu")(y)
+    if use_dropout:
+        y = Dropout(0.5, name=f"{prefix}_dropout")(y)
+    y = ReflectionPad2D(1, name=f"{prefix}_pad2")(y)
+    y = conv(dim, 3, 1, bias, gain, f"{prefix}_conv2", init_type=init_type)(y)
+    y = norm_layer(norm, gain, sync_bn, name=f"{prefix}_norm2")(y)
+    return keras.layers.Add(name=f"{prefix}_add")([x, y])
 
 
 def resnet_module_names(n_blocks: int, antialias: bool = False,
