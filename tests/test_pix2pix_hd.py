@@ -458,3 +458,121 @@ def test_load_pretrain_starts_the_global_part_from_a_trained_global_generator(la
         build_trainer(wide, progress=False)
     with pytest.raises(ConfigError, match="pass --netG local"):
         tiny_config(label_records, tmp_path / "x", niter_fix_global=2)
+
+
+# -- instance-wise features ---------------------------------------------------------------------
+
+def test_feature_encoder_and_instance_wise_average_pooling():
+    from tf_pix2pix import label_maps
+    from tf_pix2pix.networks import build_feature_encoder
+
+    encoder = build_feature_encoder(ModelConfig(model="pix2pix_hd", norm="instance"), 3)
+    assert count_params(encoder) == 788_803
+    rng = np.random.default_rng(0)
+    features = tf.constant(rng.normal(size=(2, 5, 6, 3)), tf.float32)
+    ids = rng.choice([0, 7, 26001, 26002], size=(2, 5, 6, 1))
+    ids[1, 0, 0, 0] = 99  # an id in one image only
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        pooled = label_maps.instance_mean(features, tf.constant(ids))
+        loss = tf.reduce_sum(pooled[0, 0, 0])
+    expected = np.zeros((2, 5, 6, 3))
+    for n in range(2):  # per image: the mean over the pixels of each id
+        for i in np.unique(ids[n]):
+            mask = ids[n, ..., 0] == i
+            expected[n][mask] = features.numpy()[n][mask].mean(axis=0)
+    np.testing.assert_allclose(pooled, expected, rtol=1e-5, atol=1e-6)
+    grad = tape.gradient(loss, features).numpy()
+    first = ids[0, ..., 0] == ids[0, 0, 0, 0]
+    np.testing.assert_allclose(grad[0][first], 1.0 / first.sum(), rtol=1e-5)
+    assert not grad[1].any() and not grad[0][~first].any()
+    np.testing.assert_array_equal(label_maps.instance_class(tf.constant([7, 26001, 999, 1000])),
+                                  [7, 26, 999, 1])
+
+
+def feature_config(data_dir="", model_dir="", **train_kw):
+    import dataclasses
+
+    cfg = tiny_config(data_dir, model_dir, **train_kw)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, instance_feat=True,
+                                                              nef=4, n_downsample_E=2))
+
+
+def test_instance_features_train_cluster_and_serve_a_chosen_style(label_records, tmp_path):
+    """The encoder trains with G (no loss of its own), its instance-averaged features are G's
+    extra input; encode_features clusters them per class from the command line; the export
+    takes a style per image and gives each instance its class's cluster centre."""
+    from tf_pix2pix import label_maps
+    from tf_pix2pix.encode_features import EncodeConfig, encode_features
+    from tf_pix2pix.export_lib import ExportConfig, export
+    from tf_pix2pix.train_lib import build_trainer
+
+    cfg = feature_config(label_records, tmp_path / "run", max_steps=3)
+    trainer = build_trainer(cfg, progress=False)
+    model = trainer.model
+    assert model.generator.inputs[0].shape[-1] == 5 + 3
+    assert model.discriminator.inputs[0].shape[-1] == 5  # D sees the labels, not the features
+    before = [v.numpy() for v in model.encoder.trainable_variables]
+    result = trainer.run()
+    assert all(np.isfinite(list(result.losses.values())))
+    assert all(np.any(a != v.numpy()) for a, v in zip(before, model.encoder.trainable_variables))
+
+    with pytest.raises(ConfigError, match="run python -m tf_pix2pix.encode_features"):
+        export(ExportConfig(model_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "e0")))
+    cli = subprocess.run([sys.executable, "-m", "tf_pix2pix.encode_features", "--model_dir",
+                          str(tmp_path / "run"), "--n_clusters", "2"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 0, cli.stderr
+    assert "wrote" in cli.stdout and "feature_clusters.json" in cli.stdout
+    clusters = json.load(open(tmp_path / "run" / "feature_clusters.json"))
+    assert clusters["images"] == 6 and clusters["feat_num"] == 3
+    assert all(1 <= len(c) <= 2 and len(c[0]) == 3 for c in clusters["classes"].values())
+    # The same centres from the library call (random_state 0; float32 rounding apart).
+    again = encode_features(EncodeConfig(model_dir=str(tmp_path / "run"), n_clusters=2))
+    assert again["classes"].keys() == clusters["classes"].keys()
+    for k, centres in clusters["classes"].items():
+        np.testing.assert_allclose(again["classes"][k], centres, atol=1e-5)
+
+    path = export(ExportConfig(model_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "e")))
+    loaded = tf.saved_model.load(path)
+    assert "serve_with_style" in loaded.signatures
+    images = os.path.join(os.path.dirname(label_records), "images")
+    label = open(os.path.join(images, "test_label", "00000.png"), "rb").read()
+    inst = open(os.path.join(images, "test_inst", "00000.png"), "rb").read()
+    ids = tf.io.decode_png(label, dtype=tf.uint8).numpy()[None].astype(np.int32)
+    inst_ids = tf.io.decode_png(inst, dtype=tf.uint16).numpy()[None].astype(np.int32)
+    decode = lambda out: tf.io.decode_png(out["image_bytes"][0]).numpy()  # noqa: E731
+    outputs = {}
+    for style in (0, 1):
+        outputs[style] = decode(loaded.signatures["serve_with_style"](
+            image_bytes=tf.constant([label]), instance_bytes=tf.constant([inst]),
+            style=tf.constant([style])))
+        # Each instance gets its class's centre number ``style`` (modulo the class's count).
+        x = label_maps.encode(tf.constant(ids), tf.constant(inst_ids), 4)[0].numpy()
+        feats = np.zeros(x.shape[:2] + (3,), np.float32)
+        classes = np.where(inst_ids[0, ..., 0] < 1000, inst_ids[0, ..., 0],
+                           inst_ids[0, ..., 0] // 1000)
+        for c in np.unique(classes):
+            centres = clusters["classes"].get(str(c), [])
+            if centres:
+                feats[classes == c] = centres[style % len(centres)]
+        direct = loaded.signatures["translate"](images=tf.constant(
+            np.concatenate([x, feats], -1)[None]))["images"][0].numpy()
+        expected = np.round((np.clip(direct, -1, 1) + 1) * 127.5)
+        assert np.abs(outputs[style].astype(float) - expected).max() <= 1
+    assert np.any(outputs[0] != outputs[1])
+    default = decode(loaded.signatures["serve_with_instances"](
+        image_bytes=tf.constant([label]), instance_bytes=tf.constant([inst])))
+    np.testing.assert_array_equal(default, outputs[0])
+
+    with pytest.raises(ConfigError, match="needs label maps .* with instance maps"):
+        import dataclasses
+
+        base = feature_config(label_records, tmp_path / "x")
+        dataclasses.replace(base, data=dataclasses.replace(base.data, no_instance=True))
+    from tf_pix2pix.cli import UserError
+    from tf_pix2pix.train_lib import train
+
+    train(tiny_config(label_records, tmp_path / "plain", max_steps=1), progress=False)
+    with pytest.raises(UserError, match="trained without --instance_feat"):
+        encode_features(EncodeConfig(model_dir=str(tmp_path / "plain")))

@@ -184,6 +184,13 @@ class ModelConfig:
     n_blocks_local: int = option(3, "netG=local (pix2pixHD): ResNet blocks of each local "
                                     "enhancer.")
     num_D: int = option(2, "pix2pixHD: discriminators at 1, 1/2, 1/4, ... of the image size.")
+    instance_feat: bool = option(False, "pix2pixHD: instance-wise features: an encoder of the "
+                                        "photo, averaged over each instance, adds feat_num "
+                                        "channels to G's input (a style per object; "
+                                        "tf_pix2pix.encode_features clusters them).")
+    feat_num: int = option(3, "pix2pixHD instance_feat: feature channels.")
+    nef: int = option(16, "pix2pixHD instance_feat: filters of the encoder's first conv.")
+    n_downsample_E: int = option(4, "pix2pixHD instance_feat: the encoder's downsamplings.")
 
     def __post_init__(self) -> None:
         from tf_pix2pix import models  # the registry imports this module
@@ -207,7 +214,7 @@ class ModelConfig:
                               "layer indices such as 0,4,8,12,16")
         _check_positive("netF_nc", self.netF_nc)
         for name in ("n_downsample_global", "n_blocks_global", "num_D", "n_local_enhancers",
-                     "n_blocks_local"):
+                     "n_blocks_local", "feat_num", "nef", "n_downsample_E"):
             _check_positive(name, getattr(self, name))
         _check_positive("ngf", self.ngf)
         _check_positive("ndf", self.ndf)

@@ -645,14 +645,17 @@ def check_label_data(config: DataConfig, manifest: dict[str, Any], split: str) -
 
 def build_label_dataset(config: DataConfig, split: str, training: bool,
                         repeat: bool | None = None, batch_size: int | None = None,
-                        with_filenames: bool = False, skip_examples: int = 0) -> tf.data.Dataset:
+                        with_filenames: bool = False, skip_examples: int = 0,
+                        with_instances: bool = False) -> tf.data.Dataset:
     """pix2pixHD's input pipeline: ``(encoded input, photo)`` batches from ``labels`` records.
 
     The label (and instance) maps and the photo get one geometric jitter (``preprocess``,
     ``load_size``, ``crop_size``, mirror), the maps resized by nearest neighbours and the photo
     bicubically; the input is ``label_maps.encode`` of the maps (one-hot of ``label_nc`` classes
     plus the instance boundaries), or the RGB label image in [-1, 1] for ``label_nc`` 0. Same
-    arguments and determinism as :func:`build_dataset`.
+    arguments and determinism as :func:`build_dataset`; ``with_instances`` adds the instance
+    ids (``[N, H, W, 1]`` int32, after the jitter) after the photo, for pix2pixHD's feature
+    encoder.
 
     Raises:
       DataError: see :func:`check_label_data`.
@@ -691,7 +694,8 @@ def build_label_dataset(config: DataConfig, split: str, training: bool,
         instances = tf.cast(tf.round(x[..., n - 1:n]), tf.int32) if use_instance else None
         inp = label_maps.encode(labels[tf.newaxis], None if instances is None
                                 else instances[tf.newaxis], label_nc)[0]
-        return (inp, target, ex["image/filename"]) if with_filenames else (inp, target)
+        out = (inp, target) + ((instances,) if with_instances else ())
+        return out + ((ex["image/filename"],) if with_filenames else ())
 
     ds = records.map(_prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=repeat)

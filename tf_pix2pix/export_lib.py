@@ -11,6 +11,9 @@ The SavedModel at ``export_dir/<version>/`` has two signatures:
 * ``serve_with_instances`` (models that read instance maps, pix2pixHD): ``image_bytes`` (label
   PNGs) and ``instance_bytes`` (instance-id PNGs of the same sizes) to ``image_bytes``. There
   ``serving_default`` takes label PNGs alone and uses their own class boundaries.
+* ``serve_with_style`` (models whose input has a style, pix2pixHD ``--instance_feat``): the same
+  with ``style``, an int32 per image: every instance takes that cluster of its class's
+  features (``serving_default`` and ``serve_with_instances`` take style 0).
 
 What ``image_bytes`` hold is the model's to decode (``TranslationModel.encode_input``): images
 for pix2pix and CycleGAN, PNG maps of class ids for pix2pixHD (``translate`` then takes their
@@ -134,6 +137,12 @@ class Pix2PixServable(tf.Module):
                 self._serve_with_instances,
                 input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
                                  tf.TensorSpec([None], tf.string, name="instance_bytes")])
+        if self._model.takes_style(config):
+            self.serve_with_style = tf.function(
+                self._serve_with_style,
+                input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes"),
+                                 tf.TensorSpec([None], tf.string, name="instance_bytes"),
+                                 tf.TensorSpec([None], tf.int32, name="style")])
 
     def _translate(self, images):
         out = padded_translate(self._call, images, self._multiple)
@@ -151,11 +160,15 @@ class Pix2PixServable(tf.Module):
         with tf.control_dependencies([check]):  # refuse before any decoding starts
             return tf.identity(encoded)
 
-    def _one(self, encoded, instance=None):
+    def _one(self, encoded, instance=None, style=None):
         encoded = self._checked(encoded)
         if instance is not None:
             instance = self._checked(instance)
-        x = self._model.encode_input(self._config, encoded, self._input_nc, instance)
+        if style is None:
+            x = self._model.encode_input(self._config, encoded, self._input_nc, instance)
+        else:
+            x = self._model.encode_input(self._config, encoded, self._input_nc, instance,
+                                         style)
         y = self._translate(x[tf.newaxis])["images"][0]
         return self._model.encode_output(self._config, y)
 
@@ -166,6 +179,11 @@ class Pix2PixServable(tf.Module):
     def _serve_with_instances(self, image_bytes, instance_bytes):
         out = tf.map_fn(lambda pair: self._one(pair[0], pair[1]), (image_bytes, instance_bytes),
                         fn_output_signature=tf.string)
+        return {"image_bytes": out}
+
+    def _serve_with_style(self, image_bytes, instance_bytes, style):
+        out = tf.map_fn(lambda t: self._one(t[0], t[1], t[2]),
+                        (image_bytes, instance_bytes, style), fn_output_signature=tf.string)
         return {"image_bytes": out}
 
 
@@ -250,9 +268,9 @@ def export(config: ExportConfig) -> str:
                                  config.max_pixels)
         signatures = {"serving_default": module.serve_bytes.get_concrete_function(),
                       "translate": module.translate.get_concrete_function()}
-        if hasattr(module, "serve_with_instances"):
-            signatures["serve_with_instances"] = (
-                module.serve_with_instances.get_concrete_function())
+        for name in ("serve_with_instances", "serve_with_style"):
+            if hasattr(module, name):
+                signatures[name] = getattr(module, name).get_concrete_function()
         tf.saved_model.save(module, staging, signatures=signatures)
         os.replace(staging, final)
     finally:

@@ -13,6 +13,7 @@ generators through this module:
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import keras
@@ -83,6 +84,11 @@ def restore_generator(model_dir: str, checkpoint: str = "",
         direction the model does not have.
     """
     config = load_config(model_dir)
+    if config is not None and config.train.model_dir != model_dir:
+        # Where the files are now (a copied or moved training directory): the model's files
+        # beside its checkpoints (pix2pixHD's feature clusters) are read from here.
+        config = dataclasses.replace(config, train=dataclasses.replace(config.train,
+                                                                       model_dir=model_dir))
     if config is None:
         raise ConfigError(f"{model_dir}/config.json not found; is --model_dir a training "
                           "directory of run_train.py?")
@@ -97,6 +103,7 @@ def restore_generator(model_dir: str, checkpoint: str = "",
             f"--direction={direction}: the {config.model.model} model in {model_dir} has "
             f"generators for {', '.join(slots)} only (trained {config.data.direction} on its "
             "data); use --direction=AtoB")
+    models.for_config(config).check_inference(config)
     root = slots[direction].root
     generator = models.for_config(config).build_generator(config, direction)
     _check_shapes(generator, path, config, root)

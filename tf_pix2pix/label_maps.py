@@ -91,6 +91,26 @@ def encode(labels: tf.Tensor, instances: tf.Tensor | None, label_nc: int) -> tf.
     return tf.concat([x, edges(instances)], axis=-1)
 
 
+def instance_mean(features: tf.Tensor, instances: tf.Tensor) -> tf.Tensor:
+    """pix2pixHD's instance-wise average pooling (``Encoder.forward``): every pixel of
+    ``features`` ``[N, H, W, C]`` replaced by the mean of its instance (same id in
+    ``instances`` ``[N, H, W, 1]``, per image); differentiable, float32."""
+    features = tf.cast(features, tf.float32)
+    shape = tf.shape(features)
+    ids = tf.cast(instances[..., 0], tf.int64)
+    image = tf.broadcast_to(tf.range(shape[0], dtype=tf.int64)[:, None, None], tf.shape(ids))
+    keys, segments = tf.unique(tf.reshape(image * (2 ** 32) + ids, [-1]))
+    flat = tf.reshape(features, [-1, shape[-1]])
+    means = tf.math.unsorted_segment_mean(flat, segments, tf.size(keys))
+    return tf.reshape(tf.gather(means, segments), shape)
+
+
+def instance_class(instances: tf.Tensor) -> tf.Tensor:
+    """The class of each instance id: ids below 1000 are classes, ``1000 * class + k`` the k-th
+    instance of ``class`` (Cityscapes' numbering, as the reference reads it)."""
+    return tf.where(instances < 1000, instances, instances // 1000)
+
+
 def colorize(encoded: tf.Tensor, label_nc: int) -> tf.Tensor:
     """An encoded input ``[N, H, W, label_nc (+ 1)]`` as colours in [-1, 1] for image grids:
     each pixel in its class's :func:`palette` colour, instance boundaries white."""

@@ -84,6 +84,12 @@ class TranslationModel(abc.ABC):
         ``ExperimentConfig`` on construction)."""
 
     @classmethod
+    def check_inference(cls, config: ExperimentConfig) -> None:
+        """Raises ``ConfigError`` when a trained generator of ``config`` (in
+        ``config.train.model_dir``) lacks something besides its checkpoint to run (called when
+        export and prediction restore it)."""
+
+    @classmethod
     def saved_state_fields(cls, config: ExperimentConfig) -> dict[str, Any]:
         """Fields besides the networks' that shape this model's saved variables (must match
         on resume), as ``{"section.field": value}``."""
@@ -141,10 +147,12 @@ class TranslationModel(abc.ABC):
 
     @classmethod
     def encode_input(cls, config: ExperimentConfig, encoded: tf.Tensor, channels: int,
-                     instance: tf.Tensor | None = None) -> tf.Tensor:
+                     instance: tf.Tensor | None = None,
+                     style: tf.Tensor | None = None) -> tf.Tensor:
         """One encoded input file (as a user hands it to export's ``serving_default`` or to
         ``run_predict``) to the generator's ``[H, W, channels]`` float32 input: the decoded
-        image in [-1, 1]. ``instance``: an instance map, for models that read one."""
+        image in [-1, 1]. ``instance``: an instance map, for models that read one; ``style``:
+        a style number, for models that take one (``takes_style``)."""
         from tf_pix2pix.image_io import decode
 
         return data_lib.to_channels(decode(encoded, 3), channels) / 127.5 - 1.0
@@ -171,6 +179,12 @@ class TranslationModel(abc.ABC):
     def reads_instances(cls, config: ExperimentConfig) -> bool:
         """Whether ``encode_input`` takes an instance map (export then adds a signature with
         one)."""
+        return False
+
+    @classmethod
+    def takes_style(cls, config: ExperimentConfig) -> bool:
+        """Whether ``encode_input`` takes a style number (export then adds
+        ``serve_with_style``)."""
         return False
 
     @classmethod

@@ -24,7 +24,11 @@ once: D's gradient comes from that pass through D's tape, G's through G's tape. 
 from __future__ import annotations
 
 import functools
+import json
+import os
 from typing import Any
+
+import numpy as np
 
 import keras
 import tensorflow as tf
@@ -36,16 +40,53 @@ from tf_pix2pix.evaluate import evaluate
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, distributed_step,
                                     dtype_policy, make_optimizer, register, scaled,
                                     synthetic_demo_data)
-from tf_pix2pix.networks import build_multiscale_discriminator
+from tf_pix2pix.networks import build_feature_encoder, build_multiscale_discriminator
 from tf_pix2pix.networks.enhancer import GLOBAL, finest_enhancer_variables
 from tf_pix2pix.networks.vgg import FEATURE_WEIGHTS, WEIGHTS_FILE, vgg19_features
 
 
-def input_channels(config: ExperimentConfig) -> int:
-    """The generator's input channels: ``label_nc`` one-hot (or ``input_nc`` for RGB inputs),
-    plus one for the instance boundaries."""
+def label_channels(config: ExperimentConfig) -> int:
+    """The encoded label map's channels (what D sees beside the image): ``label_nc`` one-hot
+    (or ``input_nc`` for RGB inputs), plus one for the instance boundaries."""
     data = config.data
     return (data.label_nc or data.input_nc) + int(uses_instances(config))
+
+
+def input_channels(config: ExperimentConfig) -> int:
+    """The generator's input channels: the encoded label map, then ``feat_num`` instance-wise
+    features with ``instance_feat``."""
+    m = config.model
+    return label_channels(config) + (m.feat_num if m.instance_feat else 0)
+
+
+FEATURE_CLUSTERS = "feature_clusters.json"
+
+
+@tf.autograph.experimental.do_not_convert
+def feature_table(config: ExperimentConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The clustered instance features of ``config.train.model_dir``
+    (``tf_pix2pix.encode_features``) as ``[label_nc, K, feat_num]`` centres and ``[label_nc]``
+    counts (0: the class had no instance to cluster; its features are 0).
+
+    Raises:
+      ConfigError: the clusters were not computed yet.
+    """
+    path = os.path.join(config.train.model_dir, FEATURE_CLUSTERS)
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path} not found: this generator reads instance-wise features; run "
+                          f"python -m tf_pix2pix.encode_features --model_dir "
+                          f"{config.train.model_dir} first")
+    with open(path) as f:
+        clusters = {int(k): np.asarray(v, np.float32) for k, v in json.load(f)["classes"].items()}
+    m, label_nc = config.model, config.data.label_nc
+    k = max([len(v) for v in clusters.values()] + [1])
+    table = np.zeros([label_nc, k, m.feat_num], np.float32)
+    counts = np.zeros([label_nc], np.int32)
+    for label, centres in clusters.items():
+        if 0 <= label < label_nc and len(centres):
+            table[label, :len(centres)] = centres
+            counts[label] = len(centres)
+    return table, counts
 
 
 def uses_instances(config: ExperimentConfig) -> bool:
@@ -112,6 +153,10 @@ class Pix2PixHD(TranslationModel):
         t = config.train
         if config.data.tfds_name:
             raise ConfigError("tfds_name: pix2pix_hd reads label maps from data_dir")
+        if config.model.instance_feat and not uses_instances(config):
+            raise ConfigError("--instance_feat averages features over instance maps: it needs "
+                              "label maps (--label_nc > 0) with instance maps (no "
+                              "--no_instance)")
         if (t.niter_fix_global or t.load_pretrain) and config.model.netG != "local":
             raise ConfigError("--niter_fix_global and --load_pretrain train a local enhancer: "
                               "pass --netG local")
@@ -120,6 +165,8 @@ class Pix2PixHD(TranslationModel):
     def saved_state_fields(cls, config: ExperimentConfig) -> dict[str, Any]:
         return {"data.label_nc": config.data.label_nc,
                 "instances": uses_instances(config),
+                "features": (config.model.feat_num, config.model.nef,
+                             config.model.n_downsample_E) if config.model.instance_feat else None,
                 "coarse_to_fine": bool(config.train.niter_fix_global)}
 
     @classmethod
@@ -139,7 +186,8 @@ class Pix2PixHD(TranslationModel):
     def build_input(cls, config: ExperimentConfig, split: str, training: bool,
                     skip_examples: int = 0, batch_size: int | None = None) -> tf.data.Dataset:
         return data_lib.build_label_dataset(config.data, split, training,
-                                            skip_examples=skip_examples, batch_size=batch_size)
+                                            skip_examples=skip_examples, batch_size=batch_size,
+                                            with_instances=config.model.instance_feat)
 
     @classmethod
     def prepare_demo_data(cls, folder: str) -> str:
@@ -159,12 +207,25 @@ class Pix2PixHD(TranslationModel):
         return uses_instances(config)
 
     @classmethod
+    def check_inference(cls, config: ExperimentConfig) -> None:
+        if config.model.instance_feat:
+            feature_table(config)  # the clusters exist
+
+    @classmethod
+    def takes_style(cls, config: ExperimentConfig) -> bool:
+        return config.model.instance_feat
+
+    @classmethod
     def encode_input(cls, config: ExperimentConfig, encoded: tf.Tensor, channels: int,
-                     instance: tf.Tensor | None = None) -> tf.Tensor:
+                     instance: tf.Tensor | None = None,
+                     style: tf.Tensor | None = None) -> tf.Tensor:
         """A label PNG (class ids; an RGB image for ``label_nc`` 0) and optionally an instance
         PNG to the generator's ``[H, W, C]`` input. Without an instance map the label map's
         own boundaries are used (what Cityscapes' instance maps hold for classes without
-        instances)."""
+        instances). With ``instance_feat`` every instance gets the features of cluster
+        ``style`` (0 when not given: the largest cluster) of its class, from
+        ``feature_clusters.json`` (``tf_pix2pix.encode_features``); the reference samples a
+        cluster at random instead."""
         label_nc = config.data.label_nc
         if not label_nc:
             return super().encode_input(config, encoded, config.data.input_nc)
@@ -172,14 +233,23 @@ class Pix2PixHD(TranslationModel):
         instances = None
         if uses_instances(config):
             instances = ids if instance is None else data_lib.decode_ids(instance)[tf.newaxis]
-        return label_maps.encode(ids, instances, label_nc)[0]
+        x = label_maps.encode(ids, instances, label_nc)[0]
+        if not config.model.instance_feat:
+            return x
+        table, counts = feature_table(config)
+        classes = tf.clip_by_value(label_maps.instance_class(instances[0, ..., 0]), 0,
+                                   label_nc - 1)
+        count = tf.gather(tf.maximum(tf.constant(counts), 1), classes)
+        choice = tf.math.floormod(tf.cast(0 if style is None else style, tf.int32), count)
+        feats = tf.gather_nd(tf.constant(table), tf.stack([classes, choice], axis=-1))
+        return tf.concat([x, feats], axis=-1)
 
     def __init__(self, config: ExperimentConfig, strategy: tf.distribute.Strategy,
                  steps_per_epoch: int):
         self.config = config
         self.strategy = strategy
         t, data = config.train, config.data
-        in_nc = input_channels(config)
+        in_nc = label_channels(config)
         # Checked when training is set up (not in check_config): an imported or exported
         # generator's configuration needs no VGG.
         if t.vgg_loss and not t.vgg_weights:
@@ -191,6 +261,10 @@ class Pix2PixHD(TranslationModel):
             self.discriminator = build_multiscale_discriminator(config.model, in_nc,
                                                                 data.output_nc)
             self.vgg = vgg19_features(t.vgg_weights) if t.vgg_loss else None
+            self.encoder = (build_feature_encoder(config.model, data.output_nc)
+                            if config.model.instance_feat else None)
+        # The encoder trains with G, in both coarse-to-fine phases (no loss of its own).
+        encoder_variables = self.encoder.trainable_variables if self.encoder else []
         # pix2pixHD's schedule: the rate falls by lr / niter_decay after each epoch past niter.
         if t.load_pretrain:
             load_pretrained_global(self.generator, t.load_pretrain)
@@ -200,13 +274,14 @@ class Pix2PixHD(TranslationModel):
         self.fix_global_steps = t.niter_fix_global * steps_per_epoch
         offset = 0
         if self.fix_global_steps:
-            self.local_variables = finest_enhancer_variables(self.generator,
-                                                             config.model.n_local_enhancers)
+            self.local_variables = finest_enhancer_variables(
+                self.generator, config.model.n_local_enhancers) + encoder_variables
             self.g_local_optimizer = make_optimizer(config, steps_per_epoch, decay_shift=0)
             self.g_local_optimizer.build(self.local_variables)
             offset = self.fix_global_steps
         self.g_optimizer = make_optimizer(config, steps_per_epoch, decay_shift=0, offset=offset)
-        self.g_optimizer.build(self.generator.trainable_variables)
+        self.g_variables = self.generator.trainable_variables + encoder_variables
+        self.g_optimizer.build(self.g_variables)
         self.d_optimizer = make_optimizer(config, steps_per_epoch, decay_shift=0)
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.loss_names = tuple(n for n, on in (("G_GAN", True), ("G_GAN_Feat", t.gan_feat_loss),
@@ -215,12 +290,15 @@ class Pix2PixHD(TranslationModel):
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
 
     def networks(self) -> dict[str, keras.Model]:
-        return {"generator": self.generator, "discriminator": self.discriminator}
+        nets = {"generator": self.generator, "discriminator": self.discriminator}
+        if self.encoder is not None:
+            nets["encoder"] = self.encoder
+        return nets
 
     def checkpoint_objects(self) -> dict[str, Any]:
         # The VGG is fixed (loaded from --vgg_weights), so checkpoints do not carry it.
-        objects = {"generator": self.generator, "discriminator": self.discriminator,
-                   "g_optimizer": self.g_optimizer, "d_optimizer": self.d_optimizer}
+        objects = {**self.networks(), "g_optimizer": self.g_optimizer,
+                   "d_optimizer": self.d_optimizer}
         if self.fix_global_steps:
             objects["g_local_optimizer"] = self.g_local_optimizer
         return objects
@@ -264,19 +342,30 @@ class Pix2PixHD(TranslationModel):
         self._step_fn = steps[fixed]
         return self._step_fn(batch)
 
+    def generator_input(self, inputs: tf.Tensor, targets: tf.Tensor,
+                        instances: tf.Tensor | None = None, training: bool = False) -> tf.Tensor:
+        """G's input: the encoded labels, and with ``instance_feat`` the encoder's features of
+        the photos averaged over each instance (the reference's ``netE(real_image, inst)``)."""
+        if self.encoder is None:
+            return inputs
+        features = label_maps.instance_mean(self.encoder(targets, training=training), instances)
+        return tf.concat([inputs, tf.cast(features, inputs.dtype)], axis=-1)
+
     def _replica_step(self, inputs: tf.Tensor, targets: tf.Tensor,
+                      instances: tf.Tensor | None = None,
                       fixed_global: bool = False) -> dict[str, tf.Tensor]:
         batch = self.config.data.batch_size
         avg = lambda x: tf.nn.compute_average_loss(x, global_batch_size=batch)  # noqa: E731
         G, D = self.generator, self.discriminator
         with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-            fake = G(inputs, training=True)
+            fake = G(self.generator_input(inputs, targets, instances, training=True),
+                     training=True)
             per_example = self.losses(inputs, targets, fake)
             g_terms = [per_example[n] for n in ("G_GAN", "G_GAN_Feat", "G_VGG")
                        if n in per_example]
             g_optimizer, g_variables = ((self.g_local_optimizer, self.local_variables)
                                         if fixed_global else
-                                        (self.g_optimizer, G.trainable_variables))
+                                        (self.g_optimizer, self.g_variables))
             g_loss = scaled(g_optimizer, avg(tf.add_n(g_terms)))
             d_loss = scaled(self.d_optimizer,
                             0.5 * avg(per_example["D_fake"] + per_example["D_real"]))
@@ -288,10 +377,12 @@ class Pix2PixHD(TranslationModel):
 
     def sample_grids(self, batch, mode: str) -> dict[str, list[tf.Tensor]]:
         inputs, targets = batch[0], batch[1]
-        return {"label_output_target": [self.show_input(self.config, inputs),
-                                        self.generate(inputs, mode), targets]}
+        fake = self.generate(self.generator_input(*batch[:3]), mode)
+        return {"label_output_target": [self.show_input(self.config, inputs), fake, targets]}
 
     def validate(self, dataset: tf.data.Dataset, max_examples: int,
                  mode: str) -> dict[str, float]:
-        """L1, PSNR and SSIM of the translations against the photos."""
-        return evaluate(lambda x: self.generate(x, mode), dataset, max_examples)
+        """L1, PSNR and SSIM of the translations against the photos (with ``instance_feat``,
+        from the features of the photos themselves: the reference's ``use_encoded_image``)."""
+        pairs = ((self.generator_input(*batch[:3]), batch[1]) for batch in dataset)
+        return evaluate(lambda x: self.generate(x, mode), pairs, max_examples)

@@ -10,9 +10,9 @@ from tf_pix2pix.networks.patchgan import nlayer_discriminator, pixel_discriminat
 from tf_pix2pix.networks.resnet import resnet_generator, resnet_module_names
 from tf_pix2pix.networks.unet import unet_generator
 
-__all__ = ["build_generator", "build_discriminator", "count_params", "unet_generator",
-           "resnet_generator", "resnet_module_names", "nlayer_discriminator", "pixel_discriminator",
-           "multiscale_discriminator", "build_multiscale_discriminator"]
+__all__ = ["build_generator", "build_feature_encoder", "build_discriminator", "count_params",
+           "unet_generator", "resnet_generator", "resnet_module_names", "nlayer_discriminator",
+           "pixel_discriminator", "multiscale_discriminator", "build_multiscale_discriminator"]
 
 
 def build_generator(config: ModelConfig, input_nc: int, output_nc: int,
@@ -42,6 +42,19 @@ def build_generator(config: ModelConfig, input_nc: int, output_nc: int,
     return resnet_generator(n_blocks=config.n_blocks, n_downsampling=config.num_downs,
                             antialias=config.antialias,
                             antialias_up=config.antialias_up, **common)
+
+
+def build_feature_encoder(config: ModelConfig, image_nc: int,
+                          name: str = "encoder") -> keras.Model:
+    """pix2pixHD's ``Encoder`` (``--instance_feat``): a ResNet generator without blocks —
+    reflection pad 3, 7x7 conv to ``nef``, ``n_downsample_E`` stride-2 convs and as many
+    transposed convs, 7x7 conv to ``feat_num``, tanh; 788,803 parameters for 3 -> 3 with the
+    reference's nef 16 and 4 downsamplings. Its instance-wise average pooling is
+    ``label_maps.instance_mean``."""
+    return resnet_generator(image_nc, config.feat_num, n_blocks=0, ngf=config.nef,
+                            norm=config.norm, use_dropout=False, gain=config.init_gain,
+                            init_type=config.init_type, n_downsampling=config.n_downsample_E,
+                            name=name)
 
 
 def build_discriminator(config: ModelConfig, input_nc: int, output_nc: int,
