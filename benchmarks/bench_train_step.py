@@ -79,27 +79,13 @@ def step_flops(model, batch) -> float:
     return float(model_analyzer.profile(graph, options=options).total_float_ops)
 
 
-def parse_options(items: list[str]) -> dict:
-    """``["name=value", ...]`` as a dict, values read as JSON where they parse (numbers,
-    true/false), else as strings."""
-    import json
-
-    options = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        try:
-            options[name] = json.loads(value)
-        except json.JSONDecodeError:
-            options[name] = value
-    return options
-
-
 def main(argv):
     del argv
     import tensorflow as tf
 
-    from benchmarks.common import (facades_records, label_records, machine, random_vgg_weights,
-                                   report, scratch_dir, summary, time_calls, unpaired_records)
+    from benchmarks.common import (facades_records, label_records, machine, parse_options,
+                                   random_vgg_weights, report, scratch_dir, summary, time_calls,
+                                   unpaired_records)
     from tf_pix2pix import models
     from tf_pix2pix.config import ExperimentConfig
     from tf_pix2pix.hardware import cpu_class

@@ -133,3 +133,18 @@ def report(result: dict[str, object], table: list[tuple[str, str]]) -> None:
     for key, value in table:
         print(f"{key.ljust(width)}  {value}")
     print(json.dumps(result, sort_keys=True))
+
+
+def parse_options(items: list[str]) -> dict:
+    """``["name=value", ...]`` as a dict, values read as JSON where they parse (numbers,
+    true/false), else as strings."""
+    import json
+
+    options = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        try:
+            options[name] = json.loads(value)
+        except json.JSONDecodeError:
+            options[name] = value
+    return options

@@ -114,11 +114,13 @@ def test_cli_writes_and_reports_the_files(records_dir, tmp_path):
                               capture_output=True, text=True, timeout=300, cwd=REPO)
 
     result = run("--export_dir", str(tmp_path / "e"), "--format=tflite",
-                 "--quantize=float32,float16", "--tflite_size=64")
+                 "--quantize=float32,float16", "--tflite_size=64", "--tflite_width=96")
     assert result.returncode == 0, result.stderr
     assert "generator.tflite:" in result.stdout and "generator_float16.tflite:" in result.stdout
     info = json.load(open(tmp_path / "e" / "1" / "assets" / "export_info.json"))
-    assert [f["input_shape"] for f in info["files"]] == [[1, 64, 64, 3]] * 2
+    # A 2:3 input (what 2:1 label maps need), verified by LiteRT at that shape.
+    assert [f["input_shape"] for f in info["files"]] == [[1, 64, 96, 3]] * 2
+    assert all(f["max_abs_error"] < 1e-4 for f in info["files"])
     result = run("--export_dir", str(tmp_path / "e"), "--format=tflite", "--tflite_size=48")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--tflite_size=48 must be a multiple of 32" in result.stderr.splitlines()[-1]

@@ -7,7 +7,8 @@ compared with the Keras generator (which the SavedModel's ``translate`` equals);
 difference is recorded in ``export_info.json``, and a file whose outputs are not finite is never
 written.
 
-* TFLite: a fixed input size ``[1, size, size, input_nc]`` (float32 in [-1, 1]); variants
+* TFLite: a fixed input size ``[1, size, width, input_nc]`` (float32 in [-1, 1]; square
+  unless a width is given); variants
   ``float32``, ``float16`` (float16 weights, float computation) and ``dynamic`` (int8 weights,
   float activations). Variables are frozen into constants before conversion: converting a Keras 3
   generator with its variables live gives a model whose outputs are all NaN (the symptom of
@@ -56,15 +57,17 @@ def _eval_function(generator: keras.Model, spec: tf.TensorSpec):
                                                          tf.float32)}).get_concrete_function(spec)
 
 
-def tflite_model(generator: keras.Model, size: int, variant: str = "float32") -> bytes:
-    """The generator as a TFLite flatbuffer for ``[1, size, size, input_nc]`` inputs."""
+def tflite_model(generator: keras.Model, size: int, variant: str = "float32",
+                 width: int = 0) -> bytes:
+    """The generator as a TFLite flatbuffer for ``[1, size, width or size, input_nc]``
+    inputs."""
     from tensorflow.python.framework.convert_to_constants import (
         convert_variables_to_constants_v2)
 
     if variant not in TFLITE_VARIANTS:
         raise ConfigError(f"TFLite variant {variant!r}: use one of {', '.join(TFLITE_VARIANTS)}")
     input_nc = generator.inputs[0].shape[-1]
-    spec = tf.TensorSpec([1, size, size, input_nc], tf.float32, name="images")
+    spec = tf.TensorSpec([1, size, width or size, input_nc], tf.float32, name="images")
     frozen = convert_variables_to_constants_v2(_eval_function(generator, spec))
     converter = tf.lite.TFLiteConverter.from_concrete_functions([frozen], generator)
     if variant != "float32":
@@ -146,31 +149,35 @@ def _check(generator: keras.Model, run, model: bytes, shapes: list[tuple[int, ..
 
 
 def convert(generator: keras.Model, out_dir: str, formats: tuple[str, ...],
-            tflite_size: int, tflite_variants: tuple[str, ...], multiple: int) -> list[Converted]:
+            tflite_size: int, tflite_variants: tuple[str, ...], multiple: int,
+            tflite_width: int = 0) -> list[Converted]:
     """Writes the requested non-SavedModel formats into ``out_dir`` and verifies each.
 
     Args:
       generator: the restored generator (a copy with portable layers is converted).
       out_dir: folder to write ``generator*.tflite`` / ``generator.onnx`` into.
       formats: any of ``tflite``, ``onnx`` (``saved_model`` is the caller's).
-      tflite_size: height and width of the TFLite input.
+      tflite_size: height (and, without ``tflite_width``, width) of the TFLite input.
+      tflite_width: width of the TFLite input; 0 = ``tflite_size``.
       tflite_variants: TFLite variants to write.
       multiple: height and width must be multiples of this (``2 ** num_downs``).
 
     Returns:
       What was written, with the measured largest difference to the Keras generator.
     """
-    if tflite_size % multiple:
-        raise ConfigError(f"--tflite_size={tflite_size} must be a multiple of {multiple} for "
-                          "this generator")
+    tflite_width = tflite_width or tflite_size
+    for flag, side in (("tflite_size", tflite_size), ("tflite_width", tflite_width)):
+        if side % multiple:
+            raise ConfigError(f"--{flag}={side} must be a multiple of {multiple} for this "
+                              "generator")
     input_nc = generator.inputs[0].shape[-1]
     written = []
     portable = make_portable(generator)
     if "tflite" in formats:
         for variant in tflite_variants:
             name = "generator.tflite" if variant == "float32" else f"generator_{variant}.tflite"
-            model = tflite_model(portable, tflite_size, variant)
-            shape = (1, tflite_size, tflite_size, input_nc)
+            model = tflite_model(portable, tflite_size, variant, tflite_width)
+            shape = (1, tflite_size, tflite_width, input_nc)
             error = _check(generator, run_tflite, model, [shape], f"TFLite {variant}")
             written.append(_write(out_dir, name, model, "tflite", variant, error, list(shape)))
     if "onnx" in formats:

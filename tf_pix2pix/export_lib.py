@@ -73,7 +73,9 @@ class ExportConfig:
                                       "written), tflite, onnx; files go into the same version "
                                       "folder and are checked against the generator with "
                                       "their runtimes.", flag="format")
-    tflite_size: int = option(0, "TFLite input height and width; 0 = the crop size.")
+    tflite_size: int = option(0, "TFLite input height (and width); 0 = the crop size.")
+    tflite_width: int = option(0, "TFLite input width; 0 = --tflite_size (square). 2:1 label "
+                                  "maps: e.g. --tflite_size 1024 --tflite_width 2048.")
     tflite_variants: tuple[str, ...] = option(("float32",), "TFLite variants: float32, float16 "
                                               "(float16 weights), dynamic (int8 weights, float "
                                               "activations).", flag="quantize")
@@ -98,8 +100,9 @@ class ExportConfig:
                               "files run the generator in eval mode")
         if self.max_pixels < 0:
             raise ConfigError(f"--max_pixels={self.max_pixels}: use a positive limit or 0")
-        if self.tflite_size < 0:
-            raise ConfigError(f"--tflite_size={self.tflite_size}: use a positive size or 0")
+        if self.tflite_size < 0 or self.tflite_width < 0:
+            raise ConfigError(f"--tflite_size={self.tflite_size} --tflite_width="
+                              f"{self.tflite_width}: use positive sizes or 0")
         check_test_mode(self.test_mode)
         if self.direction not in DIRECTIONS:
             raise ConfigError(f"direction={self.direction!r}: use AtoB or BtoA")
@@ -253,7 +256,8 @@ def export(config: ExportConfig) -> str:
 
             converted = convert(generator, staging, config.formats,
                                 config.tflite_size or exp_config.data.crop_size,
-                                config.tflite_variants, pad_multiple(exp_config))
+                                config.tflite_variants, pad_multiple(exp_config),
+                                config.tflite_width)
         info_path = os.path.join(info_dir, EXPORT_INFO)
         with open(info_path, "w") as f:
             json.dump({"test_mode": config.test_mode, "checkpoint": os.path.abspath(ckpt),
