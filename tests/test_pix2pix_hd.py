@@ -468,6 +468,23 @@ def test_feature_encoder_and_instance_wise_average_pooling():
 
     encoder = build_feature_encoder(ModelConfig(model="pix2pix_hd", norm="instance"), 3)
     assert count_params(encoder) == 788_803
+    # NVIDIA's Encoder: no ResNet blocks between its downsamplings and upsamplings (nef 2, 3
+    # downsamplings on a 16x24 photo, random non-zero biases), against float64 numpy.
+    small = build_feature_encoder(ModelConfig(model="pix2pix_hd", norm="instance", nef=2,
+                                              n_downsample_E=3), 3)
+    for v in small.trainable_variables:
+        v.assign(tf.random.stateless_normal(v.shape, [3, len(v.path)], stddev=0.3))
+    photo = np.random.default_rng(2).uniform(-1, 1, (16, 24, 3))
+    relu = lambda v: np.maximum(v, 0)  # noqa: E731
+    y = relu(np_instance_norm(np_conv(photo, *_weights(small, "stem_conv"), pad=3,
+                                      mode="reflect")))
+    for i in range(3):
+        y = relu(np_instance_norm(np_conv(y, *_weights(small, f"down{i}_conv"), 2, 1)))
+    for i in range(3):
+        y = relu(np_instance_norm(np_conv_transpose(y, *_weights(small, f"up{i}_deconv"))))
+    y = np.tanh(np_conv(y, *_weights(small, "head_conv"), pad=3, mode="reflect"))
+    np.testing.assert_allclose(small(photo[np.newaxis].astype(np.float32)).numpy()[0], y,
+                               atol=2e-5)
     rng = np.random.default_rng(0)
     features = tf.constant(rng.normal(size=(2, 5, 6, 3)), tf.float32)
     ids = rng.choice([0, 7, 26001, 26002], size=(2, 5, 6, 1))
