@@ -29,6 +29,7 @@ flags.DEFINE_integer("width", 0, "Image width; 0 = --size.")
 flags.DEFINE_list("options", [], "Model options of the fresh export as name=value (netG=local, "
                   "ngf=32, ...).")
 flags.DEFINE_list("quantize", ["float32", "float16", "dynamic"], "TFLite variants to export.")
+flags.DEFINE_list("formats", ["tflite", "onnx"], "Other runtimes' files to export and time.")
 flags.DEFINE_integer("repeats", 30, "Timed calls for the batch-1 latency.")
 flags.DEFINE_integer("batch_repeats", 5, "Timed calls for the batch-8 throughput (0: skip).")
 flags.DEFINE_enum("test_mode", "eval", ["eval", "paper"], "Mode of the export.")
@@ -54,8 +55,8 @@ def _export_fresh_model() -> str:
     generator = model.build_generator(config, "AtoB")
     path = tf.train.Checkpoint(**{root: generator}).save(
         os.path.join(model_dir, "checkpoints", "ckpt"))
-    formats = ("saved_model",) if FLAGS.test_mode == "paper" else ("saved_model", "tflite",
-                                                                     "onnx")
+    formats = ("saved_model",) if FLAGS.test_mode == "paper" else ("saved_model",
+                                                                     *FLAGS.formats)
     return export(ExportConfig(model_dir=model_dir, export_dir=os.path.join(model_dir, "export"),
                                checkpoint=path, test_mode=FLAGS.test_mode, formats=formats,
                                tflite_size=FLAGS.size, tflite_width=FLAGS.width,
