@@ -15,6 +15,15 @@ The reference is NVIDIA/pix2pixHD (``pix2pixHD_model.py``, ``networks.py``, ``tr
   before either step, as the reference's one ``forward`` does. The rate decays by ``lr /
   n_epochs_decay`` after each epoch past ``n_epochs`` (``LinearDecay`` shift 0).
 
+``--netG local`` is the ``LocalEnhancer`` (``networks.enhancer``), trained coarse to fine as the
+paper describes: ``--load_pretrain`` starts its global part from a trained ``--netG global``
+generator, and for ``--niter_fix_global`` epochs only the finest enhancer trains (its own Adam),
+then all of G with a fresh Adam on the run's schedule (the reference's ``train.py`` never
+switches since commit b129d49). ``--instance_feat`` adds the feature encoder: its output on the
+photo, averaged over each instance (``label_maps.instance_mean``), joins G's input; it trains
+with G; ``tf_pix2pix.encode_features`` clusters the features per class into styles that
+export and prediction read (``feature_clusters.json``).
+
 The reference runs D three times per step (the fake detached for D's loss, the fake again for
 G's, the real); the detached and the attached fake give equal values, so here D judges the fake
 once: D's gradient comes from that pass through D's tape, G's through G's tape. No image pool
@@ -28,9 +37,8 @@ import json
 import os
 from typing import Any
 
-import numpy as np
-
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
@@ -109,10 +117,11 @@ def load_pretrained_global(generator: keras.Model, model_dir: str) -> None:
         raise ConfigError(f"--load_pretrain {model_dir}: its generator is netG="
                           f"{config.model.netG}; the local enhancer starts from a netG=global "
                           "one")
+    sources = {x.name: x for x in pretrained.layers}
     for layer in generator.get_layer(GLOBAL).layers:
         if not layer.weights:
             continue
-        source = {x.name: x for x in pretrained.layers}.get(layer.name)
+        source = sources.get(layer.name)
         shapes = [tuple(w.shape) for w in layer.weights]
         if source is None or [tuple(w.shape) for w in source.weights] != shapes:
             raise ConfigError(
@@ -265,9 +274,9 @@ class Pix2PixHD(TranslationModel):
                             if config.model.instance_feat else None)
         # The encoder trains with G, in both coarse-to-fine phases (no loss of its own).
         encoder_variables = self.encoder.trainable_variables if self.encoder else []
-        # pix2pixHD's schedule: the rate falls by lr / niter_decay after each epoch past niter.
         if t.load_pretrain:
             load_pretrained_global(self.generator, t.load_pretrain)
+        # pix2pixHD's schedule: the rate falls by lr / niter_decay after each epoch past niter.
         # Coarse to fine (the paper's Sec. 3.2): for niter_fix_global epochs only the finest
         # local enhancer trains, with an Adam of its own; then all of G, with a fresh Adam that
         # follows the run's schedule.
