@@ -419,9 +419,9 @@ def test_participants_complete_the_study_in_a_real_browser(tmp_path):
     assert len(results["ann"]) == 3 + 1 and len(results["bob"]) == 6 + 1
     for t in trials:
         assert t["visible"] and t["hidden_after"]
-        # The page's own clock: at least the exposure, at most a few frames more; the test's
-        # clock (polling over WebDriver) around it.
-        assert exposure <= t["page_ms"] <= exposure + 60, t
+        # The page's own clock: at least the exposure, at most a few frames (and a busy CI
+        # machine's timer slack) more; the test's clock (polling over WebDriver) around it.
+        assert exposure <= t["page_ms"] <= exposure + 150, t
         assert exposure - 150 <= t["observed_ms"] <= exposure + 400, t
     assert [t["progress"] for t in results["bob"][:-1]] == [
         "Practice trial 1 of 2", "Practice trial 2 of 2", "Trial 1 of 4", "Trial 2 of 4",
@@ -440,7 +440,7 @@ def test_participants_complete_the_study_in_a_real_browser(tmp_path):
         assert [(r["method"], r["stem"], r["real_side"]) for r in mine] == [
             (t.method, t.stem, t.real_side) for t in expected]
         assert [r["choice"] for r in mine] == choices
-        assert all(exposure <= r["shown_ms"] <= exposure + 60 for r in mine)
+        assert all(exposure <= r["shown_ms"] <= exposure + 150 for r in mine)
     rows = study.report(str(out))
     assert sum(r["trials"] for r in rows) == 8 and all(r["participants"] == 2 for r in rows)
     for name in ("study_practice.png", "study_test.png", "study_end.png"):
