@@ -50,11 +50,14 @@ def instance_rows(features: np.ndarray, instances: np.ndarray) -> list[tuple[int
                                                                              float]]:
     """``(class, feature, area ratio)`` of every instance of one image: ``features`` ``[H, W,
     F]`` (already averaged over instances), ``instances`` ``[H, W]`` ids."""
+    from tf_pix2pix.label_maps import instance_class
+
     h, w = instances.shape
     ids, first, counts = np.unique(instances.ravel(), return_index=True, return_counts=True)
+    classes = np.asarray(instance_class(ids))
     flat = features.reshape(-1, features.shape[-1])
-    return [(int(i if i < 1000 else i // 1000), flat[f].astype(np.float64),
-             float(n) / (h * w // BLOCK_NUM)) for i, f, n in zip(ids, first, counts)]
+    return [(int(c), flat[f].astype(np.float64), float(n) / (h * w // BLOCK_NUM))
+            for c, f, n in zip(classes, first, counts)]
 
 
 def cluster(rows: list[tuple[np.ndarray, float]], n_clusters: int) -> np.ndarray:

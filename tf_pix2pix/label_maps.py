@@ -111,10 +111,16 @@ def instance_class(instances: tf.Tensor) -> tf.Tensor:
     return tf.where(instances < 1000, instances, instances // 1000)
 
 
+def class_ids(encoded: tf.Tensor, label_nc: int) -> tf.Tensor:
+    """The class ids ``[..., H, W]`` (int32) of an encoded input ``[..., H, W, label_nc (+ 1
+    ...)]``: the inverse of :func:`one_hot` on its first ``label_nc`` channels."""
+    return tf.argmax(encoded[..., :label_nc], axis=-1, output_type=tf.int32)
+
+
 def colorize(encoded: tf.Tensor, label_nc: int) -> tf.Tensor:
     """An encoded input ``[N, H, W, label_nc (+ 1)]`` as colours in [-1, 1] for image grids:
     each pixel in its class's :func:`palette` colour, instance boundaries white."""
-    ids = tf.argmax(encoded[..., :label_nc], axis=-1)
+    ids = class_ids(encoded, label_nc)
     colors = tf.gather(tf.constant(palette(label_nc), tf.float32) / 127.5 - 1.0, ids)
     if encoded.shape[-1] > label_nc:
         colors = tf.where(encoded[..., label_nc:label_nc + 1] > 0.5, 1.0, colors)

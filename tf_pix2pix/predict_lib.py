@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
-from tf_pix2pix import models
+from tf_pix2pix import label_maps, models
 from tf_pix2pix.config import ConfigError, ExperimentConfig
 from tf_pix2pix.evaluate import PSNR_CAP, Scorer
 from tf_pix2pix.export_lib import read_export_info
@@ -254,7 +254,7 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
             per_image.append({"name": ex.name, **scores})
         if fcn is not None:
             ids = (fcn_labels(ex.name, original_input) if fcn_labels is not None
-                   else np.argmax(original_input[..., :label_nc], axis=-1))
+                   else label_maps.class_ids(original_input, label_nc).numpy())
             fcn.add(ids, output, ex.target)
         rows.append(row)
         if bar is not None:

@@ -104,8 +104,7 @@ class Segmenter(TranslationModel):
         lut = tf.constant(label_maps.segmentation_classes(classes_of(config))[0], tf.int32)
         ds = data_lib.build_label_dataset(config.data, split, training,
                                           skip_examples=skip_examples, batch_size=batch_size)
-        return ds.map(lambda x, photo: (photo, tf.gather(lut, tf.argmax(
-            x[..., :label_nc], axis=-1, output_type=tf.int32))))
+        return ds.map(lambda x, photo: (photo, tf.gather(lut, label_maps.class_ids(x, label_nc))))
 
     @classmethod
     def prepare_demo_data(cls, folder: str) -> str:
