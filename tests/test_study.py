@@ -265,6 +265,10 @@ def test_the_report_of_a_hand_made_answer_file(tmp_path):
     assert text.splitlines()[0] == "method,fooling_rate,se,participants,trials"
     with pytest.raises(UserError, match="has no answers.jsonl"):
         study.report(str(tmp_path / "nothing"))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / study.ANSWERS).write_text(json.dumps(records[0]) + "\n{oops\n")
+    with pytest.raises(UserError, match="line 2 is not an answer record"):
+        study.report(str(tmp_path / "bad"))
 
 
 def _study_cli(*args, **kw):

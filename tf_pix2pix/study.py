@@ -46,13 +46,15 @@ import math
 import os
 import random
 import re
+import statistics
 import sys
 import threading
 import time
 import urllib.parse
 from typing import Any
 
-from tf_pix2pix.cli import UserError
+from tf_pix2pix.cli import UserError, from_flags
+from tf_pix2pix.config import option, option_of
 
 ANSWERS = "answers.jsonl"
 SETTINGS = "study.json"
@@ -67,15 +69,20 @@ CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp",
 
 @dataclasses.dataclass(frozen=True)
 class StudyConfig:
-    """One study: the folders, the protocol and where answers go."""
+    """One study: the folders, the protocol, where answers go and where the page is served
+    (each field but the folders is a flag of ``python -m tf_pix2pix.study``)."""
 
-    real: str
-    fakes: tuple[tuple[str, str], ...]  # (method name, folder)
-    output_dir: str
-    exposure_ms: int = 1000
-    practice: int = 10
-    trials: int = 40
-    seed: int = 0
+    real: str = option(dataclasses.MISSING, "Folder of the real images (or a run_predict.py "
+                                            "output folder: its targets).")
+    fakes: tuple[tuple[str, str], ...]  # (method name, folder): the --fake flags
+    output_dir: str = option("study", "Where study.json and answers.jsonl go.")
+    exposure_ms: int = option(1000, "How long both images are shown.")
+    practice: int = option(10, "Practice trials (with feedback) per participant.")
+    trials: int = option(40, "Test trials per participant.")
+    seed: int = option(0, "Seed of every participant's trial order.")
+    host: str = option("127.0.0.1", "Address to listen on (0.0.0.0: every network interface, "
+                                    "for participants on other machines).")
+    port: int = option(8080, "Port (0: any free one).")
 
     def __post_init__(self) -> None:
         if not self.fakes:
@@ -204,16 +211,12 @@ class Study:
                 os.fsync(f.fileno())
             os.replace(tmp, settings_path)
         if os.path.exists(self.path):
-            with open(self.path, "rb") as f:
-                data = f.read()
-            end = data.rfind(b"\n") + 1
-            if end < len(data):  # a line cut short by a crash: never half-counted
+            records, end = read_answers(self.path)
+            if end < os.path.getsize(self.path):  # a line cut short by a crash: dropped
                 with open(self.path, "r+b") as f:
                     f.truncate(end)
-            for line in data[:end].decode().splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    self.answers.setdefault(record["participant"], []).append(record)
+            for record in records:
+                self.answers.setdefault(record["participant"], []).append(record)
 
     def sequence(self, participant: str) -> list[Trial]:
         """The participant's trials (the same for every run of the server)."""
@@ -292,6 +295,32 @@ class Study:
             reply["correct"] = record["correct"]
             reply["real_side"] = t.real_side
         return reply
+
+
+def read_answers(path: str) -> tuple[list[dict[str, Any]], int]:
+    """The answer records of ``path`` and the byte length of its complete lines (a last line
+    without its newline, cut short by a crash, is not counted).
+
+    Raises:
+      UserError: a complete line that is not an answer record, by its number.
+    """
+    with open(path, "rb") as f:
+        data = f.read()
+    end = data.rfind(b"\n") + 1
+    records = []
+    for number, line in enumerate(data[:end].decode(errors="replace").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict) or not {"participant", "phase", "method",
+                                                    "fooled"} <= set(record):
+                raise ValueError(line)
+        except ValueError:
+            raise UserError(f"{path} line {number} is not an answer record; remove or mend "
+                            "it") from None
+        records.append(record)
+    return records, end
 
 
 class RequestError(Exception):
@@ -390,8 +419,7 @@ def make_handler(study: Study) -> type[http.server.BaseHTTPRequestHandler]:
     return Handler
 
 
-def make_server(study: Study, host: str = "127.0.0.1",
-                port: int = 8080) -> http.server.ThreadingHTTPServer:
+def make_server(study: Study, host: str, port: int) -> http.server.ThreadingHTTPServer:
     """A threaded HTTP server of ``study`` (port 0: a free one, see ``server_address``)."""
     try:
         server = http.server.ThreadingHTTPServer((host, port), make_handler(study))
@@ -416,31 +444,21 @@ def report(output_dir: str) -> list[dict[str, Any]]:
         with open(settings) as f:
             methods = list(json.load(f)["fakes"])
     counts: dict[str, dict[str, list[int]]] = {}
-    with open(path) as f:
-        for number, line in enumerate(f, 1):
-            if not line.endswith("\n") or not line.strip():
-                continue  # cut short by a crash (the server drops it too)
-            try:
-                r = json.loads(line)
-                if r["phase"] != "test":
-                    continue
-                fooled, method, who = bool(r["fooled"]), str(r["method"]), str(r["participant"])
-            except (ValueError, KeyError, TypeError):
-                raise UserError(f"{path} line {number} is not an answer record") from None
-            if method not in methods:
-                methods.append(method)
-            tally = counts.setdefault(method, {}).setdefault(who, [0, 0])
-            tally[0] += fooled
-            tally[1] += 1
+    for r in read_answers(path)[0]:
+        if r["phase"] != "test":
+            continue
+        method = str(r["method"])
+        if method not in methods:
+            methods.append(method)
+        tally = counts.setdefault(method, {}).setdefault(str(r["participant"]), [0, 0])
+        tally[0] += bool(r["fooled"])
+        tally[1] += 1
     rows = []
     for method in methods:
         per = counts.get(method, {})
         rates = [fooled / n for fooled, n in per.values()]
-        mean = sum(rates) / len(rates) if rates else None
-        se = None
-        if len(rates) > 1:
-            var = sum((r - mean) ** 2 for r in rates) / (len(rates) - 1)
-            se = math.sqrt(var / len(rates))
+        mean = statistics.fmean(rates) if rates else None
+        se = statistics.stdev(rates) / math.sqrt(len(rates)) if len(rates) > 1 else None
         rows.append({"method": method,
                      "fooling_rate": None if mean is None else 100 * mean,
                      "se": None if se is None else 100 * se,
@@ -469,17 +487,13 @@ def report_text(rows: list[dict[str, Any]]) -> tuple[str, str]:
 def _define_flags() -> None:
     from absl import flags
 
-    flags.DEFINE_string("real", None, "Folder of the real images.")
+    from tf_pix2pix.cli import define_flags
+
+    flags.DEFINE_string("real", None, option_of(StudyConfig, "real").metadata["help"])
     flags.DEFINE_multi_string("fake", [], "NAME=DIR: a method's generated images, named as the "
-                                          "real ones (repeat for several methods).")
-    flags.DEFINE_string("output_dir", "study", "Where study.json and answers.jsonl go.")
-    flags.DEFINE_string("host", "127.0.0.1", "Address to listen on (0.0.0.0: every network "
-                                             "interface, for participants on other machines).")
-    flags.DEFINE_integer("port", 8080, "Port (0: any free one).")
-    flags.DEFINE_integer("exposure_ms", 1000, "How long both images are shown.")
-    flags.DEFINE_integer("practice", 10, "Practice trials (with feedback) per participant.")
-    flags.DEFINE_integer("trials", 40, "Test trials per participant.")
-    flags.DEFINE_integer("seed", 0, "Seed of every participant's trial order.")
+                                          "real ones (or a run_predict.py output folder: its "
+                                          "outputs); repeat for several methods.")
+    define_flags(StudyConfig, exclude=("real", "fakes"))
     flags.DEFINE_string("report", None, "Print the fooling rates of the study in this folder "
                                         "and exit.")
 
@@ -500,11 +514,10 @@ def main(argv: list[str]) -> None:
         return
     if not f.real:
         raise UserError("pass --real DIR and --fake NAME=DIR (or --report DIR)")
-    config = StudyConfig(real=f.real, fakes=tuple(parse_fake(x) for x in f.fake),
-                         output_dir=f.output_dir, exposure_ms=f.exposure_ms,
-                         practice=f.practice, trials=f.trials, seed=f.seed)
+    config = from_flags(StudyConfig, real=f.real,
+                        fakes=tuple(parse_fake(x) for x in f.fake))
     study = Study(config)
-    server = make_server(study, f.host, f.port)
+    server = make_server(study, config.host, config.port)
     host, port = server.server_address[:2]
     print(f"Perceptual study of {len(study.stems)} image(s) x {len(study.methods)} method(s) "
           f"({', '.join(study.methods)}): open http://{host}:{port}/ — answers go to "
