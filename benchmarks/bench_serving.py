@@ -92,6 +92,8 @@ def main(argv):
     rows.append(("peak RSS so far (export, SavedModel)", f"{rss:.2f} GiB"))
     others = {}
     for item in read_export_info(path).get("files", []):
+        rows.append((f"peak RSS before {item['file']}",
+                     f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** 2:.2f} GiB"))
         if item["format"] == "tflite" and item["input_shape"][1:3] != [FLAGS.size, width]:
             continue
         stats = _runtime_latency(os.path.join(path, item["file"]), item["format"],

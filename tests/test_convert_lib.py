@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import pytest
@@ -125,3 +126,20 @@ def test_cli_writes_and_reports_the_files(records_dir, tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--tflite_size=48 must be a multiple of 32" in result.stderr.splitlines()[-1]
     assert sorted(os.listdir(tmp_path / "e")) == ["1"]  # nothing half-written
+
+
+def test_an_onnx_conversion_failing_in_the_child_is_a_one_line_error():
+    """tf2onnx runs in a child process (pure-Python protobuf there, see onnx_model); what goes
+    wrong there comes back as a ConfigError with the child's last line, and nothing is left."""
+    import keras
+
+    from tf_pix2pix.convert_lib import onnx_model
+
+    inputs = keras.Input((8, 8, 3))
+    # A Lambda layer is not loadable from a .keras file in safe mode: the child fails.
+    broken = keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs))
+    before = set(os.listdir(tempfile.gettempdir()))
+    with pytest.raises(ConfigError, match="^ONNX conversion failed in tf2onnx: .*Lambda"):
+        onnx_model(broken)
+    assert not any(name.startswith("tf_pix2pix_onnx_")
+                   for name in set(os.listdir(tempfile.gettempdir())) - before)

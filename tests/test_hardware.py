@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from tf_pix2pix import hardware
@@ -53,3 +55,15 @@ def test_training_start_up_prints_the_bfloat16_warning(records_dir, tmp_path, mo
     err = capfd.readouterr().err
     assert "warning: --precision=mixed_bfloat16 on a CPU without native bfloat16" in err
     assert "use --precision=float32" in err
+
+
+def test_usable_cores_follow_the_affinity_mask():
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no affinity masks on this OS")
+    cores = os.sched_getaffinity(0)
+    assert hardware.usable_cores() == len(cores)
+    os.sched_setaffinity(0, {min(cores)})
+    try:
+        assert hardware.usable_cores() == 1
+    finally:
+        os.sched_setaffinity(0, cores)

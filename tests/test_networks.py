@@ -812,15 +812,23 @@ def test_conv_takes_winograd_in_training_only():
     the faithfulness tests) keeps the direct convolution, bit for bit."""
     import tensorflow as tf
 
-    from tf_pix2pix.networks.kernels import Conv, winograd_enabled
+    from tf_pix2pix.networks.kernels import Conv, winograd_enabled, winograd_tiles
 
-    assert winograd_enabled(None, 256, 256, tf.float32)
-    assert not winograd_enabled(None, 64, 256, tf.float32)
-    assert not winograd_enabled(None, 256, 256, tf.bfloat16)
-    assert winograd_enabled(True, 3, 3, tf.bfloat16) and not winograd_enabled(False, 256, 256,
-                                                                               tf.float32)
+    cycle_gan = winograd_tiles((1, 66, 66, 256))  # the ResNet blocks' padded 64x64 maps
+    hd_512 = winograd_tiles((1, 18, 34, 1024))    # pix2pixHD's global generator at 512x256
+    assert (cycle_gan, hd_512, winograd_tiles((None, 34, 66, 1024))) == (256, 32, 128)
+    assert winograd_tiles((2, 18, 34, 1024)) == 64 and winograd_tiles((1, 7, 7, 8)) == 4
+    assert winograd_enabled(None, 256, 256, tf.float32, cycle_gan)
+    assert not winograd_enabled(None, 64, 256, tf.float32, cycle_gan)
+    assert not winograd_enabled(None, 256, 256, tf.bfloat16, cycle_gan)
+    assert not winograd_enabled(None, 1024, 1024, tf.float32, hd_512)  # too few tiles
+    assert winograd_enabled(None, 1024, 1024, tf.float32, 2 * hd_512)  # two images
+    assert winograd_enabled(True, 3, 3, tf.bfloat16, 1) and not winograd_enabled(
+        False, 256, 256, tf.float32, cycle_gan)
     x = tf.constant(np.random.default_rng(1).normal(size=(1, 14, 14, 128)), tf.float32)
     on, off = Conv(128, 3, winograd=True), Conv(128, 3, winograd=False)
+    auto = Conv(128, 3)
+    assert not auto._winograd_applies(x) and auto._winograd_applies(tf.zeros((2, 34, 34, 128)))
     on.build(x.shape)
     off.build(x.shape)
     off.set_weights(on.get_weights())

@@ -41,6 +41,13 @@ def cpu_class(flags: set[str] | None = None, isa_cap: str | None = None) -> str:
     return "AVX2" if cap.startswith("AVX2") else "other"
 
 
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 @functools.lru_cache(maxsize=None)
 def has_gpu() -> bool:
     """Whether TensorFlow sees a GPU."""

@@ -110,7 +110,7 @@ class Conv(_Switched, keras.layers.Conv2D):
                 and self.dilation_rate == (1, 1) and self.kernel_size == (3, 3)
                 and self.strides == (1, 1) and self.padding == "valid"
                 and winograd_enabled(self.winograd, inputs.shape[-1], self.filters,
-                                     inputs.dtype))
+                                     inputs.dtype, winograd_tiles(inputs.shape)))
 
     def _im2col(self, inputs, kernel):
         (kh, kw), (sh, sw) = self.kernel_size, self.strides
@@ -248,22 +248,35 @@ WINOGRAD_G = np.array([[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, 
 WINOGRAD_AT = np.array([[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0],
                         [0, 1, -1, 8, -8, 1]], np.float64)
 WINOGRAD_MIN_CHANNELS = 128
+WINOGRAD_MIN_TILES = 64
+
+
+def winograd_tiles(input_shape) -> int:
+    """4x4 output tiles of a valid 3x3 convolution of a ``[N, H, W, C]`` input (N unknown: 1)."""
+    return (input_shape[0] or 1) * -(-(input_shape[1] - 2) // 4) * -(-(input_shape[2] - 2) // 4)
 
 
 def winograd_enabled(forced: bool | None, channels_in: int, channels_out: int,
-                     dtype) -> bool:
+                     dtype, tiles: int) -> bool:
     """Whether a 3x3 stride-1 convolution runs :func:`winograd_conv3x3`: ``forced`` if given,
-    else for float32 with at least ``WINOGRAD_MIN_CHANNELS`` channels in and out, on CPUs.
+    else for float32 with at least ``WINOGRAD_MIN_CHANNELS`` channels in and out and at least
+    ``WINOGRAD_MIN_TILES`` output tiles per call (:func:`winograd_tiles`), on CPUs.
 
     Measured per layer, forward and both gradients, on the AVX-512 class (BENCHMARKS.md,
     "Winograd"): 1.8-1.9x faster than oneDNN's convolution at 256 and 1,024 channels, 1.3x at
-    128, slower below. bfloat16 keeps oneDNN's convolution: the transforms' error grows with the
-    format's 8-bit mantissa. Not measured on GPUs: off there.
+    128, slower below. The tiles: the kernel's transforms (36 x C_in x C_out values, forward and
+    backward) cost the same however few tiles share them, while the bulk they save grows with
+    the tiles; pix2pixHD's 1,024-channel blocks at 512x256 (32 tiles) gained 1.16x alone and
+    nothing in the whole step, at 64 tiles 1.50x, at 1024x512 (128) 1.31x for the whole step.
+    bfloat16 keeps oneDNN's convolution: with the bulk in bfloat16 the error is 25x the direct
+    bfloat16 convolution's, and with the bulk in float32 it is slower than that convolution
+    (AVX512_BF16 doubles its rate). Not measured on GPUs: off there.
     """
     if forced is not None:
         return forced
     return (tf.as_dtype(dtype) == tf.float32 and not hardware.has_gpu()
-            and min(channels_in, channels_out) >= WINOGRAD_MIN_CHANNELS)
+            and min(channels_in, channels_out) >= WINOGRAD_MIN_CHANNELS
+            and tiles >= WINOGRAD_MIN_TILES)
 
 
 def _winograd_tiles(x: tf.Tensor, tiles_h: int, tiles_w: int,
@@ -350,6 +363,12 @@ def winograd_conv3x3(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
                                 tf.reshape(du, [36, -1]), transpose_a=True)
             return dx, tf.reshape(dkernel, kernel.shape)
 
+        # The kernel's transform only once x exists: it depends on the kernel alone, so the
+        # executor would otherwise compute every layer's at the start of the step and keep them
+        # all until their layer runs (measured: +2.2 GiB peak for pix2pixHD's 18 convolutions
+        # of 1,024 channels, 151 MB each, at 512x256).
+        with tf.control_dependencies([x]):
+            kernel = tf.identity(kernel)
         return _winograd_forward(x, kernel), grad
 
     # A tensor, not the layer's variable: the gradient then reaches the variable through its read.
