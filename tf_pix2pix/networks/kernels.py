@@ -66,12 +66,13 @@ class Conv(_Switched, keras.layers.Conv2D):
       patches (9 and 49 times the input) tripled CycleGAN's peak memory (3.0 -> 9.1 GiB) for a
       step about 20 % faster, and recomputing them in the backward pass (4.7 GiB) lost the gain.
     * In training, 3x3 stride-1 "valid" convolutions (the ResNet blocks' after their reflection
-      padding) with at least ``WINOGRAD_MIN_CHANNELS`` channels in and out, in float32:
-      Winograd's F(4x4, 3x3) (:func:`winograd_conv3x3`, ``winograd_enabled``). Its rounding
-      error, about twice the direct convolution's over a whole generator, is noise to training
-      (GPU libraries pick Winograd kernels for the reference too) but would take the
-      generator's function beyond the 2e-5 of the reference it keeps, so inference (``training``
-      not true: prediction, export, validation) computes the direct convolution.
+      padding) with at least ``WINOGRAD_MIN_CHANNELS`` channels in and out and
+      ``WINOGRAD_MIN_TILES`` output tiles, in float32: Winograd's F(4x4, 3x3)
+      (:func:`winograd_conv3x3`, ``winograd_enabled``). Its rounding error, about twice the
+      direct convolution's over a whole generator, is noise to training (GPU libraries pick
+      Winograd kernels for the reference too) but would take the generator's function beyond
+      the 2e-5 of the reference it keeps, so inference (``training`` not true: prediction,
+      export, validation) computes the direct convolution.
 
     All compute the same function with the same weights (tested). They need static spatial
     sizes, as training has; with unknown sizes (serving) the ordinary convolution runs.
@@ -267,7 +268,8 @@ def winograd_enabled(forced: bool | None, channels_in: int, channels_out: int,
     128, slower below. The tiles: the kernel's transforms (36 x C_in x C_out values, forward and
     backward) cost the same however few tiles share them, while the bulk they save grows with
     the tiles; pix2pixHD's 1,024-channel blocks at 512x256 (32 tiles) gained 1.16x alone and
-    nothing in the whole step, at 64 tiles 1.50x, at 1024x512 (128) 1.31x for the whole step.
+    nothing in the whole step, at 64 tiles 1.50x, at 1024x512 (128) 1.22-1.36x for the whole
+    step.
     bfloat16 keeps oneDNN's convolution: with the bulk in bfloat16 the error is 25x the direct
     bfloat16 convolution's, and with the bulk in float32 it is slower than that convolution
     (AVX512_BF16 doubles its rate). Not measured on GPUs: off there.
