@@ -290,8 +290,8 @@ def test_the_command_line_serves_stops_and_reports(tmp_path):
         assert _post(base + "/api/answer", {"participant": "cli", "trial": 0,
                                             "choice": "left"})[0] == 200
     finally:
-        proc.send_signal(signal.SIGINT)
-        stdout, stderr = proc.communicate(timeout=30)
+        proc.send_signal(signal.SIGTERM)  # as a process manager stops it; Ctrl-C is SIGINT,
+        stdout, stderr = proc.communicate(timeout=60)  # the same handler
     assert proc.returncode == 0 and "Traceback" not in stderr
     assert "stopped; 1 answer(s)" in stdout
     report = subprocess.run([sys.executable, "-m", "tf_pix2pix.study", "--report", str(out)],

@@ -46,6 +46,7 @@ import math
 import os
 import random
 import re
+import signal
 import statistics
 import sys
 import threading
@@ -521,7 +522,12 @@ def main(argv: list[str]) -> None:
     host, port = server.server_address[:2]
     print(f"Perceptual study of {len(study.stems)} image(s) x {len(study.methods)} method(s) "
           f"({', '.join(study.methods)}): open http://{host}:{port}/ — answers go to "
-          f"{study.path}; Ctrl-C stops the server (nothing saved is lost).", flush=True)
+          f"{study.path}; Ctrl-C (or SIGTERM) stops the server (nothing saved is lost).",
+          flush=True)
+    # Both stop it cleanly, also where the server was started with SIGINT ignored (a
+    # background job of a non-interactive shell inherits SIG_IGN, which Python keeps).
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
