@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
+from tf_pix2pix.cli import define_flags, from_flags, run_main
 from tf_pix2pix.export_lib import ExportConfig
 
 FLAGS = flags.FLAGS
@@ -22,8 +22,6 @@ define_flags(ExportConfig)  # one flag per field, with its default and help
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     from tf_pix2pix.export_lib import export, read_export_info
 
     config = from_flags(ExportConfig)

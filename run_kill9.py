@@ -49,7 +49,7 @@ def main(argv: list[str]) -> None:
 
 
 def run() -> None:
-    run_main(main)
+    run_main(main, positional=True)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,6 @@ flags.mark_flag_as_required("output_dir")
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     from tf_pix2pix import predict_lib
 
     f = FLAGS

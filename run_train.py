@@ -29,7 +29,7 @@ import sys
 from absl import flags
 
 from tf_pix2pix import config as cfg
-from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
+from tf_pix2pix.cli import define_flags, from_flags, run_main
 
 FLAGS = flags.FLAGS
 
@@ -66,8 +66,6 @@ def build_config() -> cfg.ExperimentConfig:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     model = apply_preset()
     if FLAGS.dry_run:
         print(model.dry_run(build_config()))

@@ -383,8 +383,6 @@ def summary(manifest: dict[str, Any], output_dir: str) -> str:
 def main(argv: list[str]) -> None:
     from absl import flags
 
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     f = flags.FLAGS
     config = BuildConfig(input_dir=f.input_dir, output_dir=f.output_dir, layout=f.layout,
                          num_shards=f.num_shards, shard_size_mb=f.shard_size_mb,

@@ -66,8 +66,6 @@ def combine(fold_a: str, fold_b: str, fold_ab: str, on_bad_image: str = "fail",
 def main(argv: list[str]) -> None:
     from absl import flags
 
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     f = flags.FLAGS
     counts, skipped = combine(f.fold_A, f.fold_B, f.fold_AB, f.on_bad_image, f.output_format,
                               f.overwrite, f.progress)

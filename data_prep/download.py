@@ -278,8 +278,6 @@ def download(config: DownloadConfig) -> dict[str, Any]:
 def main(argv: list[str]) -> None:
     from absl import flags
 
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     f = flags.FLAGS
     config = DownloadConfig(
         dataset=f.dataset, output_dir=f.output_dir, base_url=f.base_url or "",

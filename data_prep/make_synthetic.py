@@ -182,8 +182,6 @@ def make_synthetic(config: SyntheticConfig) -> dict[str, int]:
 def main(argv: list[str]) -> None:
     from absl import flags
 
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     f = flags.FLAGS
     config = SyntheticConfig(output_dir=f.output_dir, num_train=f.num_train, num_val=f.num_val,
                              num_test=f.num_test, size=f.size, seed=f.seed, unpaired=f.unpaired,

@@ -102,8 +102,6 @@ def verify(config: VerifyConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = from_flags(VerifyConfig)
     result = verify(config)
     for shard, found in result["problems"].items():

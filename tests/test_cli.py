@@ -57,3 +57,27 @@ def test_writable_dir_creates_or_refuses(tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match=r"--cache_dir .*/file/c: cannot create it"):
         writable_dir(str(tmp_path / "file" / "c"), "--cache_dir")
+
+
+def test_cli_tools_refuse_stray_arguments_unless_they_take_them():
+    """One check in run_main for every tool: a stray argument is a one-line error naming it and
+    main never runs; a tool that takes arguments (run_kill9.py) gets them."""
+    import os
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    script = ("import sys\nfrom tf_pix2pix.cli import run_main\n"
+              "def main(argv):\n    print('main', argv[1:])\n"
+              "run_main(main, positional=sys.argv.pop(1) == 'yes')\n")
+
+    def run(positional, *args):
+        return subprocess.run([sys.executable, "-c", script, positional, *args], cwd=repo,
+                              capture_output=True, text=True, timeout=120)
+
+    refused = run("no", "photos/", "--verbosity=0")
+    assert refused.returncode == 1 and "main" not in refused.stdout
+    assert refused.stderr.strip().splitlines()[-1] == "error: unexpected arguments: photos/"
+    taken = run("yes", "--", "--data_dir", "d")
+    assert taken.returncode == 0 and "main ['--data_dir', 'd']" in taken.stdout
+    assert run("no").returncode == 0

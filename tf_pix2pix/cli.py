@@ -47,8 +47,12 @@ def user_error_types() -> tuple[type[BaseException], ...]:
             NotADirectoryError, PermissionError)
 
 
-def run_main(main: Callable[[list[str]], int | None]) -> None:
-    """Runs ``main`` under ``absl.app.run`` with one-line errors for user mistakes."""
+def run_main(main: Callable[[list[str]], int | None], positional: bool = False) -> None:
+    """Runs ``main`` under ``absl.app.run`` with one-line errors for user mistakes.
+
+    ``positional``: whether the tool takes arguments besides its flags (``main`` gets them in
+    ``argv[1:]``); if not, any is refused with a one-line error before ``main`` runs.
+    """
 
     def _wrapped(argv: list[str]) -> int | None:
         from absl import flags, logging
@@ -57,6 +61,8 @@ def run_main(main: Callable[[list[str]], int | None]) -> None:
         if not flags.FLAGS["verbosity"].present:
             logging.set_verbosity(logging.WARNING)
         try:
+            if not positional and len(argv) > 1:
+                raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
             return main(argv)
         except user_error_types() as e:
             print(f"error: {e}", file=sys.stderr)

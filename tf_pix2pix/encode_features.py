@@ -132,8 +132,6 @@ def encode_features(config: EncodeConfig) -> dict:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     result = encode_features(from_flags(EncodeConfig))
     styles = {k: len(v) for k, v in result["classes"].items()}
     print(f"encoded {sum(result['instances'].values())} instances of {result['images']} "

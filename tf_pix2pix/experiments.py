@@ -354,8 +354,6 @@ def run(runner: RunnerConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     result = run(from_flags(RunnerConfig))
     with open(result["table"]) as table:
         print(table.read())

@@ -322,8 +322,6 @@ def import_generator(config: ImportConfig) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     config = from_flags(ImportConfig)
     result = import_generator(config)
     m = result["config"].model

@@ -503,8 +503,6 @@ def main(argv: list[str]) -> None:
     from absl import flags
 
     f = flags.FLAGS
-    if len(argv) > 1:
-        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     if f.report:
         markdown, text = report_text(report(f.report))
         for name, content in (("report.md", markdown), ("report.csv", text)):
