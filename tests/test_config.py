@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from tf_pix2pix.config import (ConfigError, DataConfig, ExperimentConfig, ModelConfig,
@@ -56,3 +58,14 @@ def test_input_pipeline_differences_name_fields():
     a = ExperimentConfig()
     b = ExperimentConfig(data=DataConfig(batch_size=4, data_dir="/elsewhere"))
     assert input_pipeline_differences(a, b) == ["data.batch_size: 1 -> 4"]
+
+
+def test_write_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path):
+    from tf_pix2pix.config import write_atomic
+
+    path = str(tmp_path / "f.json")
+    write_atomic(path, "old\n")
+    write_atomic(path, '{"new": 1}\n', sync=True)
+    assert open(path).read() == '{"new": 1}\n'
+    write_atomic(path, b"\x89PNG")
+    assert open(path, "rb").read() == b"\x89PNG" and os.listdir(tmp_path) == ["f.json"]

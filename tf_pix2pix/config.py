@@ -464,14 +464,23 @@ def input_pipeline_differences(saved: ExperimentConfig,
     return _differences(saved.input_pipeline(), current.input_pipeline())
 
 
+def write_atomic(path: str, data: str | bytes, sync: bool = False) -> None:
+    """Writes ``data`` to ``path`` through a temporary file beside it, so that a reader (or a
+    crash) never sees half a file; ``sync`` also flushes it to the disk before the rename."""
+    tmp = path + ".tmp"
+    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)
+        if sync:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 def save_config(config: ExperimentConfig, model_dir: str) -> str:
     """Writes ``config.json`` into ``model_dir`` atomically and returns its path."""
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(model_dir, CONFIG_FILENAME)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(config.to_json() + "\n")
-    os.replace(tmp, path)
+    write_atomic(path, config.to_json() + "\n")
     return path
 
 

@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
-from tf_pix2pix.config import load_config, option
+from tf_pix2pix.config import load_config, option, write_atomic
 
 BLOCK_NUM = 32  # the reference's area unit: H * W // 32 pixels
 MIN_AREA_RATIO = 0.5
@@ -124,10 +124,7 @@ def encode_features(config: EncodeConfig) -> dict:
               "instances": {str(k): len(v) for k, v in sorted(rows.items())},
               "classes": {str(k): c.tolist() for k, c in centres.items() if len(c)}}
     out = os.path.join(config.model_dir, FEATURE_CLUSTERS)
-    tmp = out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, out)
+    write_atomic(out, json.dumps(result, indent=1))
     return {**result, "path": out}
 
 

@@ -55,7 +55,7 @@ import urllib.parse
 from typing import Any
 
 from tf_pix2pix.cli import UserError, from_flags
-from tf_pix2pix.config import option, option_of
+from tf_pix2pix.config import option, option_of, write_atomic
 
 ANSWERS = "answers.jsonl"
 SETTINGS = "study.json"
@@ -205,12 +205,7 @@ class Study:
                                 "trials would change: use another --output_dir or the same "
                                 "settings")
         else:
-            tmp = settings_path + ".tmp"
-            with open(tmp, "w") as f:
-                json.dump(settings, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, settings_path)
+            write_atomic(settings_path, json.dumps(settings, indent=2), sync=True)
         if os.path.exists(self.path):
             records, end = read_answers(self.path)
             if end < os.path.getsize(self.path):  # a line cut short by a crash: dropped

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 
 import tensorflow as tf
 
+from tf_pix2pix.config import write_atomic
 from tf_pix2pix.evaluate import to_unit_range
 
 
@@ -36,10 +36,7 @@ def grid_png(*columns: tf.Tensor | None) -> bytes:
 
 def save_png(path: str, data: bytes) -> None:
     """Writes PNG bytes atomically (a reader never sees half a file)."""
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
+    write_atomic(path, data)
 
 
 def to_uint8(images: tf.Tensor) -> tf.Tensor:
