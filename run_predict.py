@@ -22,7 +22,8 @@ import os
 
 from absl import flags
 
-from tf_pix2pix.cli import UserError, run_main
+from tf_pix2pix.cli import UserError, define_flags, run_main
+from tf_pix2pix.config import MetricsConfig
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training directory to restore the generator from.")
@@ -46,19 +47,7 @@ flags.DEFINE_enum("on_bad_image", "fail", ["fail", "skip"],
 flags.DEFINE_list("metrics", ["l1", "psnr", "ssim"], "With targets: any of l1, psnr, ssim, "
                   "fid, kid (FID/KID over the whole set, Inception-v3 features); fcn: the "
                   "paper's FCN-score with --segmenter (also without targets).")
-flags.DEFINE_string("segmenter", "", "FCN-score: a segmenter taking images in [-1, 1] and "
-                    "returning class scores: a version folder exported from --model=segmenter, "
-                    "another SavedModel, or a .keras file.")
-flags.DEFINE_string("segmenter_input_size", "", "FCN-score: HEIGHT,WIDTH the segmenter runs "
-                    "at (photos resized bilinearly); empty = each photo's own size.")
-flags.DEFINE_string("fcn_labels", "", "FCN-score: folder of label-id PNGs named as the inputs "
-                    "(or Cityscapes' *_gtFine_labelIds.png), or input_colours (the inputs are "
-                    "colour-coded label maps, as pix2pix's Cityscapes set); not needed for "
-                    "label-map inputs.")
-flags.DEFINE_string("fcn_classes", "cityscapes", "FCN-score: cityscapes (label ids to the 19 "
-                    "train ids, others ignored) or N (label ids 0..N-1 are the classes).")
-flags.DEFINE_string("inception_weights", "imagenet", "FID/KID: path of Keras's InceptionV3 "
-                    "notop .h5, or imagenet (Keras downloads it once).")
+define_flags(MetricsConfig)  # FID/KID and FCN-score options, stated once
 flags.DEFINE_enum("protocol", "native", ["native", "reference"],
                   "native: every image at its own size, --test_mode as given; reference: as the "
                   "reference's test.py, inputs resized to 256x256 and paper test mode.")

@@ -1,4 +1,4 @@
-"""Trains a registered model (pix2pix, CycleGAN, ...): flags -> ExperimentConfig -> train_lib.train.
+"""Trains a registered model (pix2pix, CycleGAN, ...): flags -> models.resolve -> train_lib.train.
 
 Examples:
   # The demo: generates the synthetic set and trains a small model on it (a few minutes on CPU).
@@ -13,12 +13,16 @@ Examples:
   # The paper's facades setup on TFRecords built with data_prep.build_tfrecords.
   python run_train.py --data_dir /data/facades_tfr --direction BtoA --model_dir runs/facades
 
-  # Print the parameter counts of the configured networks and exit.
+  # Print the parameter counts of the configured networks, or the whole configuration, and exit.
   python run_train.py --dry_run
+  python run_train.py --model=cut --cut_mode=fastcut --print_config
 
-Restarting with the same --model_dir resumes from the latest checkpoint. --flagfile works. Every
-flag is a field of tf_pix2pix.config (--helpfull lists them with their defaults); flags not given
-take the model's reference defaults, then the preset's values.
+Restarting with the same --model_dir resumes from the latest checkpoint. --flagfile works. The
+flags are the options of the chosen model: --model (and a mode such as --cut_mode) is read
+first, then one flag is defined per field of the shared sections and of the model's own section,
+each with the default models.resolve gives it (the model's reference defaults, its mode's, the
+--preset's), so `--model=cycle_gan --helpfull` lists CycleGAN's own defaults. Flags given on
+the command line or in a --flagfile win.
 """
 
 from __future__ import annotations
@@ -28,51 +32,87 @@ import sys
 
 from absl import flags
 
+# First: cli quiets TensorFlow's start-up banner before anything imports TensorFlow.
+from tf_pix2pix.cli import define_flags, run_main  # noqa: I001
+from data_prep.demo import demo_data
 from tf_pix2pix import config as cfg
-from tf_pix2pix.cli import define_flags, from_flags, run_main
+from tf_pix2pix import models
+from tf_pix2pix.errors import ConfigError
 
 FLAGS = flags.FLAGS
 
-# One flag per config field, with the field's default and help (tf_pix2pix.config).
-define_flags(cfg.ModelConfig, cfg.DataConfig, cfg.TrainConfig)
-# Run
-flags.DEFINE_enum("preset", None, ["demo"],
-                  "demo: small fast model on the generated synthetic set (unless --data_dir).")
-flags.DEFINE_string("demo_data_dir", "data/demo", "Where --preset=demo generates its data.")
+
+def _preparse(argv: list[str], names: list[str]) -> dict[str, str | None]:
+    """The values of the string flags ``names`` in ``argv`` (flagfiles read), ignoring every
+    other flag; ``None`` for those not given (the real parse reports any error)."""
+    fv = flags.FlagValues()
+    for name in names:
+        flags.DEFINE_string(name, None, name, flag_values=fv)
+    try:
+        fv(argv[:1] + fv.read_flags_from_files(argv[1:]), known_only=True)
+    except (flags.Error, OSError):
+        return {name: None for name in names}
+    return {name: fv[name].value for name in names}
+
+
+def define_model_flags(argv: list[str]) -> tuple[str, ConfigError | None]:
+    """Defines the flags of the model ``argv`` chooses, with its resolved defaults; returns the
+    model and the error a bad --model, --preset or mode gave (raised when main runs)."""
+    chosen = _preparse(argv, ["model", "preset"])
+    model = chosen["model"] or cfg.ModelConfig.model
+    error = None
+    try:
+        model_class = models.get(model)
+    except ConfigError as e:
+        model, model_class, error = cfg.ModelConfig.model, models.get(cfg.ModelConfig.model), e
+    modes = {k: v for k, v in _preparse(argv, list(model_class.modes)).items() if v is not None}
+    preset = chosen["preset"] if chosen["preset"] in model_class.presets else None
+    try:
+        defaults = models.resolved_options(model, preset, modes)
+    except ConfigError:  # a bad mode value: the enum flag refuses it with the choices
+        defaults = models.resolved_options(model, preset)
+    define_flags(*models.option_classes(model), defaults=defaults)
+    presets = list(model_class.presets)
+    flags.DEFINE_enum("preset", None, presets or ["none"],
+                      f"A named configuration of the {model} model, applied under the flags you "
+                      "pass: " + "; ".join(presets) + " (demo: a small fast model on its "
+                      "generated synthetic set, unless --data_dir).")
+    return model, error
+
+
+MODEL, MODEL_ERROR = define_model_flags(sys.argv)
+flags.DEFINE_string("demo_data_dir", "", "Where --preset=demo generates its data (default: "
+                                         f"{models.get(MODEL).demo_data['folder']}).")
 flags.DEFINE_bool("dry_run", False, "Build the networks, print their parameter counts, exit.")
+flags.DEFINE_bool("print_config", False, "Print the resolved configuration (config.json's "
+                  "contents) and exit.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 
 
-def apply_preset() -> type:
-    """Gives the model's reference defaults, then the preset's values, to the flags the user did
-    not pass; returns the model class."""
-    from tf_pix2pix import models
-
-    model = models.get(FLAGS.model)
-    values = model.reference_options({name: FLAGS[name].value for name in FLAGS
-                                      if FLAGS[name].present})
-    if FLAGS.preset == "demo":
-        values.update(model.demo_preset)
-    for name, value in values.items():
-        if not FLAGS[name].present:
-            FLAGS[name].value = value
-    return model
-
-
 def build_config() -> cfg.ExperimentConfig:
-    """The experiment configuration described by the flags."""
-    return cfg.ExperimentConfig(data=from_flags(cfg.DataConfig), model=from_flags(cfg.ModelConfig),
-                                train=from_flags(cfg.TrainConfig))
+    """The experiment configuration the flags describe: ``models.resolve`` of the model, the
+    preset and the flags given (on the command line or in a flagfile)."""
+    if MODEL_ERROR is not None:
+        raise MODEL_ERROR
+    given = {}
+    for klass in models.option_classes(MODEL):
+        for name in cfg.option_fields(klass):
+            if FLAGS[name].present and name != "model":
+                given[name] = FLAGS[name].value
+    return models.resolve(MODEL, FLAGS.preset, **given)
 
 
 def main(argv: list[str]) -> None:
-    model = apply_preset()
-    if FLAGS.dry_run:
-        print(model.dry_run(build_config()))
-        return
-    if FLAGS.preset == "demo" and not FLAGS.data_dir and not FLAGS.tfds_name:
-        FLAGS.data_dir = model.prepare_demo_data(FLAGS.demo_data_dir)
     config = build_config()
+    model = models.for_config(config)
+    if FLAGS.print_config:
+        print(config.to_json())
+        return
+    if FLAGS.dry_run:
+        print(model.dry_run(config))
+        return
+    if FLAGS.preset == "demo" and not config.data.data_dir and not config.data.tfds_name:
+        config = config.replace(data_dir=demo_data(model.demo_data, FLAGS.demo_data_dir))
 
     from tf_pix2pix.train_lib import train
 

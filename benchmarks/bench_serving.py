@@ -42,14 +42,13 @@ def _export_fresh_model() -> str:
 
     from benchmarks.common import parse_options, scratch_dir
     from tf_pix2pix import models
-    from tf_pix2pix.config import ExperimentConfig, save_config
+    from tf_pix2pix.config import save_config
     from tf_pix2pix.export_lib import ExportConfig, export
 
     model_dir = scratch_dir("bench_serving_")
     model = models.get(FLAGS.model)
     chosen = parse_options(FLAGS.options)
-    config = ExperimentConfig.from_options({**model.reference_options(chosen), "model": FLAGS.model,
-                                            "model_dir": model_dir, **chosen})
+    config = models.resolve(FLAGS.model, model_dir=model_dir, **chosen)
     save_config(config, model_dir)
     root = model.generator_slots(config)["AtoB"].root
     generator = model.build_generator(config, "AtoB")

@@ -87,7 +87,6 @@ def main(argv):
                                    random_vgg_weights, report, scratch_dir, summary, time_calls,
                                    unpaired_records)
     from tf_pix2pix import models
-    from tf_pix2pix.config import ExperimentConfig
     from tf_pix2pix.hardware import cpu_class
     from tf_pix2pix.inference import generator_fn
     from tf_pix2pix.networks.kernels import layer_switches
@@ -99,7 +98,7 @@ def main(argv):
     data_dir = FLAGS.data_dir or (unpaired_records() if unpaired else
                                   label_records(FLAGS.crop_size) if labels else facades_records())
     chosen = parse_options(FLAGS.options)
-    options = {**model_class.reference_options(chosen), "model": FLAGS.model, "data_dir": data_dir,
+    options = {"data_dir": data_dir,
                # facades: photo | labels, the paper translates labels -> photo
                "direction": "BtoA" if not (FLAGS.data_dir or unpaired or labels) else "AtoB",
                "batch_size": FLAGS.batch_size, "crop_size": FLAGS.crop_size,
@@ -110,7 +109,7 @@ def main(argv):
         options["vgg_weights"] = random_vgg_weights()
     if FLAGS.netG:
         options["netG"] = FLAGS.netG
-    config = ExperimentConfig.from_options({**options, **chosen})
+    config = models.resolve(FLAGS.model, **{**options, **chosen})
     forced = {"auto": None, "on": True, "off": False}
     switches = layer_switches(portable=tuple(FLAGS.plain_layers),
                               patch_matmul=forced[FLAGS.patch_matmul],

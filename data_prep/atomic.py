@@ -7,7 +7,7 @@ import os
 import shutil
 from typing import Iterator
 
-from tf_pix2pix.cli import UserError
+from tf_pix2pix.errors import UserError
 
 
 def check_output_dir(path: str, overwrite: bool, flag: str = "--output_dir") -> str:

@@ -39,16 +39,37 @@ def test_flags_carry_the_fields_types_defaults_and_help_and_build_the_config_bac
 
 
 def test_every_training_option_has_help_and_one_flag_per_field():
+    from tf_pix2pix import models
+
+    for name in models.names():
+        fv = flags.FlagValues()
+        classes = models.option_classes(name)
+        define_flags(*classes, flag_values=fv)
+        fv(["prog"])
+        for klass in classes:
+            for field in dataclasses.fields(klass):
+                assert field.metadata.get("help"), f"{klass.__name__}.{field.name} has no help"
+            assert from_flags(klass, fv) == klass()
+
+
+def test_given_defaults_replace_the_fields_own_in_flag_terms():
     fv = flags.FlagValues()
-    define_flags(cfg.ModelConfig, cfg.DataConfig, cfg.TrainConfig, flag_values=fv)
-    fv(["prog"])
-    for klass in (cfg.DataConfig, cfg.ModelConfig, cfg.TrainConfig):
-        for field in dataclasses.fields(klass):
-            assert field.metadata.get("help"), f"{klass.__name__}.{field.name} has no help"
-    defaults = cfg.ExperimentConfig()
-    assert from_flags(cfg.DataConfig, fv) == defaults.data
-    assert from_flags(cfg.ModelConfig, fv) == defaults.model
-    assert from_flags(cfg.TrainConfig, fv) == defaults.train
+    define_flags(_Tool, flag_values=fv, defaults={"count": 9, "no_use_it": True})
+    fv(["prog", "--path=p"])
+    assert fv["count"].default == 9 and fv["no_use_it"].default is True
+    assert from_flags(_Tool, fv) == _Tool(path="p", count=9, use_it=False)
+
+
+def test_the_one_line_errors_need_no_tensorflow():
+    import subprocess
+    import sys
+
+    code = ("import sys; import tf_pix2pix.cli, tf_pix2pix.study; "
+            "print(sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_writable_dir_creates_or_refuses(tmp_path):

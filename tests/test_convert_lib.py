@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from tf_pix2pix import models
+from tf_pix2pix.config import ConfigError
 from tf_pix2pix.convert_lib import _check, run_onnx, run_tflite
 from tf_pix2pix.export_lib import ExportConfig, export, read_export_info
 from tf_pix2pix.train_lib import train
@@ -20,30 +21,21 @@ TOLERANCE = {"generator.tflite": 1e-4, "generator_float16.tflite": 5e-3,
 
 
 def _train(kind, data_dir, out):
+    common = {"data_dir": data_dir, "model_dir": out, "max_steps": 3, "val_max_examples": 0}
     if kind == "pix2pix":  # U-Net with batch norm (running statistics used in eval mode)
-        model = ModelConfig(netG="unet_32", ngf=8, ndf=8)
-        train_cfg = TrainConfig(model_dir=out, max_steps=3, val_max_examples=0)
+        config = models.resolve(kind, netG="unet_32", ngf=8, ndf=8, load_size=36,
+                                crop_size=32, **common)
     elif kind == "cycle_gan":  # ResNet with instance norm (tensorflow issues 59922 and 42927)
-        model = ModelConfig(model="cycle_gan", netG="resnet_6blocks", ngf=8, ndf=8,
-                            norm="instance", no_dropout=True)
-        train_cfg = TrainConfig(model_dir=out, max_steps=3, val_max_examples=0,
-                                gan_mode="lsgan")
+        config = models.resolve(kind, netG="resnet_6blocks", ngf=8, ndf=8, load_size=36,
+                                crop_size=32, **common)
     elif kind == "pix2pix_hd":  # the global generator on one-hot label maps + boundaries
-        model = ModelConfig(model="pix2pix_hd", netG="global", ngf=4, ndf=4, norm="instance",
-                            no_dropout=True, n_downsample_global=2, n_blocks_global=1)
-        train_cfg = TrainConfig(model_dir=out, max_steps=3, val_max_examples=0,
-                                gan_mode="lsgan", vgg_loss=False)
-        data = DataConfig(data_dir=data_dir, label_nc=4, preprocess="scale_width", load_size=64,
-                          crop_size=32)
-        train(ExperimentConfig(data=data, model=model, train=train_cfg), progress=False)
-        return out
+        config = models.resolve(kind, ngf=4, ndf=4, n_downsample_global=2, n_blocks_global=1,
+                                no_vgg_loss=True, label_nc=4, preprocess="scale_width",
+                                load_size=64, crop_size=32, **common)
     else:  # CUT's ResNet: blur downsampling (depthwise conv) and bilinear upsampling
-        model = ModelConfig(model="cut", netG="resnet_6blocks", ngf=8, ndf=8, norm="instance",
-                            no_dropout=True, antialias=True, antialias_up=True, netF_nc=8)
-        train_cfg = TrainConfig(model_dir=out, max_steps=3, val_max_examples=0,
-                                gan_mode="lsgan", num_patches=16, nce_idt=True)
-    train(ExperimentConfig(data=DataConfig(data_dir=data_dir, load_size=36, crop_size=32),
-                           model=model, train=train_cfg), progress=False)
+        config = models.resolve(kind, netG="resnet_6blocks", ngf=8, ndf=8, netF_nc=8,
+                                num_patches=16, load_size=36, crop_size=32, **common)
+    train(config, progress=False)
     return out
 
 

@@ -8,28 +8,22 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix import models
-from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
-from tf_pix2pix.models.cut import CUT, mean_pairwise_l1
-from tf_pix2pix.networks import resnet_module_names
+from tf_pix2pix.config import ConfigError
+from tf_pix2pix.models.cut import CUT, CUTConfig, mean_pairwise_l1
+from tf_pix2pix.networks import n_blocks, resnet_module_names
 from tf_pix2pix.networks.patch_sample import patch_ids
 
 from conftest import event_tags
 
 
-def tiny_config(data_dir="", model_dir="", mode="cut", **train_kw):
-    options = models.get("cut").reference_options({"cut_mode": mode})
-    model_kw = {k: options[k] for k in ("netG", "norm", "no_dropout", "init_type")}
-    train = {"gan_mode": "lsgan", "nce_idt": options["nce_idt"],
-             "lambda_NCE": options["lambda_NCE"], "cut_mode": mode,
-             "flip_equivariance": options.get("flip_equivariance", False), "num_patches": 16,
-             "summary_every_steps": 2, "image_every_steps": 4, "save_every_steps": 4,
-             "val_max_examples": 2, "n_epochs": 1, "n_epochs_decay": 1, "seed": 3,
-             "pool_size": 0, **train_kw}
-    return ExperimentConfig(
-        data=DataConfig(data_dir=data_dir, load_size=36, crop_size=32, seed=3, batch_size=2),
-        model=ModelConfig(model="cut", ngf=4, ndf=4, netF_nc=8, antialias=True,
-                          antialias_up=True, **{**model_kw, "netG": "resnet_6blocks"}),
-        train=TrainConfig(model_dir=str(model_dir), **train))
+def tiny_config(data_dir="", model_dir="", mode="cut", **options):
+    """A small CUT in ``mode`` (its reference defaults: antialiased sampling, xavier init)."""
+    options = {"num_patches": 16, "summary_every_steps": 2, "image_every_steps": 4,
+               "save_every_steps": 4, "val_max_examples": 2, "n_epochs": 1, "n_epochs_decay": 1,
+               "seed": 3, **options}
+    return models.resolve("cut", cut_mode=mode, data_dir=data_dir, load_size=36, crop_size=32,
+                          batch_size=2, ngf=4, ndf=4, netF_nc=8, netG="resnet_6blocks",
+                          model_dir=str(model_dir), **options)
 
 
 def _batch(seed=0, n=1, size=32):
@@ -40,34 +34,29 @@ def _batch(seed=0, n=1, size=32):
 
 def test_reference_counts_and_mode_defaults():
     cut = models.get("cut")
-    config = ExperimentConfig.from_options({"model": "cut", **cut.reference_defaults})
+    config = models.resolve("cut")
     assert cut.dry_run(config) == ("G_params=11378179 D_params=2764737 F_params=560384 "
                                    "receptive_field=84")
     assert config.model.antialias and config.model.antialias_up
-    assert config.model.init_type == "xavier" and config.train.nce_idt
+    assert config.model.init_type == "xavier" and config.model.nce_idt
     assert (config.train.n_epochs, config.train.n_epochs_decay) == (200, 200)
-    fast = ExperimentConfig.from_options({"model": "cut",
-                                          **cut.reference_options({"cut_mode": "fastcut"})})
-    t = fast.train
-    assert (t.nce_idt, t.lambda_NCE, t.flip_equivariance, t.n_epochs, t.n_epochs_decay) == (
+    fast = models.resolve("cut", cut_mode="fastcut")
+    m, t = fast.model, fast.train
+    assert (m.nce_idt, m.lambda_NCE, m.flip_equivariance, t.n_epochs, t.n_epochs_decay) == (
         False, 10.0, True, 150, 50)
 
 
 def test_configurations_that_cannot_work_are_refused():
     with pytest.raises(ConfigError, match="nce_layers index the ResNet"):
-        ExperimentConfig(model=ModelConfig(model="cut", netG="unet_256"))
+        models.resolve("cut", netG="unet_256", no_antialias=True, no_antialias_up=True)
     with pytest.raises(ConfigError, match="encoder of resnet_6blocks ends at layer 17"):
-        ExperimentConfig(model=ModelConfig(model="cut", netG="resnet_6blocks", antialias=True,
-                                           nce_layers="0,4,18"))
+        models.resolve("cut", netG="resnet_6blocks", nce_layers="0,4,18")
     with pytest.raises(ConfigError, match="nce_idt needs input_nc == output_nc"):
-        ExperimentConfig(data=DataConfig(output_nc=1),
-                         model=ModelConfig(model="cut", netG="resnet_9blocks"),
-                         train=TrainConfig(nce_idt=True))
+        models.resolve("cut", output_nc=1, nce_idt=True)
     with pytest.raises(ConfigError, match="nce_layers='4,0' is not valid"):
-        ModelConfig(model="cut", nce_layers="4,0")
+        CUTConfig(nce_layers="4,0")
     # One channel on both sides (grayscale domains, the reference's most reported crash).
-    gray = ExperimentConfig(data=DataConfig(input_nc=1, output_nc=1, load_size=36, crop_size=32),
-                            model=tiny_config().model, train=tiny_config().train)
+    gray = tiny_config(input_nc=1, output_nc=1)
     model = CUT(gray, tf.distribute.get_strategy(), 1)
     values = model.train_step(tuple(x[..., :1] for x in _batch(n=2)))
     assert np.isfinite(list(values.values())).all()
@@ -126,7 +115,7 @@ def _reference_step(model, cfg, real_A, real_B, flipped):
     """The reference's iteration with copies of G, D and F and plain ops; each update is a plain
     gradient step (``w -= g``), so that the weights after it show the gradients themselves (an
     Adam first step would show only their signs)."""
-    t = cfg.train
+    t = cfg.model  # CUT's options
     copies = {}
     for name in ("G", "D", "F"):
         net = getattr(model, name)
@@ -135,7 +124,7 @@ def _reference_step(model, cfg, real_A, real_B, flipped):
         copies[name] = copy
     G, D, F = copies["G"], copies["D"], copies["F"]
     m = cfg.model
-    names = resnet_module_names(m.n_blocks, m.antialias, m.antialias_up)
+    names = resnet_module_names(n_blocks(m.netG), m.antialias, m.antialias_up)
     enc = keras.Model(G.input, [G.get_layer(names[i]).output for i in m.nce_layer_ids])
     mse = lambda x, v: tf.reduce_mean(tf.square(x - v))  # noqa: E731
     n = real_A.shape[0]

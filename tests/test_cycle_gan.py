@@ -3,21 +3,20 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from tf_pix2pix import models
+from tf_pix2pix.config import ConfigError
 from tf_pix2pix.models.cycle_gan import LOSS_NAMES, CycleGAN, ImagePool, cycle_gan_losses
 
 from conftest import event_tags
 
 
-def tiny_config(data_dir="", model_dir="", **train_kw):
-    train_kw = {"summary_every_steps": 2, "image_every_steps": 4, "save_every_steps": 4,
-                "val_max_examples": 2, "n_epochs": 1, "n_epochs_decay": 1, "seed": 3,
-                **train_kw}
-    return ExperimentConfig(
-        data=DataConfig(data_dir=data_dir, load_size=36, crop_size=32, seed=3),
-        model=ModelConfig(model="cycle_gan", netG="resnet_6blocks", ngf=4, ndf=4,
-                          norm="instance", no_dropout=True),
-        train=TrainConfig(model_dir=str(model_dir), gan_mode="lsgan", **train_kw))
+def tiny_config(data_dir="", model_dir="", **options):
+    """A small CycleGAN (its reference defaults: instance norm, no dropout, LSGAN)."""
+    options = {"summary_every_steps": 2, "image_every_steps": 4, "save_every_steps": 4,
+               "val_max_examples": 2, "n_epochs": 1, "n_epochs_decay": 1, **options}
+    return models.resolve("cycle_gan", data_dir=data_dir, load_size=36, crop_size=32, seed=3,
+                          netG="resnet_6blocks", ngf=4, ndf=4, model_dir=str(model_dir),
+                          **options)
 
 
 # --- the image pool ---------------------------------------------------------------------------
@@ -109,10 +108,7 @@ def _model(**train_kw):
 def test_counts_names_and_unconditional_discriminators():
     model, _ = _model()
     assert [len(d.inputs) for d in (model.D_A, model.D_B)] == [1, 1]
-    big = CycleGAN(ExperimentConfig(model=ModelConfig(model="cycle_gan", netG="resnet_9blocks",
-                                                      norm="instance", no_dropout=True),
-                                    train=TrainConfig(gan_mode="lsgan")),
-                   tf.distribute.get_strategy(), steps_per_epoch=1)
+    big = CycleGAN(models.resolve("cycle_gan"), tf.distribute.get_strategy(), steps_per_epoch=1)
     from tf_pix2pix.networks import count_params
 
     assert [count_params(m) for m in (big.G_A, big.G_B, big.D_A, big.D_B)] == [
@@ -190,17 +186,15 @@ def test_identity_term_adds_two_generator_passes(lambda_identity, passes):
 
 def test_configurations_that_cannot_work_are_refused():
     with pytest.raises(ConfigError, match="crop_size=16 is too small for netD=basic"):
-        ExperimentConfig(data=DataConfig(load_size=16, crop_size=16))
-    ExperimentConfig(data=DataConfig(load_size=24, crop_size=24))  # 1x1 logits
+        models.resolve("cycle_gan", load_size=16, crop_size=16)
+    models.resolve("cycle_gan", load_size=24, crop_size=24)  # 1x1 logits
     with pytest.raises(ConfigError, match="needs input_nc == output_nc"):
-        ExperimentConfig(data=DataConfig(output_nc=1), model=ModelConfig(model="cycle_gan"))
+        models.resolve("cycle_gan", output_nc=1)
     with pytest.raises(ConfigError, match="paper and eval modes compute the same"):
         tiny_config(test_mode="paper")
     with pytest.raises(ConfigError, match="image pool"):
-        ExperimentConfig(data=DataConfig(preprocess="scale_width"),
-                         model=ModelConfig(model="cycle_gan"), train=TrainConfig(pool_size=50))
-    ExperimentConfig(data=DataConfig(preprocess="scale_width"),
-                     model=ModelConfig(model="cycle_gan"), train=TrainConfig(pool_size=0))
+        models.resolve("cycle_gan", preprocess="scale_width", pool_size=50)
+    models.resolve("cycle_gan", preprocess="scale_width", pool_size=0)
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     with strategy.scope(), pytest.raises(ConfigError, match="one replica"):
         CycleGAN(tiny_config(), strategy, steps_per_epoch=1)
@@ -254,11 +248,8 @@ def test_training_from_tfds_resumes_by_repositioning(tmp_path):
     from tf_pix2pix.train_lib import build_trainer
 
     def cfg(steps):
-        base = tiny_config("", tmp_path / "m", max_steps=steps, val_max_examples=0)
-        return ExperimentConfig(
-            data=DataConfig(tfds_name="cycle_gan/horse2zebra", tfds_data_dir=str(tmp_path),
-                            load_size=36, crop_size=32, seed=3),
-            model=base.model, train=base.train)
+        return tiny_config("", tmp_path / "m", max_steps=steps, val_max_examples=0,
+                           tfds_name="cycle_gan/horse2zebra", tfds_data_dir=str(tmp_path))
 
     with tfds.testing.mock_data(num_examples=3):
         first = build_trainer(cfg(3), progress=False)

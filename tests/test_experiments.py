@@ -3,9 +3,10 @@ import os
 
 import pytest
 
-from tf_pix2pix.cli import UserError
 import dataclasses
 
+from tf_pix2pix import models
+from tf_pix2pix.cli import UserError
 from tf_pix2pix.experiments import SUITES, RunnerConfig, config_key, experiment_config, run
 
 
@@ -13,12 +14,12 @@ def test_suites_are_the_papers_configurations():
     runner = RunnerConfig(suite="all", data_dir="d", output_dir="o", steps=10)
     rows = {(s, n): experiment_config(runner, o) for s in SUITES for n, o in SUITES[s].items()}
     l1 = rows[("objectives", "L1")]
-    assert l1.train.lambda_gan == 0 and l1.train.lambda_l1 == 100
-    assert rows[("objectives", "cGAN")].train.lambda_l1 == 0
+    assert l1.model.lambda_gan == 0 and l1.model.lambda_l1 == 100
+    assert rows[("objectives", "cGAN")].model.lambda_l1 == 0
     assert not rows[("objectives", "L1+GAN")].model.condition_D
     assert rows[("generators", "encoder-decoder")].model.netG == "encoder_decoder_256"
-    fields = [rows[("patch_sizes", n)].model.receptive_field
-              for n in ("1x1", "16x16", "70x70", "286x286")]
+    fields = [int(models.for_config(c).receptive_field(c)) for c in
+              (rows[("patch_sizes", n)] for n in ("1x1", "16x16", "70x70", "286x286"))]
     assert fields == [1, 16, 70, 286]
     # The full objective, the U-Net and the 70x70 PatchGAN are one configuration.
     assert (rows[("objectives", "L1+cGAN")] == rows[("generators", "U-Net")]
@@ -31,14 +32,13 @@ def test_the_run_key_covers_everything_that_changes_training():
     runner = RunnerConfig(data_dir="d", output_dir="o", steps=10)
     base = experiment_config(runner, {})
     key = config_key(base)
-    changed = [dataclasses.replace(base, data=dataclasses.replace(base.data, data_dir="other")),
-               dataclasses.replace(base, train=dataclasses.replace(base.train, lr=1e-3)),
-               dataclasses.replace(base, train=dataclasses.replace(base.train, gan_mode="lsgan")),
-               dataclasses.replace(base, data=dataclasses.replace(base.data, no_flip=True))]
-    assert len({key, *map(config_key, changed)}) == 5
+    changed = [base.replace(data_dir="other"), base.replace(lr=1e-3),
+               base.replace(gan_mode="lsgan"), base.replace(no_flip=True),
+               base.replace(precision="mixed_bfloat16")]
+    assert len({key, *map(config_key, changed)}) == 6
     # Where a run is written and how often it logs do not make it another run.
-    same = dataclasses.replace(base, train=dataclasses.replace(
-        base.train, model_dir="elsewhere", summary_every_steps=7, val_max_examples=3))
+    same = base.replace(model_dir="elsewhere", summary_every_steps=7, val_max_examples=3,
+                        lock_timeout=5)
     assert config_key(same) == key
 
 
@@ -80,7 +80,8 @@ def test_runner_trains_evaluates_tabulates_and_resumes(records_dir, tmp_path):
     layer.set_weights([np.zeros([1, 1, 3, 4], np.float32), np.array([0, 0, 1, 0], np.float32)])
     model.save(str(tmp_path / "constant.keras"))
     scored = dataclasses.replace(runner, segmenter=str(tmp_path / "constant.keras"),
-                                 fcn_classes="4", suite="generators")
+                                 fcn_classes="4", fcn_labels="input_colours",
+                                 suite="generators")
     result = run(scored)
     setup = FCNSetup(scored)
     images, _, names = _test_images(scored, experiment_config(scored, {}))

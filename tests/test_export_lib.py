@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from tf_pix2pix import models
+from tf_pix2pix.config import ConfigError
 from tf_pix2pix.export_lib import ExportConfig, export, next_version, read_export_info
-from tf_pix2pix.inference import mode_call, padded_translate, restore_generator
+from tf_pix2pix.inference import mode_call, padded_translate
+from tf_pix2pix.models import restore_generator
 from tf_pix2pix.train_lib import train
 
 from conftest import encode_special, png_header_only, random_image
@@ -22,10 +24,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def model_dir(records_dir, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("export") / "model")
-    cfg = ExperimentConfig(
-        data=DataConfig(data_dir=records_dir, load_size=36, crop_size=32, batch_size=2),
-        model=ModelConfig(netG="unet_32", ngf=8, ndf=8),
-        train=TrainConfig(model_dir=out, max_steps=3, val_max_examples=0))
+    cfg = models.resolve("pix2pix", data_dir=records_dir, load_size=36, crop_size=32,
+                         batch_size=2, netG="unet_32", ngf=8, ndf=8, model_dir=out, max_steps=3,
+                         val_max_examples=0)
     train(cfg, progress=False)
     return out
 
@@ -199,12 +200,9 @@ def test_cli_exports_and_reports(model_dir, tmp_path):
 def cycle_gan_dir(unpaired_records_dir, tmp_path_factory):
     """A CycleGAN trained 2 steps; B is grayscale, so G_A maps 3 -> 1 and G_B 1 -> 3 channels."""
     out = str(tmp_path_factory.mktemp("export_cg") / "model")
-    cfg = ExperimentConfig(
-        data=DataConfig(data_dir=unpaired_records_dir, load_size=36, crop_size=32, output_nc=1),
-        model=ModelConfig(model="cycle_gan", netG="resnet_6blocks", ngf=4, ndf=4,
-                          norm="instance", no_dropout=True),
-        train=TrainConfig(model_dir=out, max_steps=2, val_max_examples=0, gan_mode="lsgan",
-                          lambda_identity=0.0))
+    cfg = models.resolve("cycle_gan", data_dir=unpaired_records_dir, load_size=36,
+                         crop_size=32, output_nc=1, netG="resnet_6blocks", ngf=4, ndf=4,
+                         model_dir=out, max_steps=2, val_max_examples=0, lambda_identity=0.0)
     train(cfg, progress=False)
     return out
 

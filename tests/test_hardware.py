@@ -42,15 +42,14 @@ def test_bfloat16_without_native_support_is_warned_about():
 
 def test_training_start_up_prints_the_bfloat16_warning(records_dir, tmp_path, monkeypatch,
                                                        capfd):
-    from tf_pix2pix.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+    from tf_pix2pix import models
     from tf_pix2pix.train_lib import build_trainer
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: set(AVX2))
     monkeypatch.setattr(hardware, "has_gpu", lambda: False)
-    config = ExperimentConfig(
-        data=DataConfig(data_dir=records_dir, load_size=36, crop_size=32),
-        model=ModelConfig(netG="unet_32", ngf=4, ndf=4),
-        train=TrainConfig(model_dir=str(tmp_path / "m"), precision="mixed_bfloat16"))
+    config = models.resolve("pix2pix", data_dir=records_dir, load_size=36, crop_size=32,
+                            netG="unet_32", ngf=4, ndf=4, model_dir=str(tmp_path / "m"),
+                            precision="mixed_bfloat16")
     build_trainer(config, progress=False)
     err = capfd.readouterr().err
     assert "warning: --precision=mixed_bfloat16 on a CPU without native bfloat16" in err

@@ -7,23 +7,26 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_pix2pix import models
 from tf_pix2pix.cli import UserError
-from tf_pix2pix.config import ModelConfig
-from tf_pix2pix.inference import restore_generator
 from tf_pix2pix.import_torch import (ImportConfig, assign_state_dict, export_state_dict,
                                      import_generator)
-from tf_pix2pix.networks import build_generator
+from tf_pix2pix.models import restore_generator
 
 from torch_files import save_pth
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-UNET = ModelConfig(netG="unet_256", ngf=8, norm="batch")
-RESNET = ModelConfig(model="cycle_gan", netG="resnet_9blocks", ngf=8, norm="instance",
-                     no_dropout=True)
+UNET = models.resolve("pix2pix", netG="unet_256", ngf=8, norm="batch")
+RESNET = models.resolve("cycle_gan", netG="resnet_9blocks", ngf=8)
+
+
+def build_generator(config):
+    """The generator of ``config`` as its model builds it."""
+    return models.for_config(config).build_generator(config)
 
 
 def _random_generator(config, seed=0):
-    g = build_generator(config, 3, 3)
+    g = build_generator(config)
     rng = np.random.default_rng(seed)
     g.set_weights([(np.abs(rng.normal(1, 0.3, w.shape)) if "variance" in v.path
                     else rng.normal(0, 0.1, w.shape)).astype(np.float32)
@@ -48,8 +51,8 @@ def test_reference_key_names_of_both_generator_families():
             "model.26.weight", "model.26.bias"} <= set(resnet)
     assert resnet["model.26.weight"].shape == (3, 8, 7, 7)
     # Every parameter of CycleGAN's generator is a reference tensor (its well-known count).
-    full = ModelConfig(model="cycle_gan", netG="resnet_9blocks", norm="instance", no_dropout=True)
-    full_state = export_state_dict(build_generator(full, 3, 3), full)
+    full = models.resolve("cycle_gan")
+    full_state = export_state_dict(build_generator(full), full)
     assert sum(v.size for v in full_state.values()) == 11_378_179
 
 
@@ -58,26 +61,27 @@ def test_reference_key_names_of_both_generator_families():
 def test_round_trip_through_a_pth_gives_identical_outputs(tmp_path, config, fmt):
     source = _random_generator(config)
     state = export_state_dict(source, config)
-    if config.norm == "instance":  # old PyTorch saved these under InstanceNorm2d; dropped
+    if config.model.norm == "instance":  # old PyTorch saved these under InstanceNorm2d; dropped
         state["model.2.running_mean"] = np.zeros(8, np.float32)
         state["model.2.running_var"] = np.ones(8, np.float32)
         state["model.2.num_batches_tracked"] = np.array(3, np.int64)
     else:
         state["model.model.1.model.2.num_batches_tracked"] = np.array(3, np.int64)
     pth = save_pth(state, tmp_path / "latest_net_G.pth", fmt)
-    kind = "cycle_gan" if config.model == "cycle_gan" else "pix2pix"
+    kind = config.model.model
     result = import_generator(ImportConfig(model_dir=str(tmp_path / "m"), pth=pth, model=kind,
-                                           netG=config.netG, norm=config.norm, ngf=8))
+                                           netG=config.model.netG, norm=config.model.norm,
+                                           ngf=8))
     assert result["generator"] == ("G_A" if kind == "cycle_gan" else "generator")
     imported, saved_config, _ = restore_generator(str(tmp_path / "m"))
-    assert saved_config.model.netG == config.netG
+    assert saved_config.model.netG == config.model.netG
     x = np.random.default_rng(1).uniform(-1, 1, (1, 256, 256, 3)).astype(np.float32)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(imported(x, training=False)),
                                   keras.ops.convert_to_numpy(source(x, training=False)))
 
 
 def test_a_single_kernel_tap_lands_where_the_reference_layout_puts_it():
-    g = build_generator(UNET, 3, 3)
+    g = build_generator(UNET)
     state = export_state_dict(g, UNET)
     state = {k: np.zeros_like(v) for k, v in state.items()}
     state["model.model.0.weight"][5, 1, 0, 3] = 1.0  # out 5, in 1, row 0, column 3
@@ -97,8 +101,7 @@ def test_a_single_kernel_tap_lands_where_the_reference_layout_puts_it():
 
 
 def test_resnet_files_saved_with_dropout_are_detected(tmp_path):
-    with_dropout = ModelConfig(model="cycle_gan", netG="resnet_6blocks", ngf=8,
-                               norm="instance", no_dropout=False)
+    with_dropout = models.resolve("cycle_gan", netG="resnet_6blocks", ngf=8, no_dropout=False)
     source = _random_generator(with_dropout)
     state = export_state_dict(source, with_dropout, dropout_blocks=True)
     assert "model.10.conv_block.6.weight" in state and "model.10.conv_block.5.weight" not in state
@@ -164,14 +167,13 @@ def test_nvidia_pix2pix_hd_key_names_at_full_size():
     """NVIDIA's label2city generators: GlobalGenerator 56 tensors (model.1 ... model.38, blocks
     model.16 - model.24), LocalEnhancer 74 (model.*, model1_1.*, model1_2.*), every parameter
     a reference tensor."""
-    common = dict(model="pix2pix_hd", norm="instance", no_dropout=True)
-    glob = ModelConfig(netG="global", **common)
-    state = export_state_dict(build_generator(glob, 36, 3), glob)
+    glob = models.resolve("pix2pix_hd", no_vgg_loss=True)  # 35 classes + boundaries: 36 in
+    state = export_state_dict(build_generator(glob), glob)
     assert len(state) == 56 and sum(v.size for v in state.values()) == 182_546_755
     assert {"model.1.weight", "model.16.conv_block.1.weight", "model.24.conv_block.5.bias",
             "model.25.weight", "model.38.weight", "model.38.bias"} <= set(state)
-    local = ModelConfig(netG="local", ngf=32, **common)
-    state = export_state_dict(build_generator(local, 36, 3), local)
+    local = models.resolve("pix2pix_hd", netG="local", ngf=32, no_vgg_loss=True)
+    state = export_state_dict(build_generator(local), local)
     assert len(state) == 74 and sum(v.size for v in state.values()) == 182_857_059
     assert {"model.1.weight", "model.34.bias", "model1_1.1.weight", "model1_1.4.bias",
             "model1_2.0.conv_block.1.weight", "model1_2.2.conv_block.5.bias",

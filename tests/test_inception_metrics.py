@@ -73,6 +73,9 @@ def test_the_whole_pipeline_with_random_weights():
 def test_bad_weights_are_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="--inception_weights=weights.bin"):
         InceptionFeatures("weights.bin")
+    with pytest.raises(ConfigError, match="FID/KID need Inception-v3 weights: pass "
+                                          "--inception_weights PATH"):
+        InceptionFeatures("")
     missing = str(tmp_path / "missing.h5")
     with pytest.raises(ConfigError, match="cannot load the InceptionV3 weights"):
         InceptionFeatures(missing)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tf_pix2pix import models
 from tf_pix2pix.config import ConfigError, ModelConfig
-from tf_pix2pix.inference import (check_test_mode, generator_fn, mode_call, padded_translate,
-                                  restore_generator)
+from tf_pix2pix.inference import check_test_mode, generator_fn, mode_call, padded_translate
 from tf_pix2pix.networks import build_generator
 
 
@@ -19,16 +19,19 @@ def _generator():
 
 def test_check_test_mode_refuses_unknown_modes_and_paper_mode_without_noise():
     check_test_mode("eval")
-    check_test_mode("paper", ModelConfig())
+    check_test_mode("paper")
     with pytest.raises(ConfigError, match="test_mode='train' is not valid; choose one of "
                                           "eval, paper"):
         check_test_mode("train")
-    quiet = ModelConfig(model="cycle_gan", netG="resnet_6blocks", norm="instance",
-                        no_dropout=True)
+    # Against a model: paper mode where it changes nothing is refused.
+    models.check_test_mode(models.resolve("pix2pix"), "paper")
+    quiet = models.resolve("cycle_gan", netG="resnet_6blocks")
     with pytest.raises(ConfigError, match="cycle_gan generator has no dropout and no batch "
                                           "norm"):
-        check_test_mode("paper", quiet)
-    check_test_mode("eval", quiet)
+        models.check_test_mode(quiet, "paper")
+    models.check_test_mode(quiet, "eval")
+    with pytest.raises(ConfigError, match="test_mode='train' is not valid"):
+        models.check_test_mode(quiet, "train")
 
 
 def test_paper_mode_normalises_by_the_batch_and_never_updates_the_stored_statistics():
@@ -94,8 +97,3 @@ def test_eval_mode_is_deterministic_and_padded_translation_keeps_any_size():
     a, b = padded_translate(call, x, 32).numpy(), padded_translate(call, x, 32).numpy()
     assert a.shape == (1, 37, 50, 3)
     np.testing.assert_array_equal(a, b)
-
-
-def test_restore_generator_names_the_missing_pieces(tmp_path):
-    with pytest.raises(ConfigError, match="config.json not found"):
-        restore_generator(str(tmp_path))

@@ -7,14 +7,17 @@ import json
 import os
 import re
 import subprocess
+import shutil
 import sys
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from data_prep.demo import demo_data
 from tf_pix2pix import models
-from tf_pix2pix.config import ConfigError, ExperimentConfig
+from tf_pix2pix.config import ConfigError, ModelConfig, save_config
+from tf_pix2pix.models import pad_multiple, restore_generator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PLUGINS = os.path.join(REPO, "tests", "plugins")
@@ -25,26 +28,29 @@ def test_the_registry_holds_the_built_in_models_and_names_them_in_errors():
     for name in models.names():
         model = models.get(name)
         assert model.name == name and issubclass(model, models.TranslationModel)
-        # Per-model defaults and presets name real options (and make a valid configuration).
-        preset = {k: v for k, v in model.demo_preset.items()
-                  if k not in ("model_dir", "demo_data_dir")}
-        ExperimentConfig.from_options({"model": name, **model.reference_defaults, **preset})
+        # Each model owns its section; its defaults, modes and presets name real options (and
+        # make valid configurations).
+        assert issubclass(model.Config, ModelConfig) and model.Config().model == name
+        assert "demo" in model.presets and "reference" in model.presets
+        for preset in model.presets:
+            extra = {"no_vgg_loss": True} if "vgg_loss" in model.Config.__dataclass_fields__ \
+                else {}
+            assert models.resolve(name, preset, **extra).model.model == name
     with pytest.raises(ConfigError, match="model='nope' is not valid; choose one of "
                                           "pix2pix, cycle_gan"):
         models.get("nope")
-    with pytest.raises(ConfigError, match="not valid"):
-        ExperimentConfig.from_options({"model": "nope"})
     with pytest.raises(ValueError, match="already registered"):
         models.register(type("Other", (models.get("pix2pix"),), {"name": "cycle_gan"}))
 
 
-def test_options_map_to_config_fields():
-    config = ExperimentConfig.from_options({"model": "cycle_gan", "no_condition_D": True,
-                                            "seed": 4, "crop_size": 64, "lr": 1e-3})
-    assert not config.model.condition_D and config.data.seed == config.train.seed == 4
+def test_options_map_to_the_sections_that_hold_them():
+    config = models.resolve("pix2pix", no_condition_D=True, seed=4, crop_size=64, load_size=72,
+                            lr=1e-3, precision="mixed_bfloat16")
+    assert not config.model.condition_D and config.data.seed == 4
     assert config.data.crop_size == 64 and config.train.lr == 1e-3
-    with pytest.raises(ConfigError, match="unknown options: bogus"):
-        ExperimentConfig.from_options({"bogus": 1})
+    assert config.runtime.precision == "mixed_bfloat16"
+    with pytest.raises(ConfigError, match="unknown options for the pix2pix model: bogus"):
+        models.resolve("pix2pix", bogus=1)
 
 
 @pytest.mark.parametrize("name", models.names())
@@ -56,12 +62,9 @@ def test_every_model_dry_runs_trains_a_step_resumes_and_exports(name, tmp_path_f
 
     model = models.get(name)
     work = tmp_path_factory.mktemp(name)
-    data_dir = model.prepare_demo_data(str(work / "demo"))
-    preset = {k: v for k, v in model.demo_preset.items() if k not in ("model_dir",
-                                                                      "demo_data_dir")}
-    config = ExperimentConfig.from_options({
-        **model.reference_defaults, **preset, "model": name, "data_dir": data_dir,
-        "model_dir": str(work / "run"), "max_steps": 1, "val_max_examples": 2})
+    data_dir = demo_data(model.demo_data, str(work / "demo"))
+    config = models.resolve(name, "demo", data_dir=data_dir, model_dir=str(work / "run"),
+                            max_steps=1, val_max_examples=2)
     line = model.dry_run(config)
     assert re.fullmatch(r"(\w+_params=\d+ ?)+( receptive_field=[\d,]+)?", line), line
 
@@ -110,9 +113,18 @@ def test_a_plugin_model_trains_resumes_exports_and_predicts_through_the_clis(
               "--crop_size=32", "--batch_size=2", "--noprogress", "--val_max_examples=2"]
     dry = _cli("run_train.py", *common, "--dry_run", env=toy_plugin)
     assert dry.strip().splitlines()[-1] == "generator_params=84"  # 3*3*3*3 + 3
+    # The plugin's own option: a flag with its default and help, and a field of config.json.
+    result = subprocess.run([sys.executable, os.path.join(REPO, "run_train.py"), "--model=toy",
+                             "--helpfull"], env=toy_plugin, capture_output=True, text=True,
+                            timeout=300, cwd=REPO)
+    assert "--kernel_size: Side of the toy's one convolution." in result.stdout
+    common.append("--kernel_size=1")
+    dry = _cli("run_train.py", *common, "--dry_run", env=toy_plugin)
+    assert dry.strip().splitlines()[-1] == "generator_params=12"  # 1*1*3*3 + 3
     out = _cli("run_train.py", *common, "--max_steps=3", env=toy_plugin)
     assert "step=3/3" in out and "val_l1=" in out
-    assert json.load(open(os.path.join(run, "config.json")))["model"]["model"] == "toy"
+    saved = json.load(open(os.path.join(run, "config.json")))["model"]
+    assert saved["model"] == "toy" and saved["kernel_size"] == 1
     out = _cli("run_train.py", *common, "--max_steps=5", env=toy_plugin)
     assert "Resumed from" in out and "at step 3" in out and "step=5/5" in out
 
@@ -168,3 +180,54 @@ def test_no_code_outside_the_models_package_compares_a_model_name():
     # The check itself finds what it must.
     assert pattern.search('if config.model.model == "cycle_gan":')
     assert pattern.search('x = 1 if "pix2pix" != name else 2')
+
+
+# -- restoring a trained generator (models.base.restore_generator) ------------------------------
+
+def _model_dir(path, model="pix2pix", **options):
+    """config.json and a checkpoint of a freshly built generator, as training leaves them."""
+    config = models.resolve(model, model_dir=str(path), **options)
+    save_config(config, str(path))
+    model_class = models.get(model)
+    slot = model_class.generator_slots(config)["AtoB"]
+    generator = model_class.build_generator(config)
+    for v in generator.trainable_variables:
+        v.assign(tf.random.stateless_normal(v.shape, [7, len(v.path)], stddev=0.1))
+    tf.train.Checkpoint(**{slot.root: generator}).save(os.path.join(path, "checkpoints", "ckpt"))
+    return generator, config
+
+
+def test_restores_the_weights_with_the_models_own_section(tmp_path):
+    saved, config = _model_dir(tmp_path / "run", "cycle_gan", netG="resnet_6blocks", ngf=4,
+                               ndf=4)
+    generator, restored_config, path = restore_generator(str(tmp_path / "run"))
+    assert restored_config == config and path.endswith("ckpt-1")
+    for a, b in zip(saved.weights, generator.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    assert pad_multiple(config) == 4  # a ResNet generator's two downsamplings
+    # A moved training directory reads its files from where it is now.
+    shutil.move(str(tmp_path / "run"), str(tmp_path / "moved"))
+    _, moved, _ = restore_generator(str(tmp_path / "moved"))
+    assert moved.train.model_dir == str(tmp_path / "moved")
+
+
+def test_restore_generator_names_the_missing_pieces(tmp_path):
+    with pytest.raises(ConfigError, match="config.json not found"):
+        restore_generator(str(tmp_path))
+    save_config(models.resolve("pix2pix", netG="unet_32", ngf=4), str(tmp_path))
+    with pytest.raises(ConfigError, match="no checkpoint in .*; train first"):
+        restore_generator(str(tmp_path))
+    with pytest.raises(ConfigError, match="checkpoint .*nope not found"):
+        restore_generator(str(tmp_path), checkpoint=str(tmp_path / "nope"))
+
+
+def test_another_architecture_or_direction_is_refused(tmp_path):
+    _model_dir(tmp_path, netG="unet_32", ngf=4, ndf=4)
+    with pytest.raises(ConfigError, match="--direction=BtoA: the pix2pix model in .* has "
+                                          "generators for AtoB only"):
+        restore_generator(str(tmp_path), direction="BtoA")
+    # config.json edited to another width: the checkpoint's shapes do not fit.
+    save_config(models.resolve("pix2pix", netG="unet_32", ngf=8), str(tmp_path))
+    with pytest.raises(ConfigError, match="does not match the architecture in config.json "
+                                          r"\(model=pix2pix netG=unet_32 ngf=8"):
+        restore_generator(str(tmp_path))

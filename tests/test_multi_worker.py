@@ -101,14 +101,11 @@ def assert_close_to(model_dir, reference_dir, step):
 @pytest.fixture(scope="module")
 def one_process(records_dir, tmp_path_factory):
     """The same training in one process (default strategy), 10 steps, checkpoint every 2."""
-    from tf_pix2pix.config import ExperimentConfig, ModelConfig
     from tf_pix2pix.train_lib import train
 
     model_dir = tmp_path_factory.mktemp("one_process")
     cfg = tiny_config(records_dir, model_dir, max_steps=10, save_every_steps=2,
-                      keep_checkpoints=10)
-    cfg = ExperimentConfig(data=cfg.data, train=cfg.train,
-                           model=ModelConfig(netG="unet_32", ngf=8, ndf=8, no_dropout=True))
+                      keep_checkpoints=10, no_dropout=True)
     train(cfg, progress=False)
     return model_dir
 

@@ -4,8 +4,17 @@ import tensorflow as tf
 
 from tf_pix2pix.config import ModelConfig
 from tf_pix2pix.networks import (build_discriminator, build_generator, count_params,
-                                 nlayer_discriminator, pixel_discriminator, resnet_generator,
+                                 generator_layout, n_blocks, nlayer_discriminator, num_downs,
+                                 pixel_discriminator, receptive_field, resnet_generator,
                                  unet_generator)
+
+
+def test_the_generators_downsamplings_blocks_and_layouts():
+    assert [num_downs(g) for g in ("unet_256", "unet_128", "unet_64", "unet_32")] == [8, 7, 6, 5]
+    assert num_downs("resnet_9blocks") == num_downs("resnet_6blocks") == 2
+    assert (n_blocks("resnet_9blocks"), n_blocks("resnet_6blocks")) == (9, 6)
+    assert generator_layout(ModelConfig(netG="encoder_decoder_128")) == ("unet", 7, 0, 0, 0)
+    assert generator_layout(ModelConfig(netG="resnet_6blocks")) == ("resnet", 2, 6, 0, 0)
 
 
 def test_paper_defaults_have_the_pinned_parameter_counts():
@@ -574,7 +583,7 @@ def test_patchgan_receptive_fields_of_the_paper(netD, n_layers, field):
     import tensorflow as tf
 
     config = ModelConfig(netD=netD, n_layers_D=n_layers, ndf=2, norm="none")
-    assert config.receptive_field == field
+    assert receptive_field(netD, n_layers) == field
     d = build_discriminator(config, 1, 1, conditional=False)
     x = tf.constant(np.random.default_rng(0).normal(size=(1, 320, 320, 1)), tf.float32)
     with tf.GradientTape() as tape:
@@ -613,8 +622,8 @@ def test_dropout_is_keras_dropout_on_one_device_and_differs_between_replicas():
 def test_layer_switches_are_constructor_arguments_and_make_portable_copies():
     import tensorflow as tf
 
-    from tf_pix2pix.networks.kernels import Conv, UpConv, layer_switches, make_portable
-    from tf_pix2pix.networks.layers import InstanceNorm
+    from tf_pix2pix.networks.kernels import Conv, UpConv, layer_switches
+    from tf_pix2pix.networks.layers import InstanceNorm, make_portable
 
     config = ModelConfig(netG="resnet_6blocks", ngf=8, norm="instance", no_dropout=True)
     g = build_generator(config, 3, 3)
@@ -694,15 +703,15 @@ def test_antialiased_patchgan_computes_the_reference_function():
     assert actual.shape == expected.shape == (3, 2, 1)
     np.testing.assert_allclose(actual, expected, rtol=1e-4, atol=1e-4)
     # The receptive field CUT's D has: measured support of the centre output's gradient.
-    config = ModelConfig(ndf=2, norm="none", antialias=True, netG="resnet_9blocks")
-    big = build_discriminator(config, 1, 1, conditional=False)
+    config = ModelConfig(ndf=2, norm="none", netG="resnet_9blocks")
+    big = build_discriminator(config, 1, 1, conditional=False, antialias=True)
     image = tf.constant(rng.normal(size=(1, 200, 200, 1)), tf.float32)
     with tf.GradientTape() as tape:
         tape.watch(image)
         logits = big(image)
         centre = logits[0, logits.shape[1] // 2, logits.shape[2] // 2, 0]
     rows = np.flatnonzero(np.abs(tape.gradient(centre, image).numpy()[0, :, :, 0]).sum(axis=1))
-    assert rows.max() - rows.min() + 1 == config.receptive_field == 84
+    assert rows.max() - rows.min() + 1 == receptive_field("basic", 3, antialias=True) == 84
 
 
 def test_xavier_init_is_pytorchs_untruncated_xavier_normal():

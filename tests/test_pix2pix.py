@@ -3,16 +3,16 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_pix2pix.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from tf_pix2pix import models
 from tf_pix2pix.models.base import LinearDecay, dtype_policy
 from tf_pix2pix.models.pix2pix import LOSS_NAMES, Pix2Pix
 
 
-def _config(batch_size=2, **model):
-    model = {"netG": "unet_32", "ngf": 8, "ndf": 8, **model}
-    return ExperimentConfig(data=DataConfig(batch_size=batch_size, load_size=32, crop_size=32),
-                            model=ModelConfig(**model), train=TrainConfig(n_epochs=2,
-                                                                          n_epochs_decay=3))
+def _config(batch_size=2, **options):
+    options = {"netG": "unet_32", "ngf": 8, "ndf": 8, "n_epochs": 2, "n_epochs_decay": 3,
+               **options}
+    return models.resolve("pix2pix", batch_size=batch_size, load_size=32, crop_size=32,
+                          **options)
 
 
 def _batch(n=2, seed=0):
@@ -30,7 +30,7 @@ def test_linear_decay_follows_the_reference_per_epoch():
 
 
 def test_constant_policy():
-    cfg = ExperimentConfig(train=TrainConfig(lr_policy="constant", lr=1e-3))
+    cfg = models.resolve("pix2pix", lr_policy="constant", lr=1e-3)
     model = Pix2Pix(_config(), tf.distribute.get_strategy(), 5)
     assert model.current_lr() == pytest.approx(2e-4)
     from tf_pix2pix.models.base import learning_rate
@@ -99,9 +99,7 @@ def test_mirrored_step_matches_single_device_on_the_same_global_batch():
 
 def test_float16_step_with_loss_scaling_runs_and_learns():
     keras.utils.set_random_seed(4)
-    cfg = ExperimentConfig(data=DataConfig(batch_size=2, load_size=32, crop_size=32),
-                           model=ModelConfig(netG="unet_32", ngf=8, ndf=8),
-                           train=TrainConfig(precision="mixed_float16"))
+    cfg = _config(n_epochs=100, n_epochs_decay=100, precision="mixed_float16")
     model = Pix2Pix(cfg, tf.distribute.get_strategy(), 10)
     assert isinstance(model.g_optimizer, keras.mixed_precision.LossScaleOptimizer)
     before = [v.numpy().copy() for v in model.generator.trainable_variables]
@@ -116,9 +114,7 @@ def test_dtype_policy_is_restored_and_bfloat16_step_runs():
     with dtype_policy("mixed_bfloat16"):
         assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
     assert keras.mixed_precision.global_policy().name == before
-    cfg = ExperimentConfig(data=DataConfig(batch_size=2, load_size=32, crop_size=32),
-                           model=ModelConfig(netG="unet_32", ngf=8, ndf=8),
-                           train=TrainConfig(precision="mixed_bfloat16"))
+    cfg = _config(n_epochs=100, n_epochs_decay=100, precision="mixed_bfloat16")
     model = Pix2Pix(cfg, tf.distribute.get_strategy(), 10)
     assert model.generator.get_layer("down1_conv").compute_dtype == "bfloat16"
     assert model.generator.get_layer("down1_conv").kernel.dtype == "float32"
@@ -129,10 +125,8 @@ def test_dtype_policy_is_restored_and_bfloat16_step_runs():
 
 # --- the paper's ablations ----------------------------------------------------------------------
 
-def _ablation(model_kw=None, **train_kw):
-    model = {"netG": "unet_32", "ngf": 8, "ndf": 8, **(model_kw or {})}
-    cfg = ExperimentConfig(data=DataConfig(batch_size=2, load_size=32, crop_size=32),
-                           model=ModelConfig(**model), train=TrainConfig(**train_kw))
+def _ablation(**options):
+    cfg = _config(n_epochs=100, n_epochs_decay=100, **options)
     return Pix2Pix(cfg, tf.distribute.get_strategy(), 5)
 
 
@@ -164,7 +158,7 @@ def test_lambda_l1_zero_is_the_cgan_row():
 
 
 def test_unconditional_discriminator_sees_only_the_output():
-    model = _ablation({"condition_D": False})
+    model = _ablation(no_condition_D=True)
     assert [tuple(t.shape) for t in model.discriminator.inputs] == [(None, None, None, 3)]
     assert model.discriminator.get_layer("conv0").kernel.shape == (4, 4, 3, 8)
     values = model.train_step(_batch())
@@ -175,4 +169,4 @@ def test_both_weights_zero_is_refused():
     from tf_pix2pix.config import ConfigError
 
     with pytest.raises(ConfigError, match="no objective"):
-        ExperimentConfig(train=TrainConfig(lambda_gan=0.0, lambda_l1=0.0))
+        models.resolve("pix2pix", lambda_gan=0.0, lambda_l1=0.0)

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
-from tf_pix2pix.models.pix2pix_hd import Pix2PixHD
-from tf_pix2pix.networks import (build_generator, count_params,
-                                 multiscale_discriminator)
+from tf_pix2pix import models
+from tf_pix2pix.config import ConfigError
+from tf_pix2pix.models.pix2pix_hd import Pix2PixHD, Pix2PixHDConfig, feature_encoder
+from tf_pix2pix.networks import count_params, multiscale_discriminator
 from tf_pix2pix.networks.vgg import FEATURE_WEIGHTS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -32,25 +32,30 @@ def vgg_weights(tmp_path_factory):
     return path
 
 
-def tiny_config(data_dir="", model_dir="", vgg_weights="", **train_kw):
-    train = {"gan_mode": "lsgan", "vgg_loss": bool(vgg_weights), "vgg_weights": vgg_weights,
-             "summary_every_steps": 2, "image_every_steps": 4, "save_every_steps": 100,
-             "val_max_examples": 2, "n_epochs": 1, "n_epochs_decay": 1, "seed": 3, **train_kw}
-    return ExperimentConfig(
-        data=DataConfig(data_dir=data_dir, label_nc=4, preprocess="scale_width", load_size=64,
-                        crop_size=32, batch_size=2, seed=3),
-        model=ModelConfig(model="pix2pix_hd", netG="global", norm="instance", no_dropout=True,
-                          ngf=4, ndf=4, n_downsample_global=2, n_blocks_global=1, num_D=2),
-        train=TrainConfig(model_dir=str(model_dir), **train))
+def tiny_config(data_dir="", model_dir="", vgg_weights="", **options):
+    """A small pix2pixHD global generator (its reference defaults: instance norm, no dropout,
+    LSGAN) on 4-class label maps."""
+    options = {"no_vgg_loss": not vgg_weights, "vgg_weights": vgg_weights,
+               "summary_every_steps": 2, "image_every_steps": 4, "save_every_steps": 100,
+               "val_max_examples": 2, "n_epochs": 1, "n_epochs_decay": 1, "ngf": 4, **options}
+    return models.resolve("pix2pix_hd", data_dir=data_dir, label_nc=4,
+                          preprocess="scale_width", load_size=64, crop_size=32, batch_size=2,
+                          seed=3, ndf=4, n_downsample_global=2, n_blocks_global=1, num_D=2,
+                          model_dir=str(model_dir), **options)
+
+
+def _generator(**options):
+    """A generator as the model builds it (36 input channels: 35 classes and the instance
+    boundaries, unless ``label_nc`` says otherwise)."""
+    config = models.resolve("pix2pix_hd", no_vgg_loss=True, **options)
+    return Pix2PixHD.build_generator(config), config
 
 
 def test_local_enhancer_counts():
-    config = ModelConfig(model="pix2pix_hd", netG="local", norm="instance", no_dropout=True,
-                         ngf=32)
-    g = build_generator(config, 36, 3)
+    g, config = _generator(netG="local", ngf=32)
     assert count_params(g) == 182_857_059
     assert count_params(g.get_layer("global")) == 182_537_344
-    assert config.num_downs == 5  # sizes divide 32
+    assert Pix2PixHD.pad_multiple(config) == 32  # 5 downsamplings
 
 
 def test_reference_counts_through_the_dry_run():
@@ -113,9 +118,7 @@ def _weights(model, name):
 def test_global_generator_is_the_references_function():
     """4 downsamplings (zero pad 1, stride 2), blocks, 4 transposed convs (output_padding 1),
     biases before instance norm: NVIDIA's GlobalGenerator, here with ngf 2 on a 32x48 input."""
-    config = ModelConfig(netG="global", norm="instance", no_dropout=True, ngf=2,
-                         n_blocks_global=2)
-    g = build_generator(config, 5, 3)
+    g, _ = _generator(ngf=2, n_blocks_global=2, label_nc=4)
     for v in g.trainable_variables:  # non-zero biases, so that each one is checked
         v.assign(tf.random.stateless_normal(v.shape, [1, len(v.path)], stddev=0.3))
     x = np.random.default_rng(0).uniform(-1, 1, (32, 48, 5))
@@ -139,9 +142,8 @@ def test_local_enhancer_is_the_references_function():
     """NVIDIA's LocalEnhancer: the global part (2 downsamplings, ngf 4 = 2 x 2) on the
     exclusively average-pooled input, the full-size branch added to its output, a ResNet block,
     a transposed conv and the tanh head; 16x24 input, random non-zero biases."""
-    config = ModelConfig(netG="local", norm="instance", no_dropout=True, ngf=2,
-                         n_downsample_global=2, n_blocks_global=1, n_blocks_local=1)
-    g = build_generator(config, 5, 3)
+    g, _ = _generator(netG="local", ngf=2, n_downsample_global=2, n_blocks_global=1,
+                      n_blocks_local=1, label_nc=4)
     for v in g.trainable_variables:
         v.assign(tf.random.stateless_normal(v.shape, [2, len(v.path)], stddev=0.3))
     gp = g.get_layer("global")
@@ -264,10 +266,10 @@ def test_one_step_equals_an_independent_recomputation(vgg_weights):
 
 
 def test_switches_and_configuration_errors(vgg_weights):
-    model = Pix2PixHD(tiny_config(gan_feat_loss=False), tf.distribute.get_strategy(), 10)
+    model = Pix2PixHD(tiny_config(no_ganFeat_loss=True), tf.distribute.get_strategy(), 10)
     assert model.loss_names == ("G_GAN", "D_real", "D_fake") and model.vgg is None
     with pytest.raises(ConfigError, match="--vgg_weights"):
-        Pix2PixHD(tiny_config(vgg_loss=True), tf.distribute.get_strategy(), 10)
+        Pix2PixHD(tiny_config(no_vgg_loss=False), tf.distribute.get_strategy(), 10)
     with pytest.raises(ConfigError, match="--vgg_weights=.*cannot load"):
         Pix2PixHD(tiny_config(vgg_weights=os.path.join(ROOT, "README.md")),
                   tf.distribute.get_strategy(), 10)
@@ -365,16 +367,12 @@ def test_trains_exports_and_predicts_label_maps(label_records, tmp_path):
         assert json.load(f)["count"] == 2
 
 
-def local_config(data_dir="", model_dir="", **train_kw):
+def local_config(data_dir="", model_dir="", **options):
     """The tiny configuration with a local enhancer (ngf 2: its global part has tiny_config's
     ngf 4) and one epoch (3 steps) of coarse-to-fine unless told otherwise."""
-    import dataclasses
-
-    cfg = tiny_config(data_dir, model_dir)
-    train = {"niter_fix_global": 1, "n_epochs": 5, **train_kw}
-    return dataclasses.replace(
-        cfg, model=dataclasses.replace(cfg.model, netG="local", ngf=2, n_blocks_local=1),
-        train=dataclasses.replace(cfg.train, **train))
+    return tiny_config(data_dir, model_dir, **{"netG": "local", "ngf": 2, "n_blocks_local": 1,
+                                               "niter_fix_global": 1, "n_epochs": 5,
+                                               **options})
 
 
 def _global_weights(trainer):
@@ -434,12 +432,10 @@ def test_coarse_to_fine_fixes_the_global_generator_for_niter_fix_global_epochs(l
 
 def test_load_pretrain_starts_the_global_part_from_a_trained_global_generator(label_records,
                                                                                tmp_path):
-    import dataclasses
-
     from tf_pix2pix.train_lib import build_trainer, train
 
     train(tiny_config(label_records, tmp_path / "global", max_steps=1), progress=False)
-    from tf_pix2pix.inference import restore_generator
+    from tf_pix2pix.models import restore_generator
 
     pretrained, _, _ = restore_generator(str(tmp_path / "global"))
     trainer = build_trainer(local_config(label_records, tmp_path / "local",
@@ -452,8 +448,8 @@ def test_load_pretrain_starts_the_global_part_from_a_trained_global_generator(la
             np.testing.assert_array_equal(w.numpy(), source.numpy())
             copied += 1
     assert copied == len(part.weights) > 0
-    wide = local_config(label_records, tmp_path / "wide", load_pretrain=str(tmp_path / "global"))
-    wide = dataclasses.replace(wide, model=dataclasses.replace(wide.model, ngf=4))
+    wide = local_config(label_records, tmp_path / "wide", load_pretrain=str(tmp_path / "global"),
+                        ngf=4)
     with pytest.raises(ConfigError, match="does not fit this local enhancer's global part"):
         build_trainer(wide, progress=False)
     with pytest.raises(ConfigError, match="pass --netG local"):
@@ -464,14 +460,11 @@ def test_load_pretrain_starts_the_global_part_from_a_trained_global_generator(la
 
 def test_feature_encoder_and_instance_wise_average_pooling():
     from tf_pix2pix import label_maps
-    from tf_pix2pix.networks import build_feature_encoder
-
-    encoder = build_feature_encoder(ModelConfig(model="pix2pix_hd", norm="instance"), 3)
+    encoder = feature_encoder(Pix2PixHDConfig(), 3)
     assert count_params(encoder) == 788_803
     # NVIDIA's Encoder: no ResNet blocks between its downsamplings and upsamplings (nef 2, 3
     # downsamplings on a 16x24 photo, random non-zero biases), against float64 numpy.
-    small = build_feature_encoder(ModelConfig(model="pix2pix_hd", norm="instance", nef=2,
-                                              n_downsample_E=3), 3)
+    small = feature_encoder(Pix2PixHDConfig(nef=2, n_downsample_E=3), 3)
     for v in small.trainable_variables:
         v.assign(tf.random.stateless_normal(v.shape, [3, len(v.path)], stddev=0.3))
     photo = np.random.default_rng(2).uniform(-1, 1, (16, 24, 3))
@@ -507,12 +500,9 @@ def test_feature_encoder_and_instance_wise_average_pooling():
                                   [7, 26, 999, 1])
 
 
-def feature_config(data_dir="", model_dir="", **train_kw):
-    import dataclasses
-
-    cfg = tiny_config(data_dir, model_dir, **train_kw)
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, instance_feat=True,
-                                                              nef=4, n_downsample_E=2))
+def feature_config(data_dir="", model_dir="", **options):
+    return tiny_config(data_dir, model_dir, instance_feat=True, nef=4, n_downsample_E=2,
+                       **options)
 
 
 def test_instance_features_train_cluster_and_serve_a_chosen_style(label_records, tmp_path):
@@ -583,10 +573,7 @@ def test_instance_features_train_cluster_and_serve_a_chosen_style(label_records,
     np.testing.assert_array_equal(default, outputs[0])
 
     with pytest.raises(ConfigError, match="needs label maps .* with instance maps"):
-        import dataclasses
-
-        base = feature_config(label_records, tmp_path / "x")
-        dataclasses.replace(base, data=dataclasses.replace(base.data, no_instance=True))
+        feature_config(label_records, tmp_path / "x", no_instance=True)
     from tf_pix2pix.cli import UserError
     from tf_pix2pix.config import save_config
 

@@ -122,16 +122,14 @@ def test_read_scalars_and_plot_losses(tmp_path):
 
 
 def test_cli_from_model_dir_and_saved_model(records_dir, tmp_path):
-    from tf_pix2pix.config import ModelConfig, TrainConfig
+    from tf_pix2pix import models
     from tf_pix2pix.export_lib import ExportConfig, export
     from tf_pix2pix.train_lib import train
 
     model_dir = str(tmp_path / "m")
-    train(ExperimentConfig(
-        data=DataConfig(data_dir=records_dir, load_size=36, crop_size=32, batch_size=2),
-        model=ModelConfig(netG="unet_32", ngf=8, ndf=8),
-        train=TrainConfig(model_dir=model_dir, max_steps=2, summary_every_steps=1)),
-        progress=False)
+    train(models.resolve("pix2pix", data_dir=records_dir, load_size=36, crop_size=32,
+                         batch_size=2, netG="unet_32", ngf=8, ndf=8, model_dir=model_dir,
+                         max_steps=2, summary_every_steps=1), progress=False)
     saved = export(ExportConfig(model_dir=model_dir, export_dir=str(tmp_path / "e")))
     run = lambda *a: subprocess.run([sys.executable, os.path.join(REPO, "run_predict.py"), *a],  # noqa: E731
                                     capture_output=True, text=True, timeout=300)
@@ -210,13 +208,10 @@ def test_fcn_score_of_label_map_translations(label_records, tmp_path):
     """pix2pixHD's inputs carry their label maps: a generator painting each class in its colour
     and a nearest-colour segmenter score 1.0; the real photos score what an independent
     nearest-colour labelling of them scores."""
-    from tf_pix2pix.config import ModelConfig, TrainConfig
+    from tf_pix2pix import models
     from tf_pix2pix.fcn_score import FCNScorer, LabelFolder, label_source
 
-    cfg = ExperimentConfig(data=DataConfig(label_nc=4),
-                           model=ModelConfig(model="pix2pix_hd", netG="global", norm="instance",
-                                             no_dropout=True),
-                           train=TrainConfig(vgg_loss=False))
+    cfg = models.resolve("pix2pix_hd", label_nc=4, no_vgg_loss=True)
     painter = Translator(lambda x: tf.einsum("nhwc,cd->nhwd", x[..., :4], COLOURS), cfg,
                          "eval", "painter")
     c = COLOURS
@@ -265,18 +260,15 @@ def test_fcn_score_of_label_map_translations(label_records, tmp_path):
 
 def test_cycle_gan_translates_an_unaligned_split_with_either_generator(unpaired_records_dir,
                                                                         tmp_path):
-    from tf_pix2pix.config import DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+    from tf_pix2pix import models
     from tf_pix2pix.train_lib import train
 
     model_dir = str(tmp_path / "m")
     # Trained on crops of width-scaled images (the reference's advice for large images) ...
-    train(ExperimentConfig(
-        data=DataConfig(data_dir=unpaired_records_dir, preprocess="scale_width_and_crop",
-                        load_size=40, crop_size=32),
-        model=ModelConfig(model="cycle_gan", netG="resnet_6blocks", ngf=4, ndf=4,
-                          norm="instance", no_dropout=True),
-        train=TrainConfig(model_dir=model_dir, max_steps=1, val_max_examples=0,
-                          gan_mode="lsgan")), progress=False)
+    train(models.resolve("cycle_gan", data_dir=unpaired_records_dir,
+                         preprocess="scale_width_and_crop", load_size=40, crop_size=32,
+                         netG="resnet_6blocks", ngf=4, ndf=4, model_dir=model_dir, max_steps=1,
+                         val_max_examples=0), progress=False)
     for direction, domain in (("AtoB", "A"), ("BtoA", "B")):
         out = tmp_path / direction
         result = subprocess.run(

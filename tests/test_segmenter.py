@@ -9,21 +9,19 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix import models
-from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, ModelConfig, TrainConfig
+from tf_pix2pix.config import ConfigError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 Segmenter = models.get("segmenter")
 
 
-def seg_config(data_dir="", model_dir="", label_nc=4, **train_kw):
-    return ExperimentConfig(
-        data=DataConfig(data_dir=data_dir, label_nc=label_nc, no_instance=True,
-                        preprocess="resize_and_crop", load_size=32, crop_size=32, batch_size=2,
-                        seed=1),
-        model=ModelConfig(model="segmenter", netG="unet_32", ngf=4, no_dropout=True),
-        train=TrainConfig(model_dir=str(model_dir), summary_every_steps=5, image_every_steps=5,
-                          save_every_steps=100, val_max_examples=2, n_epochs=100,
-                          n_epochs_decay=0, seed=1, **train_kw))
+def seg_config(data_dir="", model_dir="", label_nc=4, **options):
+    options = {"summary_every_steps": 5, "image_every_steps": 5, "save_every_steps": 100,
+               "val_max_examples": 2, "n_epochs": 100, "n_epochs_decay": 0, **options}
+    return models.resolve("segmenter", data_dir=data_dir, label_nc=label_nc,
+                          preprocess="resize_and_crop", load_size=32, crop_size=32,
+                          batch_size=2, seed=1, netG="unet_32", ngf=4,
+                          model_dir=str(model_dir), **options)
 
 
 def test_the_pipeline_reads_photos_and_class_indices(label_records):
@@ -84,14 +82,14 @@ def test_ignored_pixels_count_nowhere():
 
 
 def test_defaults_and_configuration_errors():
-    cfg = ExperimentConfig.from_options({"model": "segmenter", **Segmenter.reference_defaults})
+    cfg = models.resolve("segmenter")
     assert cfg.data.label_nc == 35 and cfg.data.no_instance and cfg.model.netG == "unet_256"
     assert Segmenter.generator_slots(cfg)["AtoB"][1:] == (3, 19)
     # unet_256 from 3 photo channels to Cityscapes' 19 classes (the last transposed conv has
     # 128 * 19 * 16 + 19 weights instead of 128 * 3 * 16 + 3), no discriminator.
     assert Segmenter.dry_run(cfg) == f"generator_params={54_413_955 + 128 * 16 * 16 + 16}"
     with pytest.raises(ConfigError, match="the segmenter learns label maps: pass --label_nc"):
-        ExperimentConfig.from_options({"model": "segmenter", "label_nc": 0})
+        models.resolve("segmenter", label_nc=0)
 
 
 def test_learns_the_synthetic_classes_exports_and_serves_class_pngs(label_records, tmp_path):

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_pix2pix.config import (ConfigError, DataConfig, ExperimentConfig, ModelConfig,
-                               TrainConfig, load_config)
+from tf_pix2pix import models
+from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, TrainConfig
+from tf_pix2pix.models import load_config
+from tf_pix2pix.models.pix2pix import Pix2PixConfig
 from tf_pix2pix.evaluate import evaluate
 from tf_pix2pix.checkpointing import checkpoint_dir
 from tf_pix2pix.train_lib import TrainingDivergedError, build_trainer, train
@@ -18,13 +20,12 @@ from tf_pix2pix.train_lib import TrainingDivergedError, build_trainer, train
 from conftest import event_tags
 
 
-def tiny_config(records_dir, model_dir, **train_kw):
-    train_kw = {"summary_every_steps": 2, "image_every_steps": 4, "save_every_steps": 4,
-                "val_max_examples": 4, "n_epochs": 2, "n_epochs_decay": 2, **train_kw}
-    return ExperimentConfig(
-        data=DataConfig(data_dir=records_dir, load_size=36, crop_size=32, batch_size=2, seed=3),
-        model=ModelConfig(netG="unet_32", ngf=8, ndf=8),
-        train=TrainConfig(model_dir=str(model_dir), seed=3, **train_kw))
+def tiny_config(records_dir, model_dir, **options):
+    options = {"summary_every_steps": 2, "image_every_steps": 4, "save_every_steps": 4,
+               "val_max_examples": 4, "n_epochs": 2, "n_epochs_decay": 2, **options}
+    return models.resolve("pix2pix", data_dir=records_dir, load_size=36, crop_size=32,
+                          batch_size=2, seed=3, netG="unet_32", ngf=8, ndf=8,
+                          model_dir=str(model_dir), **options)
 
 
 def test_end_to_end_writes_checkpoints_config_events_and_samples(records_dir, tmp_path):
@@ -78,8 +79,7 @@ def test_two_n_steps_equal_n_plus_restart_plus_n(records_dir, tmp_path):
 def test_another_architecture_in_the_model_dir_is_refused(records_dir, tmp_path):
     train(tiny_config(records_dir, tmp_path / "m", max_steps=2), progress=False)
     other = tiny_config(records_dir, tmp_path / "m", max_steps=4)
-    other = ExperimentConfig(data=other.data, train=other.train,
-                             model=ModelConfig(netG="unet_32", ngf=16, ndf=8, norm="instance"))
+    other = other.replace(ngf=16, norm="instance")
     with pytest.raises(ConfigError, match=r"model.ngf: 8 -> 16; model.norm: 'batch' -> "
                                           r"'instance'"):
         train(other, progress=False)
@@ -91,9 +91,7 @@ def test_another_architecture_in_the_model_dir_is_refused(records_dir, tmp_path)
 def test_other_input_pipeline_flags_are_refused_on_resume(records_dir, tmp_path):
     train(tiny_config(records_dir, tmp_path / "m", max_steps=2), progress=False)
     other = tiny_config(records_dir, tmp_path / "m", max_steps=4)
-    other = ExperimentConfig(model=other.model, train=other.train,
-                             data=DataConfig(data_dir=records_dir, load_size=36, crop_size=32,
-                                             batch_size=3, seed=3))
+    other = other.replace(batch_size=3)
     with pytest.raises(ConfigError, match=r"input-pipeline position for other data flags "
                                           r"\(data.batch_size: 2 -> 3\)"):
         train(other, progress=False)
@@ -146,13 +144,20 @@ def test_learnable_toy_case_l1_falls(records_dir, tmp_path):
 
 
 def test_missing_data_and_model_dir_are_clear(tmp_path):
-    cfg = ExperimentConfig(data=DataConfig(data_dir=str(tmp_path)),
+    cfg = ExperimentConfig(data=DataConfig(data_dir=str(tmp_path)), model=Pix2PixConfig(),
                            train=TrainConfig(model_dir=str(tmp_path / "m")))
     from tf_pix2pix.data import DataError
     with pytest.raises(DataError, match="manifest.json not found"):
         train(cfg, progress=False)
     with pytest.raises(ConfigError, match="pass --model_dir"):
-        train(ExperimentConfig(data=DataConfig(data_dir="x")), progress=False)
+        train(ExperimentConfig(data=DataConfig(data_dir="x"), model=Pix2PixConfig()),
+              progress=False)
+    # A section that is not the model's is refused before anything is written.
+    with pytest.raises(ConfigError, match="takes its options as Pix2PixConfig"):
+        train(ExperimentConfig(data=DataConfig(data_dir=str(tmp_path)),
+                               train=TrainConfig(model_dir=str(tmp_path / "n"))),
+              progress=False)
+    assert not os.path.exists(tmp_path / "n")
 
 
 def test_two_replica_training_checkpoints_and_resumes(records_dir, tmp_path, monkeypatch):

@@ -16,21 +16,10 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from tf_pix2pix.config import (ConfigError, ExperimentConfig, architecture_differences,
-                               input_pipeline_differences, load_config)
-
-CHECKPOINT_SUBDIR = "checkpoints"
-
-
-class CheckpointWriteError(RuntimeError):
-    """A checkpoint could not be written (no space, quota, read-only); the message names it, the
-    space it needed and had, and the newest complete checkpoint to resume from."""
-
-
-def checkpoint_dir(model_dir: str) -> str:
-    """The checkpoint folder of a model directory."""
-    return os.path.join(model_dir, CHECKPOINT_SUBDIR)
-
+from tf_pix2pix.config import (CHECKPOINT_SUBDIR, ConfigError,  # noqa: F401 (re-exported)
+                               ExperimentConfig, checkpoint_dir, input_pipeline_differences)
+from tf_pix2pix.errors import CheckpointWriteError  # noqa: F401
+from tf_pix2pix.models.resolution import architecture_differences, load_config
 
 def check_resume_config(config: ExperimentConfig) -> None:
     """Refuses to resume ``config.train.model_dir`` with another architecture, or with other

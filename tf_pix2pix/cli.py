@@ -2,8 +2,10 @@
 turned into one readable line.
 
 The ``run_*.py`` scripts and the ``data_prep`` tools call :func:`run_main`; errors a user can cause
-(bad paths, bad images, invalid flags, mismatched checkpoints) are printed as ``error: ...`` on
-stderr with exit code 1 and no traceback. Anything else is a bug and keeps its traceback.
+(``errors.UserError`` and its subclasses: bad paths, bad images, invalid flags, mismatched
+checkpoints; and missing or unreadable files) are printed as ``error: ...`` on stderr with exit
+code 1 and no traceback. Anything else is a bug and keeps its traceback. This module imports no
+TensorFlow: a tool that fails early fails fast.
 
 :func:`define_flags` defines one absl flag per field of config dataclasses (name, type, default,
 choices and help from the field, see ``config.option``), and :func:`from_flags` builds the
@@ -23,28 +25,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags  # noqa: E402
 
 from tf_pix2pix.config import option_name  # noqa: E402
+from tf_pix2pix.errors import OS_USER_ERRORS, UserError  # noqa: E402,F401 (tools raise it)
 
 # Flags that define_flags() defines belong to the module that calls it (run_train.py, ...), so
 # that --help lists them as that command's own.
 flags.disclaim_key_flags()
-
-
-class UserError(Exception):
-    """A problem the user can fix; its message says what and how."""
-
-
-def user_error_types() -> tuple[type[BaseException], ...]:
-    from tf_pix2pix.checkpointing import CheckpointWriteError
-    from tf_pix2pix.config import ConfigError
-    from tf_pix2pix.data import DataError
-    from tf_pix2pix.image_io import BadImageError
-    from tf_pix2pix.train_lib import TrainingDivergedError
-    from tf_pix2pix.workers import WorkerLostError
-    return (UserError, ConfigError, DataError, BadImageError, TrainingDivergedError,
-            CheckpointWriteError,
-            WorkerLostError,
-            FileNotFoundError,
-            NotADirectoryError, PermissionError)
 
 
 def run_main(main: Callable[[list[str]], int | None], positional: bool = False) -> None:
@@ -64,7 +49,7 @@ def run_main(main: Callable[[list[str]], int | None], positional: bool = False) 
             if not positional and len(argv) > 1:
                 raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
             return main(argv)
-        except user_error_types() as e:
+        except (UserError, *OS_USER_ERRORS) as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
 
@@ -92,12 +77,14 @@ def writable_dir(path: str, flag: str) -> str:
 T = TypeVar("T")
 
 
-def define_flags(*classes: type, exclude: tuple[str, ...] = (), flag_values=None) -> None:
+def define_flags(*classes: type, exclude: tuple[str, ...] = (), flag_values=None,
+                 defaults: dict[str, Any] | None = None) -> None:
     """Defines one absl flag per field of the config ``classes``.
 
     The type comes from the default (str, int, float, bool, tuple of str = list flag); fields
-    without a default become required flags; a field that several classes share (``seed``) is
-    defined once. ``exclude`` names fields the caller defines itself.
+    without a default become required flags; a field that several classes share is defined
+    once. ``exclude`` names fields the caller defines itself; ``defaults`` (``{flag name:
+    value}``, as ``models.resolved_options`` gives them) replaces the fields' own defaults.
     """
     from absl import flags
 
@@ -111,6 +98,8 @@ def define_flags(*classes: type, exclude: tuple[str, ...] = (), flag_values=None
             help_text = meta.get("help") or field.name
             default = None if field.default is dataclasses.MISSING else field.default
             kind = type(default) if default is not None else _annotation_type(klass, field)
+            if defaults and name in defaults:
+                default = (not defaults[name] if meta.get("inverted") else defaults[name])
             if meta.get("inverted"):
                 flags.DEFINE_bool(name, not default, help_text, flag_values=fv)
             elif kind is bool:

@@ -1,12 +1,19 @@
-"""Frozen configuration objects for data, model and training.
+"""The configuration's shared sections and the machinery every section uses; no TensorFlow.
 
-Every default is stated once, here, on its field, with the field's help text in its metadata
-(:func:`option`); the command-line tools generate their absl flags from these fields
-(``cli.define_flags``) and build these objects from them, and library code only ever sees the
-objects. A model's own defaults (the reference's per-model options) come from its module in
-``tf_pix2pix.models``. Every object validates itself in ``__post_init__`` so a bad value fails at
-start-up with a message that names the field, and the whole experiment round-trips through JSON
-(saved next to checkpoints).
+An experiment is ``data + train + runtime + model``: :class:`DataConfig` (where the TFRecords
+are, how examples are prepared), :class:`TrainConfig` (optimisation, schedule, checkpoints and
+logs), :class:`RuntimeConfig` (devices, precision, locking) and the chosen model's own section,
+a subclass of :class:`ModelConfig` declared beside the model in ``tf_pix2pix.models.<model>``
+(its options, its reference defaults as field defaults; ``models.resolve`` adds its modes and
+presets). Every default is stated once, on its field, with its help text, choices and bounds in
+the field's metadata (:func:`option`); the command-line tools generate their absl flags from
+these fields (``cli.define_flags``) and library code only ever sees the objects. Each section
+validates its own fields on construction (a bad value fails at start-up with a message naming
+it); checks that need the model (its networks, its data layout) are ``models.validate``'s.
+
+This module imports neither TensorFlow nor the model registry, so reading, writing and checking
+a configuration is cheap and has no import cycle; ``models.load_config`` reads ``config.json``
+with the registered model's section.
 """
 
 from __future__ import annotations
@@ -16,14 +23,15 @@ import json
 import os
 from typing import Any
 
+from tf_pix2pix.errors import ConfigError
+
 DIRECTIONS = ("AtoB", "BtoA")
 PREPROCESS_MODES = ("resize_and_crop", "crop", "scale_width", "scale_width_and_crop", "none")
 # unet_256/unet_128 and the ResNets are the reference's; unet_64/unet_32 extend the same recipe
-# to small images (6 and 5 downsamplings).
-# global is pix2pixHD's GlobalGenerator (a ResNet generator of n_downsample_global downsamplings),
-# local its LocalEnhancer (a global generator on the downsampled input, refined at full size).
+# to small images (6 and 5 downsamplings); encoder_decoder_* are the U-Nets without skips (the
+# paper's ablation). pix2pixHD's section adds its own generators.
 GENERATORS = ("unet_256", "unet_128", "unet_64", "unet_32", "resnet_9blocks", "resnet_6blocks",
-              "encoder_decoder_256", "encoder_decoder_128", "global", "local")
+              "encoder_decoder_256", "encoder_decoder_128")
 DISCRIMINATORS = ("basic", "n_layers", "pixel")
 NORMS = ("batch", "instance", "none")
 GAN_MODES = ("vanilla", "lsgan")
@@ -33,17 +41,19 @@ PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 TEST_MODES = ("eval", "paper")
 UPSAMPLE_MODES = ("transpose", "resize_conv")
 INIT_TYPES = ("normal", "xavier")
-CUT_MODES = ("cut", "fastcut")
 
 CONFIG_FILENAME = "config.json"
-
-
-class ConfigError(ValueError):
-    """A configuration value is invalid; the message names the field and what to do."""
+CHECKPOINT_SUBDIR = "checkpoints"
+# config.json's layout: 2 = sections data/train/runtime/model, the model's own options in its
+# section. Files without a version are the flat layout of before (every model's options in
+# every file), which load_config maps onto the sections.
+CONFIG_VERSION = 2
+SHARED_SECTIONS = ("data", "train", "runtime")
 
 
 def option(default: Any, help: str, choices: tuple[str, ...] | None = None,
-           flag: str | None = None, inverted: bool = False) -> Any:
+           flag: str | None = None, inverted: bool = False, bound: str | None = None,
+           architecture: bool = True) -> Any:
     """A dataclass field with its command-line description.
 
     Args:
@@ -52,8 +62,12 @@ def option(default: Any, help: str, choices: tuple[str, ...] | None = None,
       choices: allowed values of a string field (an enum flag).
       flag: the flag's name when it differs from the field's.
       inverted: a boolean flag that sets the field to ``not value`` (``--no_condition_D``).
+      bound: ``positive`` (> 0) or ``non_negative`` (>= 0), checked on construction.
+      architecture: for a model's option, whether it shapes the saved variables (a resume
+        with another value is refused); ``False`` for the objective's weights and switches.
     """
-    metadata = {"help": help, "choices": choices, "flag": flag, "inverted": inverted}
+    metadata = {"help": help, "choices": choices, "flag": flag, "inverted": inverted,
+                "bound": bound, "architecture": architecture}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -62,22 +76,70 @@ def option_name(field: dataclasses.Field) -> str:
     return field.metadata.get("flag") or field.name
 
 
-def option_of(klass: type, name: str) -> Any:
-    """A field with the default and help of ``klass``'s field ``name`` (a tool's config that
-    repeats a training option states it once, there)."""
+_UNSET = object()
+
+
+def option_of(klass: type, name: str, default: Any = _UNSET, **changes: Any) -> Any:
+    """A field with the metadata of ``klass``'s field ``name``: a tool's config that repeats an
+    option states it once, there; a model's section gives a shared option its own ``default``
+    (and ``help``, ``choices``) without restating the rest."""
     field = klass.__dataclass_fields__[name]
-    return dataclasses.field(default=field.default, metadata=field.metadata)
+    metadata = {**field.metadata, **changes}
+    return dataclasses.field(default=field.default if default is _UNSET else default,
+                             metadata=metadata)
 
 
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise ConfigError(f"{name}={value!r} is not valid; choose one of {', '.join(choices)}")
 
 
-def _check_positive(name: str, value: float, allow_zero: bool = False) -> None:
+def check_positive(name: str, value: float, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name}={value!r} is not valid; it must be {bound}")
+
+
+def check_fields(section: Any) -> None:
+    """Checks every field of a config dataclass against its metadata's choices and bound."""
+    for field in dataclasses.fields(section):
+        value = getattr(section, field.name)
+        if field.metadata.get("choices"):
+            check_choice(field.name, value, field.metadata["choices"])
+        bound = field.metadata.get("bound")
+        if bound:
+            check_positive(field.name, value, allow_zero=bound == "non_negative")
+
+
+def option_fields(*sections: type) -> dict[str, tuple[type, dataclasses.Field]]:
+    """``{option name: (section class, field)}`` of config classes (the first one wins)."""
+    found: dict[str, tuple[type, dataclasses.Field]] = {}
+    for klass in sections:
+        for field in dataclasses.fields(klass):
+            found.setdefault(option_name(field), (klass, field))
+    return found
+
+
+def field_values(klass: type, options: dict[str, Any]) -> dict[str, Any]:
+    """The field values of ``klass`` that command-line ``options`` (``{flag name: value}``)
+    give, inverted flags turned into their fields' values."""
+    values = {}
+    for field in dataclasses.fields(klass):
+        name = option_name(field)
+        if name in options:
+            value = options[name]
+            values[field.name] = not value if field.metadata.get("inverted") else value
+    return values
+
+
+def default_options(klass: type) -> dict[str, Any]:
+    """``{flag name: default}`` of a config class, as its flags show them."""
+    out = {}
+    for field in dataclasses.fields(klass):
+        if field.default is not dataclasses.MISSING:
+            out[option_name(field)] = (not field.default if field.metadata.get("inverted")
+                                       else field.default)
+    return out
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,36 +151,32 @@ class DataConfig:
                             DIRECTIONS)
     preprocess: str = option("resize_and_crop", "Jitter and resizing, as in the reference.",
                              PREPROCESS_MODES)
-    load_size: int = option(286, "Scale images to this size before cropping.")
-    crop_size: int = option(256, "Crop size (the network's input size).")
+    load_size: int = option(286, "Scale images to this size before cropping.", bound="positive")
+    crop_size: int = option(256, "Crop size (the network's input size).", bound="positive")
     input_nc: int = option(3, "Input channels (1 or 3).")
     output_nc: int = option(3, "Output channels (1 or 3).")
     no_flip: bool = option(False, "Disable the random horizontal mirror.")
-    batch_size: int = option(1, "Global batch size (split across replicas).")
-    shuffle_buffer: int = option(0, "Shuffle buffer; 0 = the whole split (<= 10,000).")
-    seed: int = option(0, "Seed of weights, dropout and the data pipeline.")
+    batch_size: int = option(1, "Global batch size (split across replicas).", bound="positive")
+    shuffle_buffer: int = option(0, "Shuffle buffer; 0 = the whole split (<= 10,000).",
+                                 bound="non_negative")
+    seed: int = option(0, "Seed of the run: weights, dropout, image pools and the data "
+                          "pipeline.")
     tfds_name: str = option("", "A TensorFlow Datasets name such as cycle_gan/horse2zebra, "
                                 "instead of --data_dir (TFDS downloads it once), for models "
                                 "that read TFDS.")
     tfds_data_dir: str = option("", "TFDS's data folder (default: TFDS's own).")
-    label_nc: int = option(0, "pix2pixHD: classes of the label maps (35 for Cityscapes); the "
-                              "input is their one-hot encoding. 0 = the input is an RGB "
-                              "image.")
-    no_instance: bool = option(False, "pix2pixHD: do not add the instance maps' boundaries "
-                                      "to the input (data without instance maps).")
+    label_nc: int = option(0, "Classes of label-map inputs (35 for Cityscapes; pix2pixHD, the "
+                              "segmenter); the input is their one-hot encoding. 0 = the input "
+                              "is an RGB image.", bound="non_negative")
+    no_instance: bool = option(False, "Label-map data without instance maps: do not add the "
+                                      "instances' boundaries to the input.")
     on_corrupt_record: str = option("fail", "A corrupted record in a TFRecord shard: fail (stop "
                                             "with a checkpoint and a line naming the shard) or "
                                             "skip (train on the shard's good records, count the "
                                             "bad ones).", ("fail", "skip"))
 
     def __post_init__(self) -> None:
-        _check_choice("direction", self.direction, DIRECTIONS)
-        _check_choice("preprocess", self.preprocess, PREPROCESS_MODES)
-        _check_positive("load_size", self.load_size)
-        _check_positive("crop_size", self.crop_size)
-        _check_positive("batch_size", self.batch_size)
-        _check_positive("shuffle_buffer", self.shuffle_buffer, allow_zero=True)
-        _check_positive("label_nc", self.label_nc, allow_zero=True)
+        check_fields(self)
         for name in ("input_nc", "output_nc"):
             if getattr(self, name) not in (1, 3):
                 raise ConfigError(f"{name}={getattr(self, name)!r} is not valid; use 1 or 3")
@@ -133,271 +191,170 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-    """Which model (``tf_pix2pix.models``) and the architecture of its networks (the reference's
-    option names).
+    """The options every model shares (the reference's names); a model's own section subclasses
+    it in its module, adds its options and gives shared ones its reference defaults.
 
+    ``model`` names the registered model (``tf_pix2pix.models``) the section belongs to.
     ``upsample`` is ``transpose`` (the reference's transposed convs) or ``resize_conv`` (nearest
-    x2 + 3x3 conv, against checkerboard artifacts). ``encoder_decoder_*`` generators are the
-    U-Nets without their skip connections and ``condition_D=False`` gives pix2pix an
-    unconditional D: the paper's ablations.
+    x2 + 3x3 conv, against checkerboard artifacts); ``encoder_decoder_*`` generators are the
+    U-Nets without their skip connections (the paper's ablation).
     """
 
     model: str = option("pix2pix", "The model to train (see tf_pix2pix.models: pix2pix for "
                                    "paired data, cycle_gan for unpaired, or a plugin); the "
-                                   "defaults of other flags follow the model, as the "
+                                   "other flags and their defaults follow the model, as the "
                                    "reference's modify_commandline_options sets them.")
     netG: str = option("unet_256", "Generator architecture.", GENERATORS)
-    ngf: int = option(64, "Generator filters in the first conv.")
+    ngf: int = option(64, "Generator filters in the first conv.", bound="positive")
     netD: str = option("basic", "Discriminator architecture.", DISCRIMINATORS)
-    ndf: int = option(64, "Discriminator filters in the first conv.")
-    n_layers_D: int = option(3, "Layers of the n_layers discriminator.")
+    ndf: int = option(64, "Discriminator filters in the first conv.", bound="positive")
+    n_layers_D: int = option(3, "Layers of the n_layers discriminator.", bound="positive")
     norm: str = option("batch", "Normalisation layers.", NORMS)
     no_dropout: bool = option(False, "No dropout in the generator.")
-    init_gain: float = option(0.02, "Std of the N(0, gain) weight init.")
-    upsample: str = option("transpose", "Generator upsampling: transpose (the reference's "
-                                        "transposed convs) or resize_conv (nearest x2 + 3x3 "
-                                        "conv; avoids checkerboard artifacts).", UPSAMPLE_MODES)
-    condition_D: bool = option(True, "pix2pix: the discriminator sees only the output image "
-                                     "(the paper's L1 + GAN row).", flag="no_condition_D",
-                               inverted=True)
     init_type: str = option("normal", "Weight init of convs and linear layers: normal "
                                       "(N(0, init_gain)) or xavier (xavier_normal with gain "
                                       "init_gain, CUT's).", INIT_TYPES)
-    antialias: bool = option(False, "No antialiased downsampling: the ResNet generator and the "
-                                    "PatchGAN downsample with stride-2 convs (pix2pix, "
-                                    "CycleGAN) instead of stride-1 convs and a fixed blur "
-                                    "with stride 2 (CUT's default).", flag="no_antialias",
-                             inverted=True)
-    antialias_up: bool = option(False, "No antialiased upsampling: the ResNet generator "
-                                       "upsamples with transposed convs (pix2pix, CycleGAN) "
-                                       "instead of bilinear x2 and a 3x3 conv (CUT's default).",
-                                flag="no_antialias_up", inverted=True)
-    nce_layers: str = option("0,4,8,12,16", "CUT: the generator's layers (indices of the "
-                                            "reference's module list) that PatchNCE compares.")
-    netF_nc: int = option(256, "CUT: channels of the patch projection MLPs.")
-    n_downsample_global: int = option(4, "netG=global/local (pix2pixHD): stride-2 "
-                                         "downsamplings of the global generator.")
-    n_blocks_global: int = option(9, "netG=global/local (pix2pixHD): ResNet blocks of the "
-                                     "global generator.")
-    n_local_enhancers: int = option(1, "netG=local (pix2pixHD): local enhancers, each doubling "
-                                       "the global generator's resolution.")
-    n_blocks_local: int = option(3, "netG=local (pix2pixHD): ResNet blocks of each local "
-                                    "enhancer.")
-    num_D: int = option(2, "pix2pixHD: discriminators at 1, 1/2, 1/4, ... of the image size.")
-    instance_feat: bool = option(False, "pix2pixHD: instance-wise features: an encoder of the "
-                                        "photo, averaged over each instance, adds feat_num "
-                                        "channels to G's input (a style per object; "
-                                        "tf_pix2pix.encode_features clusters them).")
-    feat_num: int = option(3, "pix2pixHD instance_feat: feature channels.")
-    nef: int = option(16, "pix2pixHD instance_feat: filters of the encoder's first conv.")
-    n_downsample_E: int = option(4, "pix2pixHD instance_feat: the encoder's downsamplings.")
+    init_gain: float = option(0.02, "Std of the N(0, gain) weight init.", bound="positive",
+                              architecture=False)
+    upsample: str = option("transpose", "Generator upsampling: transpose (the reference's "
+                                        "transposed convs) or resize_conv (nearest x2 + 3x3 "
+                                        "conv; avoids checkerboard artifacts).", UPSAMPLE_MODES)
+    gan_mode: str = option("vanilla", "GAN objective.", GAN_MODES, architecture=False)
 
     def __post_init__(self) -> None:
-        from tf_pix2pix import models  # the registry imports this module
-
-        models.get(self.model)  # raises ConfigError naming the registered models
-        _check_choice("upsample", self.upsample, UPSAMPLE_MODES)
-        _check_choice("netG", self.netG, GENERATORS)
-        _check_choice("netD", self.netD, DISCRIMINATORS)
-        _check_choice("norm", self.norm, NORMS)
-        _check_choice("init_type", self.init_type, INIT_TYPES)
-        if (self.antialias or self.antialias_up) and not self.netG.startswith("resnet"):
-            raise ConfigError(f"netG={self.netG}: antialiased sampling is built into the ResNet "
-                              "generators only; pass --no_antialias --no_antialias_up or a "
-                              "resnet netG")
-        try:
-            layers = list(self.nce_layer_ids)
-        except ValueError:
-            layers = []
-        if not layers or layers != sorted(set(layers)) or layers[0] < 0:
-            raise ConfigError(f"nce_layers={self.nce_layers!r} is not valid; give increasing "
-                              "layer indices such as 0,4,8,12,16")
-        _check_positive("netF_nc", self.netF_nc)
-        for name in ("n_downsample_global", "n_blocks_global", "num_D", "n_local_enhancers",
-                     "n_blocks_local", "feat_num", "nef", "n_downsample_E"):
-            _check_positive(name, getattr(self, name))
-        _check_positive("ngf", self.ngf)
-        _check_positive("ndf", self.ndf)
-        _check_positive("n_layers_D", self.n_layers_D)
-        _check_positive("init_gain", self.init_gain)
-
-    @property
-    def has_test_time_noise(self) -> bool:
-        """Whether ``paper`` test mode differs from ``eval``: dropout or batch statistics."""
-        return not self.no_dropout or self.norm == "batch"
-
-    @property
-    def nce_layer_ids(self) -> tuple[int, ...]:
-        return tuple(int(i) for i in self.nce_layers.split(","))
-
-    @property
-    def receptive_field(self) -> int:
-        """Side of the input patch each discriminator output sees (1, 16, 70, 286, ...)."""
-        if self.netD == "pixel":
-            return 1
-        n_layers = 3 if self.netD == "basic" else self.n_layers_D
-        # (kernel, stride) from the output back: two stride-1 4x4 convs, then n_layers stride-2
-        # 4x4 convs, each antialiased one a stride-1 4x4 conv and a 3x3 stride-2 blur.
-        down = [(3, 2), (4, 1)] if self.antialias else [(4, 2)]
-        field = 1
-        for kernel, stride in [(4, 1), (4, 1)] + down * n_layers:
-            field = field * stride + (kernel - stride)
-        return field
-
-    @property
-    def n_blocks(self) -> int:
-        """ResNet blocks of a ``resnet_*`` or ``global`` generator."""
-        if self.netG in ("global", "local"):
-            return self.n_blocks_global
-        return 9 if self.netG == "resnet_9blocks" else 6
-
-    @property
-    def num_downs(self) -> int:
-        """Number of stride-2 downsamplings of the generator (sizes must divide 2**num_downs)."""
-        if self.netG == "global":
-            return self.n_downsample_global
-        if self.netG == "local":
-            return self.n_downsample_global + self.n_local_enhancers
-        return {"unet_256": 8, "unet_128": 7, "unet_64": 6, "unet_32": 5, "resnet_9blocks": 2,
-                "encoder_decoder_256": 8, "encoder_decoder_128": 7,
-                "resnet_6blocks": 2}[self.netG]
+        check_fields(self)
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation, schedule, checkpointing and logging of a training run.
-
-    ``lambda_l1`` weighs pix2pix's L1 term; ``lambda_A``/``lambda_B`` (cycle losses),
-    ``lambda_identity`` (identity loss, relative to them) and ``pool_size`` (image pool of each
-    discriminator, 0 = none) are CycleGAN's.
-    """
+    """Optimisation, schedule, checkpointing and logging of a training run."""
 
     model_dir: str = option("", "Checkpoints, config.json, TensorBoard events, samples.")
-    gan_mode: str = option("vanilla", "GAN objective.", GAN_MODES)
-    lambda_gan: float = option(1.0, "Weight of the adversarial term (pix2pix, CUT); for pix2pix "
-                                    "0 builds and trains no discriminator (the paper's L1 row).")
-    lambda_l1: float = option(100.0, "pix2pix: weight of the L1 term (0: the paper's cGAN row).")
-    lambda_A: float = option(10.0, "CycleGAN: weight of the cycle loss A -> B -> A.")
-    lambda_B: float = option(10.0, "CycleGAN: weight of the cycle loss B -> A -> B.")
-    lambda_identity: float = option(0.5, "CycleGAN: identity loss weight relative to "
-                                         "lambda_A/B (0 disables it and its two generator "
-                                         "passes); the reference's remedy for colour inversion.")
-    pool_size: int = option(50, "CycleGAN: fakes kept per discriminator; 0 = no pool.")
-    cut_mode: str = option("cut", "CUT: cut (NCE identity loss, lambda_NCE 1, 200 + 200 "
-                                  "epochs) or fastcut (no identity loss, lambda_NCE 10, flip "
-                                  "equivariance, 150 + 50 epochs); sets those flags' defaults.",
-                           CUT_MODES)
-    lambda_NCE: float = option(1.0, "CUT: weight of the PatchNCE loss.")
-    nce_idt: bool = option(False, "CUT: also the PatchNCE loss of G(B) against B (the identity "
-                                  "term), averaged with the main one.")
-    nce_T: float = option(0.07, "CUT: temperature of the PatchNCE loss.")
-    num_patches: int = option(256, "CUT: patches sampled per layer and image.")
-    flip_equivariance: bool = option(False, "CUT (FastCUT): flip the batch with probability 1/2 "
-                                            "before G and flip G's features back before "
-                                            "PatchNCE.")
-    lambda_feat: float = option(10.0, "pix2pixHD: weight of the feature-matching and VGG "
-                                      "losses.")
-    gan_feat_loss: bool = option(True, "pix2pixHD: no discriminator feature-matching loss.",
-                                 flag="no_ganFeat_loss", inverted=True)
-    vgg_loss: bool = option(True, "pix2pixHD: no VGG19 perceptual loss.", flag="no_vgg_loss",
-                            inverted=True)
-    vgg_weights: str = option("", "pix2pixHD: ImageNet VGG19 weights for the VGG loss: Keras's "
-                                  "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 (as "
-                                  "keras.applications.VGG19(include_top=False) downloads it).")
-    niter_fix_global: int = option(0, "pix2pixHD netG=local: epochs in which only the (finest) "
-                                      "local enhancer trains, the global generator fixed; then "
-                                      "all of G, with a fresh Adam.")
-    load_pretrain: str = option("", "pix2pixHD netG=local: a model_dir of a trained netG=global "
-                                    "generator (ngf twice this one's, per enhancer) whose "
-                                    "weights start the global part.")
-    lr: float = option(2e-4, "Adam learning rate.")
+    lr: float = option(2e-4, "Adam learning rate.", bound="positive")
     beta1: float = option(0.5, "Adam beta1.")
     beta2: float = option(0.999, "Adam beta2.")
     lr_policy: str = option("linear", "Learning-rate policy.", LR_POLICIES)
-    n_epochs: int = option(100, "Epochs at the initial learning rate.")
-    n_epochs_decay: int = option(100, "Epochs of linear decay to zero.")
-    max_steps: int = option(0, "Stop after this many steps; 0 = all epochs.")
-    save_every_steps: int = option(1000, "Checkpoint interval (also every epoch end).")
-    summary_every_steps: int = option(100, "Scalar summary interval.")
-    image_every_steps: int = option(500, "Image summary interval.")
-    keep_checkpoints: int = option(3, "Checkpoints to keep.")
-    val_max_examples: int = option(100, "Val examples scored after each epoch; 0 = none.")
+    n_epochs: int = option(100, "Epochs at the initial learning rate.", bound="non_negative")
+    n_epochs_decay: int = option(100, "Epochs of linear decay to zero.", bound="non_negative")
+    max_steps: int = option(0, "Stop after this many steps; 0 = all epochs.",
+                            bound="non_negative")
+    save_every_steps: int = option(1000, "Checkpoint interval (also every epoch end).",
+                                   bound="positive")
+    summary_every_steps: int = option(100, "Scalar summary interval.", bound="positive")
+    image_every_steps: int = option(500, "Image summary interval.", bound="positive")
+    keep_checkpoints: int = option(3, "Checkpoints to keep.", bound="positive")
+    val_max_examples: int = option(100, "Val examples scored after each epoch; 0 = none.",
+                                   bound="non_negative")
     test_mode: str = option("eval", "How G runs for samples and val: eval (dropout off, running "
                                     "BN statistics) or paper (dropout on, batch statistics, as "
                                     "the paper's test time).", TEST_MODES)
-    strategy: str = option("default", "tf.distribute strategy; multi_worker reads TF_CONFIG.",
-                           STRATEGIES)
-    precision: str = option("float32", "Keras mixed-precision policy.", PRECISIONS)
-    seed: int = option(0, "Seed of weights, dropout and the data pipeline.")
-    lock_timeout: int = option(600, "Seconds after which the model_dir lock of a trainer on "
-                                    "another host that stopped refreshing it counts as stale "
-                                    "(a lock of a dead process on this host is stale at once).")
 
     def __post_init__(self) -> None:
-        _check_choice("gan_mode", self.gan_mode, GAN_MODES)
-        _check_choice("lr_policy", self.lr_policy, LR_POLICIES)
-        _check_choice("test_mode", self.test_mode, TEST_MODES)
-        _check_choice("strategy", self.strategy, STRATEGIES)
-        _check_choice("precision", self.precision, PRECISIONS)
-        _check_choice("cut_mode", self.cut_mode, CUT_MODES)
-        _check_positive("nce_T", self.nce_T)
-        _check_positive("num_patches", self.num_patches)
-        _check_positive("lr", self.lr)
-        for name in ("lambda_gan", "lambda_l1", "lambda_A", "lambda_B", "lambda_identity",
-                     "pool_size", "lambda_NCE", "lambda_feat"):
-            _check_positive(name, getattr(self, name), allow_zero=True)
-        _check_positive("n_epochs", self.n_epochs, allow_zero=True)
-        _check_positive("n_epochs_decay", self.n_epochs_decay, allow_zero=True)
+        check_fields(self)
         if self.n_epochs + self.n_epochs_decay == 0 and self.max_steps == 0:
             raise ConfigError("n_epochs + n_epochs_decay is 0 and max_steps is 0; nothing to train")
-        for name in ("max_steps", "val_max_examples"):
-            _check_positive(name, getattr(self, name), allow_zero=True)
-        for name in ("save_every_steps", "summary_every_steps", "image_every_steps",
-                     "keep_checkpoints"):
-            _check_positive(name, getattr(self, name))
         if not 0.0 <= self.beta1 < 1.0 or not 0.0 <= self.beta2 < 1.0:
             raise ConfigError(f"beta1={self.beta1}, beta2={self.beta2}: both must be in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+    """Where and how the run executes: devices, precision, the model_dir lock."""
+
+    strategy: str = option("default", "tf.distribute strategy; multi_worker reads TF_CONFIG.",
+                           STRATEGIES)
+    precision: str = option("float32", "Keras mixed-precision policy.", PRECISIONS)
+    lock_timeout: int = option(600, "Seconds after which the model_dir lock of a trainer on "
+                                    "another host that stopped refreshing it counts as stale "
+                                    "(a lock of a dead process on this host is stale at once).")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class MetricsConfig:
+    """The scores of translations beside L1/PSNR/SSIM: FID/KID and the paper's FCN-score
+    (``run_predict.py`` and the experiment runner take these options)."""
+
+    inception_weights: str = option("", "FID/KID: Keras's InceptionV3 notop .h5, or imagenet "
+                                        "(Keras downloads it once); empty: no FID/KID.")
+    segmenter: str = option("", "FCN-score: a segmenter taking images in [-1, 1] and returning "
+                                "class scores: a version folder exported from "
+                                "--model=segmenter, another SavedModel, or a .keras file.")
+    segmenter_input_size: str = option("", "FCN-score: HEIGHT,WIDTH the segmenter runs at "
+                                           "(photos resized bilinearly); empty = each photo's "
+                                           "own size.")
+    fcn_labels: str = option("", "FCN-score: folder of label-id PNGs named as the inputs (or "
+                                 "Cityscapes' *_gtFine_labelIds.png), or input_colours (the "
+                                 "inputs are colour-coded label maps, as pix2pix's Cityscapes "
+                                 "set); not needed for label-map inputs.")
+    fcn_classes: str = option("cityscapes", "FCN-score: cityscapes (label ids to the 19 train "
+                                            "ids, others ignored) or N (label ids 0..N-1 are "
+                                            "the classes).")
+
+
+SECTION_CLASSES = {"data": DataConfig, "train": TrainConfig, "runtime": RuntimeConfig}
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """Everything a training run needs; saved as ``config.json`` in the model directory."""
+    """Everything a training run needs; saved as ``config.json`` in the model directory.
+
+    ``model`` is the chosen model's own section (a :class:`ModelConfig` subclass); build whole
+    experiments with ``models.resolve`` (or ``tf_pix2pix.config(...)``), which applies the
+    model's defaults, modes and presets and checks the combination.
+    """
 
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
-
-    def __post_init__(self) -> None:
-        if self.data.preprocess != "scale_width" and self.model.netD != "pixel":
-            # Smallest training image the PatchGAN still gives logits for (4x4 convs, pad 1).
-            size = self.data.crop_size
-            n_layers = 3 if self.model.netD == "basic" else self.model.n_layers_D
-            for _ in range(n_layers):
-                size = (size - 2) // 2 + 1
-            if size - 2 < 1:
-                raise ConfigError(
-                    f"crop_size={self.data.crop_size} is too small for netD={self.model.netD}: "
-                    "its output would be empty; raise crop_size or use fewer discriminator "
-                    "layers")
-        from tf_pix2pix import inference, models  # both import this module
-
-        inference.check_test_mode(self.train.test_mode, self.model)
-        model = models.for_config(self)
-        if self.data.tfds_name and not model.tfds_source:
-            raise ConfigError(f"tfds_name: the {self.model.model} model reads TFRecords from "
-                              "data_dir, not TensorFlow Datasets")
-        model.check_config(self)
+    runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return {"version": CONFIG_VERSION, **dataclasses.asdict(self)}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
+    def options(self) -> dict[str, Any]:
+        """``{flag name: value}`` of every section, as the command line would give them."""
+        out = {}
+        for section in (self.data, self.train, self.runtime, self.model):
+            for field in dataclasses.fields(section):
+                value = getattr(section, field.name)
+                out[option_name(field)] = (not value if field.metadata.get("inverted")
+                                           else value)
+        return out
+
+    def replace(self, **options: Any) -> "ExperimentConfig":
+        """A copy with some options changed, by flag name, in whichever section holds them."""
+        sections = {"data": self.data, "train": self.train, "runtime": self.runtime,
+                    "model": self.model}
+        left = dict(options)
+        for name, section in sections.items():
+            values = field_values(type(section), left)
+            for field in dataclasses.fields(section):
+                left.pop(option_name(field), None)
+            if values:
+                sections[name] = dataclasses.replace(section, **values)
+        if left:
+            raise ConfigError(f"unknown options: {', '.join(sorted(left))}")
+        return ExperimentConfig(**sections)
+
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> "ExperimentConfig":
+    def from_dict(cls, raw: dict[str, Any], section: type[ModelConfig]) -> "ExperimentConfig":
+        """The configuration a ``config.json`` holds, with ``section`` the model's section
+        class (``models.config_from_dict`` looks it up). A file of the flat layout before
+        sections (no ``version``) is mapped onto them: each field goes to the section that now
+        holds it, other models' options (which had no effect on this model) are dropped."""
+        if "version" not in raw:
+            raw = _sections_from_flat(raw, section)
+        elif raw["version"] != CONFIG_VERSION:
+            raise ConfigError(f"config version {raw['version']} is not known to this "
+                              f"tf_pix2pix (it reads {CONFIG_VERSION}); upgrade tf_pix2pix")
         parts = {}
-        for name, klass in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+        for name, klass in (*SECTION_CLASSES.items(), ("model", section)):
             values = dict(raw.get(name, {}))
             known = {f.name for f in dataclasses.fields(klass)}
             unknown = sorted(set(values) - known)
@@ -406,40 +363,13 @@ class ExperimentConfig:
             parts[name] = klass(**values)
         return cls(**parts)
 
-    @classmethod
-    def from_options(cls, options: dict[str, Any]) -> "ExperimentConfig":
-        """The configuration that the command-line options ``{flag name: value}`` describe
-        (the fields not given keep their defaults); the inverse of the flags of ``run_train``."""
-        sections: dict[str, dict[str, Any]] = {"data": {}, "model": {}, "train": {}}
-        used = set()
-        for section, klass in (("data", DataConfig), ("model", ModelConfig),
-                               ("train", TrainConfig)):
-            for field in dataclasses.fields(klass):
-                name = option_name(field)
-                if name in options:
-                    value = options[name]
-                    sections[section][field.name] = (not value if field.metadata.get("inverted")
-                                                     else value)
-                    used.add(name)
-        unknown = sorted(set(options) - used)
-        if unknown:
-            raise ConfigError(f"unknown options: {', '.join(unknown)}")
-        return cls(data=DataConfig(**sections["data"]), model=ModelConfig(**sections["model"]),
-                   train=TrainConfig(**sections["train"]))
-
-    @classmethod
-    def from_json(cls, text: str) -> "ExperimentConfig":
-        return cls.from_dict(json.loads(text))
-
     def architecture(self) -> dict[str, Any]:
-        """Fields that decide the shapes of the saved variables (must match on resume)."""
-        from tf_pix2pix import models  # the registry imports this module
-
-        arch = {f"model.{k}": v for k, v in dataclasses.asdict(self.model).items()
-                if k != "init_gain"}
+        """The fields of every model that decide the shapes of the saved variables (must match
+        on resume); ``models.architecture`` adds the model's own."""
+        arch = {f"model.{f.name}": getattr(self.model, f.name)
+                for f in dataclasses.fields(self.model) if f.metadata.get("architecture", True)}
         arch["data.input_nc"] = self.data.input_nc
         arch["data.output_nc"] = self.data.output_nc
-        arch.update(models.for_config(self).saved_state_fields(self))
         return arch
 
     def input_pipeline(self) -> dict[str, Any]:
@@ -449,19 +379,29 @@ class ExperimentConfig:
         return {f"data.{n}": getattr(self.data, n) for n in names}
 
 
-def _differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    return [f"{k}: {a[k]!r} -> {b[k]!r}" for k in sorted(a) if a[k] != b.get(k)]
+def _sections_from_flat(raw: dict[str, Any], section: type[ModelConfig]) -> dict[str, Any]:
+    """Maps a config.json of the flat layout (``data``, ``model``, ``train`` holding every
+    model's options) onto today's sections by field name."""
+    flat: dict[str, Any] = {}
+    for name in ("data", "model", "train"):
+        for key, value in raw.get(name, {}).items():
+            flat.setdefault(key, value)  # data.seed and train.seed were one option
+    out: dict[str, dict[str, Any]] = {}
+    for name, klass in (*SECTION_CLASSES.items(), ("model", section)):
+        known = {f.name for f in dataclasses.fields(klass)}
+        out[name] = {k: v for k, v in flat.items() if k in known}
+    return out
 
 
-def architecture_differences(saved: ExperimentConfig, current: ExperimentConfig) -> list[str]:
-    """Lists ``field: saved -> current`` for every architecture field that differs."""
-    return _differences(saved.architecture(), current.architecture())
+def differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """Lists ``field: a -> b`` for every key of ``a`` whose value differs in ``b``."""
+    return [f"{k}: {a[k]!r} -> {b.get(k)!r}" for k in sorted(a) if a[k] != b.get(k)]
 
 
 def input_pipeline_differences(saved: ExperimentConfig,
                                current: ExperimentConfig) -> list[str]:
     """Lists ``field: saved -> current`` for every input-pipeline field that differs."""
-    return _differences(saved.input_pipeline(), current.input_pipeline())
+    return differences(saved.input_pipeline(), current.input_pipeline())
 
 
 def write_atomic(path: str, data: str | bytes, sync: bool = False) -> None:
@@ -484,13 +424,31 @@ def save_config(config: ExperimentConfig, model_dir: str) -> str:
     return path
 
 
-def load_config(model_dir: str) -> ExperimentConfig | None:
-    """Reads ``config.json`` from ``model_dir``; ``None`` when there is none."""
+def checkpoint_dir(model_dir: str) -> str:
+    """The checkpoint folder of a model directory (beside its ``config.json``)."""
+    return os.path.join(model_dir, CHECKPOINT_SUBDIR)
+
+
+def read_config_file(model_dir: str) -> dict[str, Any] | None:
+    """The raw contents of ``model_dir/config.json``; ``None`` when there is none."""
     path = os.path.join(model_dir, CONFIG_FILENAME)
     if not os.path.exists(path):
         return None
     try:
         with open(path) as f:
-            return ExperimentConfig.from_json(f.read())
-    except (json.JSONDecodeError, TypeError) as e:
+            raw = json.load(f)
+        if not isinstance(raw, dict):
+            raise TypeError("not a JSON object")
+        return raw
+    except (json.JSONDecodeError, TypeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path} is not a valid config file ({e}); delete it or fix it") from e
+
+
+def model_name(raw: dict[str, Any], where: str) -> str:
+    """The model a raw configuration (``config.json``, an export's copy) names."""
+    try:
+        return raw["model"]["model"]
+    except (KeyError, TypeError):
+        raise ConfigError(f"{where}: no model.model field; is it a config.json of "
+                          "tf_pix2pix?") from None
+

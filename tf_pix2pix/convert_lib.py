@@ -23,7 +23,7 @@ written.
   process (:func:`onnx_model`).
 
 The generator runs in ``eval`` mode, with its fast layers switched to plain ops
-(``networks.kernels.make_portable``) for the converters.
+(``networks.layers.make_portable``) for the converters.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ import tensorflow as tf
 
 from tf_pix2pix import hardware
 from tf_pix2pix.config import ConfigError
-from tf_pix2pix.networks.kernels import make_portable
+from tf_pix2pix.networks.layers import make_portable
 
 FORMATS = ("saved_model", "tflite", "onnx")
 TFLITE_VARIANTS = ("float32", "float16", "dynamic")
@@ -109,8 +109,8 @@ def release_memory() -> None:
 
 def tflite_runner(model: bytes):
     """A callable ``images -> outputs`` running a TFLite model in the LiteRT interpreter, on
-    every core this process may use (the interpreter's default is one thread: 1.59 s against
-    0.93 s on two cores for a 256x512 pix2pixHD local enhancer, measured)."""
+    every core this process may use (the interpreter's default is one thread; BENCHMARKS.md
+    has the difference)."""
     try:
         from ai_edge_litert.interpreter import Interpreter
     except ImportError as e:

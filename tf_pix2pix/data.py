@@ -33,6 +33,7 @@ import tensorflow as tf
 
 from tf_pix2pix import image_io
 from tf_pix2pix.config import DataConfig
+from tf_pix2pix.errors import DataError, CorruptDataError  # noqa: F401
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -41,15 +42,6 @@ DOMAINS = ("A", "B")
 TFDS_SPLITS = ("train", "test")  # TFDS's cycle_gan/* configs: trainA, trainB, testA, testB
 SPLITS = ("train", "val", "test")
 _MAX_SHUFFLE_BUFFER = 10_000
-
-
-class DataError(ValueError):
-    """The data on disk cannot be used; the message names the path and what to do."""
-
-
-class CorruptDataError(DataError):
-    """A TFRecord shard holds a corrupted or truncated record; the message names the shard, the
-    byte offset and the remedies."""
 
 
 def _bytes_feature(value: bytes) -> tf.train.Feature:

@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
-from tf_pix2pix.config import load_config, option, write_atomic
+from tf_pix2pix.config import option, write_atomic
 
 BLOCK_NUM = 32  # the reference's area unit: H * W // 32 pixels
 MIN_AREA_RATIO = 0.5
@@ -82,8 +82,8 @@ def encode_features(config: EncodeConfig) -> dict:
     from tf_pix2pix import data as data_lib
     from tf_pix2pix import label_maps
     from tf_pix2pix.checkpointing import checkpoint_dir
-    from tf_pix2pix.models.pix2pix_hd import FEATURE_CLUSTERS
-    from tf_pix2pix.networks import build_feature_encoder
+    from tf_pix2pix.models import for_config, load_config
+    from tf_pix2pix.models.pix2pix_hd import FEATURE_CLUSTERS, feature_encoder
 
     try:
         import sklearn  # noqa: F401
@@ -93,13 +93,13 @@ def encode_features(config: EncodeConfig) -> dict:
     experiment = load_config(config.model_dir)
     if experiment is None:
         raise UserError(f"{config.model_dir}/config.json not found; pass a training directory")
-    if not experiment.model.instance_feat:
+    if not for_config(experiment).takes_style(experiment):
         raise UserError(f"--model_dir {config.model_dir} was trained without --instance_feat: "
                         "it has no feature encoder")
     path = config.checkpoint or tf.train.latest_checkpoint(checkpoint_dir(config.model_dir))
     if not path:
         raise UserError(f"no checkpoint in {checkpoint_dir(config.model_dir)}; train first")
-    encoder = build_feature_encoder(experiment.model, experiment.data.output_nc)
+    encoder = feature_encoder(experiment.model, experiment.data.output_nc)
     tf.train.Checkpoint(encoder=encoder).restore(path).expect_partial()
 
     @tf.function(reduce_retracing=True)

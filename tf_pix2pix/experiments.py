@@ -38,26 +38,29 @@ from typing import Any
 import numpy as np
 
 from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
-from tf_pix2pix.config import (DataConfig, ExperimentConfig, ModelConfig, TrainConfig, option,
+from tf_pix2pix import models
+from tf_pix2pix.config import (DataConfig, ExperimentConfig, MetricsConfig, ModelConfig, option,
                                option_of)
 
-SUITES: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
+# The paper's pix2pix ablations: each row's options (flag names) over the paper's setup.
+MODEL = "pix2pix"
+SUITES: dict[str, dict[str, dict[str, Any]]] = {
     "objectives": {
-        "L1": {"train": {"lambda_gan": 0.0}},
-        "GAN": {"train": {"lambda_l1": 0.0}, "model": {"condition_D": False}},
-        "cGAN": {"train": {"lambda_l1": 0.0}},
-        "L1+GAN": {"model": {"condition_D": False}},
+        "L1": {"lambda_gan": 0.0},
+        "GAN": {"lambda_l1": 0.0, "no_condition_D": True},
+        "cGAN": {"lambda_l1": 0.0},
+        "L1+GAN": {"no_condition_D": True},
         "L1+cGAN": {},
     },
     "generators": {
-        "encoder-decoder": {"model": {"netG": "encoder_decoder"}},
+        "encoder-decoder": {"netG": "encoder_decoder"},
         "U-Net": {},
     },
     "patch_sizes": {
-        "1x1": {"model": {"netD": "pixel"}},
-        "16x16": {"model": {"netD": "n_layers", "n_layers_D": 1}},
+        "1x1": {"netD": "pixel"},
+        "16x16": {"netD": "n_layers", "n_layers_D": 1},
         "70x70": {},
-        "286x286": {"model": {"netD": "n_layers", "n_layers_D": 5}},
+        "286x286": {"netD": "n_layers", "n_layers_D": 5},
     },
 }
 MODES = ("eval", "paper")
@@ -75,22 +78,17 @@ class RunnerConfig:
     direction: str = option_of(DataConfig, "direction")
     crop_size: int = option(256, "256 (unet_256) or 128 (unet_128).")
     batch_size: int = option_of(DataConfig, "batch_size")
-    seed: int = option(0, "The one seed of every configuration.")
+    seed: int = option_of(DataConfig, "seed")
     split: str = option("test", "Evaluation split.")
     max_examples: int = option(0, "Evaluate at most this many images; 0 = all.")
     figure_examples: int = option(4, "Test images in each suite's figure.")
-    inception_weights: str = option("", "InceptionV3 notop .h5 (or imagenet) for FID/KID; "
-                                        "without it they are not computed.")
-    segmenter: str = option("", "FCN-score (paper Tables 1-3): a segmenter SavedModel or .keras "
-                                "file (run_predict.py's --segmenter); without it no FCN-score.")
-    segmenter_input_size: str = option("", "FCN-score: HEIGHT,WIDTH the segmenter runs at; "
-                                           "empty = the images' size.")
-    fcn_labels: str = option("input_colours", "FCN-score: a folder of label-id PNGs named as "
-                                              "the split's images, or input_colours (the "
-                                              "inputs are colour-coded label maps).")
-    fcn_classes: str = option("cityscapes", "FCN-score: cityscapes or a number of classes.")
-    ngf: int = option(64, "Generator width (64 in the paper).")
-    ndf: int = option(64, "Discriminator width (64 in the paper).")
+    inception_weights: str = option_of(MetricsConfig, "inception_weights")
+    segmenter: str = option_of(MetricsConfig, "segmenter")
+    segmenter_input_size: str = option_of(MetricsConfig, "segmenter_input_size")
+    fcn_labels: str = option_of(MetricsConfig, "fcn_labels")
+    fcn_classes: str = option_of(MetricsConfig, "fcn_classes")
+    ngf: int = option_of(ModelConfig, "ngf")
+    ndf: int = option_of(ModelConfig, "ndf")
     progress: bool = option(True, "Training progress bars.")
 
     def __post_init__(self) -> None:
@@ -107,30 +105,26 @@ class RunnerConfig:
         return list(SUITES) if self.suite == "all" else [self.suite]
 
 
-def experiment_config(runner: RunnerConfig, overrides: dict[str, dict[str, Any]],
+def experiment_config(runner: RunnerConfig, overrides: dict[str, Any],
                       model_dir: str = "") -> ExperimentConfig:
-    """The full configuration of one row: the paper's setup with the row's changes."""
-    model = {"netG": f"unet_{runner.crop_size}", "ngf": runner.ngf, "ndf": runner.ndf,
-             **overrides.get("model", {})}
-    if model["netG"] == "encoder_decoder":
-        model["netG"] = f"encoder_decoder_{runner.crop_size}"
-    load = runner.crop_size * 286 // 256
-    return ExperimentConfig(
-        data=DataConfig(data_dir=runner.data_dir, direction=runner.direction, load_size=load,
-                        crop_size=runner.crop_size, batch_size=runner.batch_size,
-                        seed=runner.seed),
-        model=ModelConfig(**model),
-        train=TrainConfig(model_dir=model_dir, max_steps=runner.steps, seed=runner.seed,
-                          n_epochs=100, n_epochs_decay=100, val_max_examples=0,
-                          save_every_steps=max(100, runner.steps // 10),
-                          summary_every_steps=50, image_every_steps=max(100, runner.steps),
-                          **overrides.get("train", {})))
+    """The full configuration of one row: the paper's setup with the row's options
+    (``models.resolve`` of pix2pix)."""
+    options = {"netG": f"unet_{runner.crop_size}", **overrides}
+    if options["netG"] == "encoder_decoder":
+        options["netG"] = f"encoder_decoder_{runner.crop_size}"
+    return models.resolve(
+        MODEL, data_dir=runner.data_dir, direction=runner.direction,
+        load_size=runner.crop_size * 286 // 256, crop_size=runner.crop_size,
+        batch_size=runner.batch_size, seed=runner.seed, ngf=runner.ngf, ndf=runner.ndf,
+        model_dir=model_dir, max_steps=runner.steps, n_epochs=100, n_epochs_decay=100,
+        val_max_examples=0, save_every_steps=max(100, runner.steps // 10),
+        summary_every_steps=50, image_every_steps=max(100, runner.steps), **options)
 
 
 # Fields that change what is logged or kept, not what is trained.
 _NOT_TRAINING = ("train.model_dir", "train.save_every_steps", "train.summary_every_steps",
                  "train.image_every_steps", "train.keep_checkpoints", "train.val_max_examples",
-                 "train.test_mode", "train.lock_timeout")
+                 "train.test_mode", "runtime.lock_timeout")
 
 
 def config_key(config: ExperimentConfig) -> str:
@@ -138,7 +132,7 @@ def config_key(config: ExperimentConfig) -> str:
     field that affects training, data_dir and learning rate included, so that a rerun on other
     data or with other settings never reuses a run."""
     fields = {f"{section}.{name}": value for section, values in config.to_dict().items()
-              for name, value in values.items()}
+              if isinstance(values, dict) for name, value in values.items()}
     fields = {k: v for k, v in fields.items() if k not in _NOT_TRAINING}
     fields["data.data_dir"] = os.path.abspath(fields["data.data_dir"])
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:10]

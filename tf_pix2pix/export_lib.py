@@ -41,8 +41,8 @@ import tensorflow as tf
 from tf_pix2pix import models
 from tf_pix2pix.config import DIRECTIONS, TEST_MODES, ConfigError, ExperimentConfig, option
 from tf_pix2pix.image_io import declared_size
-from tf_pix2pix.inference import (check_test_mode, mode_call, pad_multiple, padded_translate,
-                                  restore_generator)
+from tf_pix2pix.inference import check_test_mode, mode_call, padded_translate
+from tf_pix2pix.models import pad_multiple, restore_generator
 
 EXPORT_INFO = "export_info.json"
 
@@ -241,7 +241,7 @@ def export(config: ExportConfig) -> str:
     """
     generator, exp_config, ckpt = restore_generator(config.model_dir, config.checkpoint,
                                                     config.direction)
-    check_test_mode(config.test_mode, exp_config.model)
+    models.check_test_mode(exp_config, config.test_mode)
     version = claim_version(config.export_dir, config.version)
     claim = os.path.join(config.export_dir, f"{_CLAIM}{version}")
     final = os.path.join(config.export_dir, str(version))

@@ -65,8 +65,8 @@ def precision_warning(precision: str, flags: set[str] | None = None,
     """Why ``precision`` would be slow here, or ``None``.
 
     bfloat16 is fast only where the hardware computes in it (GPUs, CPUs with AVX512_BF16 or
-    AMX-BF16); elsewhere TensorFlow emulates it: measured 10.06 s against 0.93 s per float32 step
-    on a 2-core AVX2 EPYC.
+    AMX-BF16); elsewhere TensorFlow emulates it, about ten times slower than float32
+    (BENCHMARKS.md, AVX2 class).
     """
     if precision != "mixed_bfloat16":
         return None

@@ -12,20 +12,13 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from tf_pix2pix.errors import BadImageError  # noqa: F401
+
 SUPPORTED_FORMATS = ("jpeg", "png", "bmp")
 # Largest image the data tools decode (height x width from the header, checked first): a
 # 60,000 x 60,000 PNG of a few hundred kilobytes would otherwise need 10.8 GB to decode.
 MAX_PIXELS = 8192 * 8192
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
-
-
-class BadImageError(ValueError):
-    """A file cannot be used as an image; ``path`` and ``reason`` say which and why."""
-
-    def __init__(self, path: str, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path = path
-        self.reason = reason
 
 
 @dataclasses.dataclass(frozen=True)

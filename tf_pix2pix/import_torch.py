@@ -39,9 +39,10 @@ import tensorflow as tf
 
 from tf_pix2pix import models
 from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main, writable_dir
-from tf_pix2pix.config import (ConfigError, DataConfig, ExperimentConfig, ModelConfig,
-                               TrainConfig, load_config, option, option_of, save_config)
-from tf_pix2pix.networks import build_generator
+from tf_pix2pix.config import (ConfigError, DataConfig, ExperimentConfig, ModelConfig, option,
+                               option_of, save_config)
+from tf_pix2pix.models.pix2pix_hd import Pix2PixHDConfig
+from tf_pix2pix.networks import GeneratorLayout
 from tf_pix2pix.networks.enhancer import GLOBAL
 from tf_pix2pix.pth_format import PthError, load_state_dict
 
@@ -65,10 +66,11 @@ class ImportConfig:
     output_nc: int = option(3, "Output channels of the file's generator.")
     label_nc: int = option_of(DataConfig, "label_nc")
     no_instance: bool = option_of(DataConfig, "no_instance")
-    n_downsample_global: int = option_of(ModelConfig, "n_downsample_global")
-    n_blocks_global: int = option_of(ModelConfig, "n_blocks_global")
-    n_local_enhancers: int = option_of(ModelConfig, "n_local_enhancers")
-    n_blocks_local: int = option_of(ModelConfig, "n_blocks_local")
+    # pix2pixHD's generator sizes (passed on to models that have them).
+    n_downsample_global: int = option_of(Pix2PixHDConfig, "n_downsample_global")
+    n_blocks_global: int = option_of(Pix2PixHDConfig, "n_blocks_global")
+    n_local_enhancers: int = option_of(Pix2PixHDConfig, "n_local_enhancers")
+    n_blocks_local: int = option_of(Pix2PixHDConfig, "n_blocks_local")
     cache_dir: str = option("", "Download cache for --url (default ~/.keras).")
 
     def __post_init__(self) -> None:
@@ -90,14 +92,14 @@ def _unet_prefix(level: int) -> str:
     return "model.model." + "".join("1.model." if i == 0 else "3.model." for i in range(level))
 
 
-def reference_names(model: keras.Model, config: ModelConfig, dropout_blocks: bool = False
+def reference_names(model: keras.Model, layout: GeneratorLayout, dropout_blocks: bool = False
                     ) -> dict[str, tuple[str, str, str]]:
-    """``{reference key: (keras layer, keras weight, kind)}`` for a generator built from
-    ``config``; kind is ``conv``, ``deconv`` or ``plain``.
+    """``{reference key: (keras layer, keras weight, kind)}`` for a generator of ``layout``
+    (the model's ``generator_layout``); kind is ``conv``, ``deconv`` or ``plain``.
 
     Args:
       model: the Keras generator (its layers decide which biases and norms exist).
-      config: its architecture.
+      layout: the reference module tree it follows.
       dropout_blocks: ResNet blocks with dropout (second conv at ``conv_block.6``).
     """
     names: dict[str, tuple[str, str, str]] = {}
@@ -116,8 +118,8 @@ def reference_names(model: keras.Model, config: ModelConfig, dropout_blocks: boo
         if target.bias is not None:
             names[f"{key}.bias"] = (layer, "bias", "plain")
 
-    if config.netG.startswith("unet"):
-        n = config.num_downs
+    if layout.family == "unet":
+        n = layout.downsamplings
         add(_unet_prefix(0) + "0", "down0_conv", "conv")
         add(_unet_prefix(0) + "3", "up0_deconv", "deconv")
         for level in range(1, n):
@@ -145,9 +147,8 @@ def reference_names(model: keras.Model, config: ModelConfig, dropout_blocks: boo
     # ResnetGenerator / GlobalGenerator: model.N of [pad, conv, norm, relu] + n x [conv, norm,
     # relu] + blocks + n x [deconv, norm, relu] + [pad, conv, tanh]. LocalEnhancer: the same
     # without the last three as ``model``, in the nested model "global".
-    local = config.netG == "local"
-    n_down = config.n_downsample_global if config.netG in ("global", "local") else 2
-    n_blocks = config.n_blocks
+    local = layout.local_enhancers > 0
+    n_down, n_blocks = layout.downsamplings, layout.blocks
     inner = f"{GLOBAL}/" if local else ""
     add("model.1", inner + "stem_conv", "conv")
     add("model.2", inner + "stem_norm", "norm")
@@ -164,8 +165,8 @@ def reference_names(model: keras.Model, config: ModelConfig, dropout_blocks: boo
         return names
     # model{n}_1: [pad, conv, norm, relu, conv, norm, relu]; model{n}_2: blocks, [deconv, norm,
     # relu], and in the last enhancer [pad, conv, tanh].
-    for n in range(1, config.n_local_enhancers + 1):
-        p, nb = f"local{n}_", config.n_blocks_local
+    for n in range(1, layout.local_enhancers + 1):
+        p, nb = f"local{n}_", layout.local_blocks
         add(f"model{n}_1.1", p + "stem_conv", "conv")
         add(f"model{n}_1.2", p + "stem_norm", "norm")
         add(f"model{n}_1.4", p + "down_conv", "conv")
@@ -173,7 +174,7 @@ def reference_names(model: keras.Model, config: ModelConfig, dropout_blocks: boo
         resnet_blocks(f"model{n}_2", 0, nb, p)
         add(f"model{n}_2.{nb}", p + "up_deconv", "deconv")
         add(f"model{n}_2.{nb + 1}", p + "up_norm", "norm")
-    add(f"model{config.n_local_enhancers}_2.{config.n_blocks_local + 4}", "head_conv", "conv")
+    add(f"model{layout.local_enhancers}_2.{layout.local_blocks + 4}", "head_conv", "conv")
     return names
 
 
@@ -199,9 +200,10 @@ def _drop_instance_norm_stats(state: dict[str, np.ndarray],
     return kept
 
 
-def assign_state_dict(model: keras.Model, config: ModelConfig,
+def assign_state_dict(model: keras.Model, config: ExperimentConfig,
                       state: dict[str, np.ndarray]) -> dict[str, object]:
-    """Copies a reference state dict into ``model``; every key and shape must match.
+    """Copies a reference state dict into ``model`` (the generator of ``config``); every key
+    and shape must match.
 
     Returns:
       ``{"tensors": n, "dropout_blocks": bool}`` (whether ResNet blocks were saved with dropout).
@@ -210,9 +212,11 @@ def assign_state_dict(model: keras.Model, config: ModelConfig,
       UserError: the first key that is missing, unexpected or of another shape.
     """
     dropout_blocks = any(re.search(r"\.conv_block\.6\.weight$", k) for k in state)
-    names = reference_names(model, config, dropout_blocks)
+    names = reference_names(model, models.for_config(config).generator_layout(config),
+                            dropout_blocks)
     state = _drop_instance_norm_stats(state, names)
-    arch = f"netG={config.netG} ngf={config.ngf} norm={config.norm}"
+    m = config.model
+    arch = f"netG={m.netG} ngf={m.ngf} norm={m.norm}"
     for key in sorted(state):
         if key not in names:
             raise UserError(f"the file has {key} {tuple(state[key].shape)}, which a {arch} "
@@ -236,26 +240,42 @@ def assign_state_dict(model: keras.Model, config: ModelConfig,
     return {"tensors": len(names), "dropout_blocks": dropout_blocks}
 
 
-def export_state_dict(model: keras.Model, config: ModelConfig,
+def export_state_dict(model: keras.Model, config: ExperimentConfig,
                       dropout_blocks: bool = False) -> dict[str, np.ndarray]:
     """The inverse of :func:`assign_state_dict`: the generator's weights under the reference's
     names and layouts (for tests, and to move a model back to PyTorch)."""
     state = {}
-    for key, (layer_name, attr, kind) in reference_names(model, config, dropout_blocks).items():
+    layout = models.for_config(config).generator_layout(config)
+    for key, (layer_name, attr, kind) in reference_names(model, layout, dropout_blocks).items():
         value = keras.ops.convert_to_numpy(getattr(_layer(model, layer_name), attr))
         state[key] = np.transpose(value, (3, 2, 0, 1)) if kind in ("conv", "deconv") else value
     return state
 
 
-def _model_config(config: ImportConfig, dropout: bool) -> ModelConfig:
-    defaults = {**{f.name: f.default for f in dataclasses.fields(ModelConfig)},
-                **models.get(config.model).reference_defaults}
-    return ModelConfig(model=config.model, netG=config.netG or defaults["netG"],
-                       norm=config.norm or defaults["norm"], ngf=config.ngf,
-                       no_dropout=not dropout, n_downsample_global=config.n_downsample_global,
-                       n_blocks_global=config.n_blocks_global,
-                       n_local_enhancers=config.n_local_enhancers,
-                       n_blocks_local=config.n_blocks_local)
+def experiment_config(config: ImportConfig, dropout: bool | None = None) -> ExperimentConfig:
+    """The configuration of the imported generator: ``models.resolve`` of the model with the
+    file's architecture (``dropout`` None: the model's default)."""
+    options = {"ngf": config.ngf, "input_nc": config.input_nc, "output_nc": config.output_nc,
+               "label_nc": config.label_nc, "no_instance": config.no_instance,
+               "model_dir": config.model_dir}
+    for name in ("netG", "norm"):
+        if getattr(config, name):
+            options[name] = getattr(config, name)
+    if dropout is not None:
+        options["no_dropout"] = not dropout
+    known = models.resolved_options(config.model)
+    for field in ("n_downsample_global", "n_blocks_global", "n_local_enhancers",
+                  "n_blocks_local"):
+        value = getattr(config, field)
+        if field in known or value != ImportConfig.__dataclass_fields__[field].default:
+            options[field] = value
+    # An identity loss needs equal channels; an imported generator of other channels gets none.
+    if "lambda_identity" in known and config.input_nc != config.output_nc:
+        options["lambda_identity"] = 0.0
+    try:
+        return models.resolve(config.model, **options)
+    except ConfigError as e:
+        raise UserError(str(e)) from e
 
 
 def _fetch(config: ImportConfig) -> str:
@@ -283,37 +303,23 @@ def import_generator(config: ImportConfig) -> dict[str, object]:
     Returns:
       A summary: the checkpoint, the configuration, tensors copied, dropout detection.
     """
-    if load_config(config.model_dir) is not None:
+    if models.load_config(config.model_dir) is not None:
         raise UserError(f"--model_dir {config.model_dir} already holds a model; use a new one")
     try:
         state = load_state_dict(_fetch(config))
     except PthError as e:
         raise UserError(str(e)) from e
     model_class = models.get(config.model)
-    netG = config.netG or _model_config(config, True).netG
+    default = experiment_config(config)
     resnet_dropout = any(re.search(r"\.conv_block\.6\.weight$", k) for k in state)
     # A U-Net's dropout leaves no weights: it follows the model's reference default. A ResNet's
     # shows in its keys.
-    dropout = resnet_dropout or (netG.startswith("unet") and
-                                 not model_class.reference_defaults.get("no_dropout", False))
-    model_config = _model_config(config, dropout)
-    train_defaults = {k: v for k, v in model_class.reference_defaults.items()
-                      if k in TrainConfig.__dataclass_fields__}
-    lambda_identity = TrainConfig().lambda_identity
-    try:
-        experiment = ExperimentConfig(
-            data=DataConfig(input_nc=config.input_nc, output_nc=config.output_nc,
-                            label_nc=config.label_nc, no_instance=config.no_instance),
-            model=model_config,
-            train=TrainConfig(model_dir=config.model_dir, **{
-                **train_defaults, "lambda_identity": (
-                    lambda_identity if config.input_nc == config.output_nc else 0.0)}))
-    except ConfigError as e:
-        raise UserError(str(e)) from e
-    slot = model_class.generator_slots(experiment)["AtoB"]
-    root = slot.root
-    generator = build_generator(model_config, slot.input_nc, slot.output_nc, name=root)
-    copied = assign_state_dict(generator, model_config, state)
+    unet = model_class.generator_layout(default).family == "unet"
+    dropout = resnet_dropout or (unet and not default.model.no_dropout)
+    experiment = experiment_config(config, dropout)
+    root = model_class.generator_slots(experiment)["AtoB"].root
+    generator = model_class.build_generator(experiment, "AtoB")
+    copied = assign_state_dict(generator, experiment, state)
     save_config(experiment, config.model_dir)
     manager = tf.train.CheckpointManager(tf.train.Checkpoint(**{root: generator}),
                                          os.path.join(config.model_dir, "checkpoints"), 1)

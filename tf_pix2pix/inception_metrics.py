@@ -77,9 +77,13 @@ def kid_from_features(a: np.ndarray, b: np.ndarray, subsets: int = 100,
 class InceptionFeatures:
     """Inception-v3 pool features of ``[N, H, W, C]`` images in [-1, 1] (C = 1 or 3)."""
 
-    def __init__(self, weights: str = "imagenet"):
+    def __init__(self, weights: str):
         import keras
 
+        if not weights:
+            raise ConfigError(f"FID/KID need Inception-v3 weights: pass --inception_weights PATH "
+                              f"of {WEIGHTS_FILE}, or --inception_weights=imagenet (Keras "
+                              "downloads it once)")
         if weights == "random":
             source = None
         elif weights == "imagenet" or weights.endswith(".h5"):
@@ -131,7 +135,7 @@ def scores(a: np.ndarray, b: np.ndarray, metrics=("fid", "kid")) -> dict[str, fl
     return result
 
 
-def fid_kid(outputs: np.ndarray, targets: np.ndarray, weights: str = "imagenet",
+def fid_kid(outputs: np.ndarray, targets: np.ndarray, weights: str = "",
             features: InceptionFeatures | None = None) -> dict[str, float]:
     """FID and KID between translated images and their targets (both ``[N, H, W, C]``);
     see :func:`scores`."""

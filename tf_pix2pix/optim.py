@@ -1,9 +1,8 @@
 """Adam with TensorFlow's fused update kernel.
 
 Keras 3's Adam updates each variable with a chain of element-wise ops, each a full pass over the
-54M generator weights; ``ResourceApplyAdam`` does the same arithmetic in one multithreaded pass.
-On 2 CPU cores this cuts the generator's update from about 0.11 s to 0.03 s per step
-(BENCHMARKS.md). The update rule is Keras's (and TensorFlow's): ``m = b1 m + (1 - b1) g``,
+54M generator weights; ``ResourceApplyAdam`` does the same arithmetic in one multithreaded pass
+(the time it saves per step: BENCHMARKS.md). The update rule is Keras's (and TensorFlow's): ``m = b1 m + (1 - b1) g``,
 ``v = b2 v + (1 - b2) g^2``, ``var -= lr sqrt(1 - b2^t) / (1 - b1^t) * m / (sqrt(v) + eps)``.
 """
 

@@ -22,9 +22,9 @@ from tf_pix2pix import label_maps, models
 from tf_pix2pix.config import ConfigError, ExperimentConfig
 from tf_pix2pix.evaluate import PSNR_CAP, Scorer
 from tf_pix2pix.export_lib import read_export_info
-from tf_pix2pix.inference import (check_test_mode, mode_call, pad_multiple, padded_translate,
-                                  restore_generator)
 from tf_pix2pix.image_io import BadImageError, list_files, read_aligned_pair, read_image
+from tf_pix2pix.inference import mode_call, padded_translate
+from tf_pix2pix.models import pad_multiple, restore_generator
 from tf_pix2pix.visualize import save_png, to_uint8
 
 SOURCES = ("images", "aligned", "tfrecord")
@@ -58,7 +58,7 @@ def translator_from_model_dir(model_dir: str, test_mode: str, checkpoint: str = 
     """Restores a generator of a training directory (latest checkpoint unless given);
     ``direction`` picks CycleGAN's G_A (``AtoB``) or G_B (``BtoA``)."""
     generator, config, path = restore_generator(model_dir, checkpoint, direction)
-    check_test_mode(test_mode, config.model)
+    models.check_test_mode(config, test_mode)
     call, multiple = mode_call(generator, test_mode), pad_multiple(config)
     fn = tf.function(lambda x: padded_translate(call, x, multiple), reduce_retracing=True)
     return Translator(fn, config, test_mode, path, direction)
@@ -68,8 +68,8 @@ def translator_from_saved_model(saved_model_dir: str) -> Translator:
     """Loads an exported version folder (``export_dir/<version>``) and its ``translate``."""
     info = read_export_info(saved_model_dir)
     translate = tf.saved_model.load(saved_model_dir).signatures["translate"]
-    return Translator(lambda x: translate(images=x)["images"],
-                      ExperimentConfig.from_dict(info["config"]), info["test_mode"],
+    config = models.config_from_dict(info["config"], f"{saved_model_dir} export_info.json")
+    return Translator(lambda x: translate(images=x)["images"], config, info["test_mode"],
                       saved_model_dir, info.get("direction", "AtoB"))
 
 
@@ -191,7 +191,7 @@ def reference_resize(image: np.ndarray, size: int = REFERENCE_SIZE) -> np.ndarra
 def predict(translator: Translator, examples: Iterator[Example], output_dir: str,
             progress: bool = True, skipped: list[dict[str, str]] | None = None,
             metrics: tuple[str, ...] = ("l1", "psnr", "ssim"), protocol: str = "native",
-            inception_weights: str = "imagenet", fcn=None, fcn_labels=None) -> dict:
+            inception_weights: str = "", fcn=None, fcn_labels=None) -> dict:
     """Translates ``examples`` into ``output_dir``: images, gallery, and metrics with targets.
 
     Writes ``images/<name>_{input,output,target}.png``, ``index.html``, and when targets exist

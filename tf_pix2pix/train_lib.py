@@ -33,12 +33,9 @@ from tf_pix2pix import hardware, locking, models, visualize
 from tf_pix2pix import checkpointing as ckpt
 from tf_pix2pix import workers
 from tf_pix2pix.config import ConfigError, ExperimentConfig, save_config
+from tf_pix2pix.errors import TrainingDivergedError  # noqa: F401
 
 SAMPLES_SUBDIR = "samples"
-
-
-class TrainingDivergedError(RuntimeError):
-    """A loss became NaN or Inf; the message names the step and the last good checkpoint."""
 
 
 @dataclasses.dataclass
@@ -60,21 +57,21 @@ class _Trainer:
     def __init__(self, config: ExperimentConfig, progress: bool):
         self.config = config
         self.progress = progress
-        t = config.train
+        t, runtime = config.train, config.runtime
         self.model_dir = t.model_dir
         self.model_class = models.for_config(config)
-        self.strategy = workers.make_strategy(t.strategy)
+        self.strategy = workers.make_strategy(runtime.strategy)
         self.workers = workers.num_workers(self.strategy)
         # One trainer per model_dir (the chief's lock), taken before anything is written there;
         # released when the run ends, or when this trainer is dropped without running.
         self.lock = None
         if self.strategy.extended.should_checkpoint:
-            self.lock = locking.ModelDirLock(self.model_dir, t.lock_timeout).acquire()
+            self.lock = locking.ModelDirLock(self.model_dir, runtime.lock_timeout).acquire()
             self._release_lock = weakref.finalize(self, self.lock.release)
         replicas = self.strategy.num_replicas_in_sync
         if config.data.batch_size % replicas:
             raise ConfigError(f"batch_size={config.data.batch_size} is not divisible by the "
-                              f"{replicas} replicas of --strategy={t.strategy}")
+                              f"{replicas} replicas of --strategy={runtime.strategy}")
         n_train = self.model_class.split_size(config, "train")
         if not n_train:
             source = config.data.tfds_name or config.data.data_dir
@@ -82,10 +79,10 @@ class _Trainer:
         self.steps_per_epoch = math.ceil(n_train / config.data.batch_size)
         self.total_steps = t.max_steps or (t.n_epochs + t.n_epochs_decay) * self.steps_per_epoch
 
-        warning = hardware.precision_warning(t.precision)
+        warning = hardware.precision_warning(runtime.precision)
         if warning:
             print(f"warning: {warning}", file=sys.stderr)
-        keras.utils.set_random_seed(t.seed)
+        keras.utils.set_random_seed(config.data.seed)
         with self.strategy.scope():
             self.model = self.model_class(config, self.strategy, self.steps_per_epoch)
         # Skipped records: the stream is repositioned by skipping on resume (below), so that a
@@ -436,7 +433,9 @@ class _Trainer:
 
 
 def build_trainer(config: ExperimentConfig, progress: bool = True) -> _Trainer:
-    """Checks the model directory against ``config`` and builds everything for training."""
+    """Checks ``config`` (``models.validate``) and the model directory against it and builds
+    everything for training."""
+    models.validate(config)
     if not config.train.model_dir:
         raise ConfigError("model_dir is empty; pass --model_dir")
     if not config.data.data_dir and not config.data.tfds_name:

@@ -20,10 +20,7 @@ from typing import Any
 import tensorflow as tf
 
 from tf_pix2pix.config import ConfigError
-
-
-class WorkerLostError(RuntimeError):
-    """Another worker of a multi-worker job stopped answering (killed, crashed, unreachable)."""
+from tf_pix2pix.errors import WorkerLostError  # noqa: F401
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:

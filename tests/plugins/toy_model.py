@@ -5,28 +5,41 @@ it through the real command-line tools, which must need no change to train, resu
 predict with it.
 """
 
+import dataclasses
+
 import keras
 import tensorflow as tf
 
+from tf_pix2pix.config import ModelConfig, option, option_of
 from tf_pix2pix.evaluate import evaluate
 from tf_pix2pix.inference import generator_fn
 from tf_pix2pix.models.base import (TranslationModel, current_lr, distributed_step,
                                     make_optimizer, register)
 
 
+@dataclasses.dataclass(frozen=True)
+class ToyConfig(ModelConfig):
+    """The toy's options: the shared ones, and one of its own."""
+
+    model: str = option_of(ModelConfig, "model", "toy")
+    kernel_size: int = option(3, "Side of the toy's one convolution.", bound="positive")
+
+
 @register
 class Toy(TranslationModel):
     name = "toy"
+    Config = ToyConfig
     has_discriminator = False
     loss_names = ("L1",)
-    demo_preset = {"model_dir": "runs/toy", "crop_size": 32, "load_size": 36,
-                   "max_steps": 20}
+    presets = {"demo": {"model_dir": "runs/toy", "crop_size": 32, "load_size": 36,
+                        "max_steps": 20}}
 
     @classmethod
     def build_generator(cls, config, direction="AtoB", sync_bn=False):
         slot = cls.generator_slots(config)[direction]
         x = keras.Input((None, None, slot.input_nc))
-        y = keras.layers.Conv2D(slot.output_nc, 3, padding="same", activation="tanh",
+        k = config.model.kernel_size
+        y = keras.layers.Conv2D(slot.output_nc, k, padding="same", activation="tanh",
                                 name="conv")(x)
         return keras.Model(x, y, name=slot.root)
 

@@ -1,11 +1,12 @@
 """The interface between a model and everything else, and the machinery models share.
 
-A model is one module of this package holding one :class:`TranslationModel` subclass, registered
-by name with :func:`tf_pix2pix.models.register`. The training loop, the CLIs, export, prediction,
-the experiment runner and the importer ask the model class (looked up from
-``config.model.model``) for everything that differs between models: its reference defaults, its
-demo preset and data, its input pipeline and split sizes, its exportable generators, its sample
-columns, its dry-run report and the checks of its configuration. No code outside
+A model is one module of this package holding its options (a ``config.ModelConfig`` subclass,
+``Config``) and one :class:`TranslationModel` subclass, registered by name with
+:func:`tf_pix2pix.models.register`. The training loop, the CLIs, export, prediction, the
+experiment runner and the importer ask the model class (looked up from ``config.model.model``)
+for everything that differs between models: its options and their defaults, its modes and
+presets, its demo data, its input pipeline and split sizes, its exportable generators, its
+sample columns, its dry-run report and the checks of its configuration. No code outside
 ``tf_pix2pix/models/`` compares a model's name.
 
 Also here: the learning-rate schedule, optimizers, loss scaling, dropout seed states and the
@@ -16,15 +17,21 @@ from __future__ import annotations
 
 import abc
 import contextlib
-import os
 from typing import Any, ClassVar, Iterator, NamedTuple
 
 import keras
 import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
-from tf_pix2pix.config import ExperimentConfig
+from tf_pix2pix import inference, networks
+from tf_pix2pix.config import ExperimentConfig, ModelConfig, checkpoint_dir
+from tf_pix2pix.errors import ConfigError
+from tf_pix2pix.image_io import decode
+from tf_pix2pix.models import resolution
+from tf_pix2pix.models.registry import register  # noqa: F401 (the models' decorator)
+from tf_pix2pix.networks.patchgan import output_side, receptive_field
 from tf_pix2pix.optim import FusedAdam
+from tf_pix2pix.visualize import to_uint8
 
 
 class GeneratorSlot(NamedTuple):
@@ -45,10 +52,17 @@ class TranslationModel(abc.ABC):
 
     Class attributes:
       name: the registry name (``--model``).
-      reference_defaults: option values that differ from the config fields' defaults for this
-        model (as the reference's ``modify_commandline_options``), by flag name.
-      demo_preset: values of ``--preset=demo`` (flag names; ``model_dir`` and ``demo_data_dir``
-        included), given to the flags the user did not set.
+      Config: the model's options, a ``config.ModelConfig`` subclass whose field defaults are
+        the reference's for this model (``modify_commandline_options``).
+      reference_defaults: values of shared options (data, train, runtime sections) that the
+        reference sets otherwise for this model, by flag name.
+      modes: ``{option: {value: {flag name: default}}}``: an option of ``Config`` whose value
+        changes other defaults (CUT's ``cut_mode``); ``models.resolve`` applies it after
+        ``reference_defaults``.
+      presets: ``{name: {flag name: value}}`` for ``--preset`` (``demo``: the small demo
+        configuration, ``model_dir`` included), applied after the mode.
+      demo_data: how the demo's synthetic set is made (``data_prep.demo.demo_data``):
+        ``folder`` and ``make_synthetic``'s ``size``, ``unpaired``, ``labels``, ``width``.
       sample_columns: what the rows of the sample grids show, for the console.
       published_generators: ``{name: .pth URL}`` of the authors' published generators
         (``import_torch --url``).
@@ -58,8 +72,11 @@ class TranslationModel(abc.ABC):
     """
 
     name: ClassVar[str] = ""
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
     reference_defaults: ClassVar[dict[str, Any]] = {}
-    demo_preset: ClassVar[dict[str, Any]] = {}
+    modes: ClassVar[dict[str, dict[str, dict[str, Any]]]] = {}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    demo_data: ClassVar[dict[str, Any]] = {"folder": "data/demo", "size": 128}
     sample_columns: ClassVar[str] = "input | output | target"
     published_generators: ClassVar[dict[str, str]] = {}
     tfds_source: ClassVar[bool] = False
@@ -73,15 +90,22 @@ class TranslationModel(abc.ABC):
     # -- before the model exists: configuration, data, export slots ------------------------
 
     @classmethod
-    def reference_options(cls, chosen: dict[str, Any]) -> dict[str, Any]:
-        """The option defaults of this model given the options the user chose (``{flag name:
-        value}``): ``reference_defaults``, unless a model's mode option changes them."""
-        return dict(cls.reference_defaults)
-
-    @classmethod
     def check_config(cls, config: ExperimentConfig) -> None:
         """Raises ``ConfigError`` for combinations this model cannot train (called by
-        ``ExperimentConfig`` on construction)."""
+        ``models.validate``). This one refuses training crops too small for a PatchGAN
+        ``netD`` to give any logits; models without one override it."""
+        m = config.model
+        if config.data.preprocess == "scale_width" or m.netD == "pixel":
+            return
+        if output_side(m.netD, m.n_layers_D, config.data.crop_size) < 1:
+            raise ConfigError(
+                f"crop_size={config.data.crop_size} is too small for netD={m.netD}: its output "
+                "would be empty; raise crop_size or use fewer discriminator layers")
+
+    @classmethod
+    def has_test_time_noise(cls, config: ExperimentConfig) -> bool:
+        """Whether ``paper`` test mode differs from ``eval``: dropout or batch statistics."""
+        return not config.model.no_dropout or config.model.norm == "batch"
 
     @classmethod
     def check_inference(cls, config: ExperimentConfig) -> None:
@@ -105,16 +129,20 @@ class TranslationModel(abc.ABC):
                         sync_bn: bool = False) -> keras.Model:
         """A freshly initialised generator of the slot ``direction``, named as its slot (how
         training builds it, and how export and prediction rebuild it to restore it)."""
-        from tf_pix2pix.networks import build_generator
-
         slot = cls.generator_slots(config)[direction]
-        return build_generator(config.model, slot.input_nc, slot.output_nc, sync_bn,
-                               name=slot.root)
+        return networks.build_generator(config.model, slot.input_nc, slot.output_nc, sync_bn,
+                                        name=slot.root)
+
+    @classmethod
+    def generator_layout(cls, config: ExperimentConfig) -> networks.GeneratorLayout:
+        """The reference module tree of the generators (``import_torch`` names weights by
+        it)."""
+        return networks.generator_layout(config.model)
 
     @classmethod
     def pad_multiple(cls, config: ExperimentConfig) -> int:
         """Image sides the generators take unpadded are multiples of this."""
-        return 2 ** config.model.num_downs
+        return 2 ** networks.num_downs(config.model.netG)
 
     @classmethod
     def build_input(cls, config: ExperimentConfig, split: str, training: bool,
@@ -153,8 +181,6 @@ class TranslationModel(abc.ABC):
         ``run_predict``) to the generator's ``[H, W, channels]`` float32 input: the decoded
         image in [-1, 1]. ``instance``: an instance map, for models that read one; ``style``:
         a style number, for models that take one (``takes_style``)."""
-        from tf_pix2pix.image_io import decode
-
         return data_lib.to_channels(decode(encoded, 3), channels) / 127.5 - 1.0
 
     @classmethod
@@ -171,8 +197,6 @@ class TranslationModel(abc.ABC):
     def encode_output(cls, config: ExperimentConfig, output: tf.Tensor) -> tf.Tensor:
         """One generator output ``[H, W, C]`` as export's ``serving_default`` returns it: the
         PNG of the image."""
-        from tf_pix2pix.visualize import to_uint8
-
         return tf.io.encode_png(to_uint8(output))
 
     @classmethod
@@ -188,18 +212,11 @@ class TranslationModel(abc.ABC):
         return False
 
     @classmethod
-    def prepare_demo_data(cls, folder: str) -> str:
-        """Generates the demo's data set in ``folder`` once; returns its TFRecord folder."""
-        return synthetic_demo_data(folder, size=128, unpaired=False)
-
-    @classmethod
     def dry_run(cls, config: ExperimentConfig) -> str:
         """Builds the model and reports its networks' parameter counts (and the receptive field
         of its discriminators) as one line."""
-        from tf_pix2pix.networks import count_params
-
         model = cls(config, tf.distribute.get_strategy(), steps_per_epoch=1)
-        line = " ".join(f"{name}_params={count_params(network)}"
+        line = " ".join(f"{name}_params={networks.count_params(network)}"
                         for name, network in model.networks().items())
         if model.has_discriminator:
             line += f" receptive_field={cls.receptive_field(config)}"
@@ -209,7 +226,7 @@ class TranslationModel(abc.ABC):
     def receptive_field(cls, config: ExperimentConfig) -> str:
         """The side of the input patch each discriminator output sees, as the dry run prints
         it."""
-        return str(config.model.receptive_field)
+        return str(receptive_field(config.model.netD, config.model.n_layers_D))
 
     # -- the built model --------------------------------------------------------------------
 
@@ -249,8 +266,6 @@ class TranslationModel(abc.ABC):
                  direction: str = "AtoB") -> tf.Tensor:
         """Runs the generator of ``direction`` in a named test-time mode
         (``inference.generator_fn``, one traced function per mode and direction)."""
-        from tf_pix2pix import inference
-
         functions = self.__dict__.setdefault("_generate_fns", {})
         if (mode, direction) not in functions:
             functions[(mode, direction)] = inference.generator_fn(self.generator_of(direction),
@@ -280,52 +295,6 @@ class TranslationModel(abc.ABC):
         """Metrics on a held-out dataset (``count`` included)."""
 
 
-_REGISTRY: dict[str, type[TranslationModel]] = {}
-
-
-def register(cls: type[TranslationModel]) -> type[TranslationModel]:
-    """Class decorator: makes ``cls`` available as ``--model=<cls.name>``."""
-    if not cls.name:
-        raise ValueError(f"{cls.__name__} has no name")
-    if _REGISTRY.get(cls.name, cls) is not cls:
-        raise ValueError(f"model name {cls.name!r} is already registered by "
-                         f"{_REGISTRY[cls.name].__module__}")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def registered() -> dict[str, type[TranslationModel]]:
-    """The registered models by name (a copy)."""
-    return dict(_REGISTRY)
-
-
-def synthetic_demo_data(folder: str, size: int, unpaired: bool, labels: bool = False,
-                        width: int = 0) -> str:
-    """Generates the synthetic set (``data_prep.make_synthetic``) and its TFRecords once.
-
-    Args:
-      folder: holds ``images/`` and ``tfrecords/``.
-      size: image side (height for ``labels``).
-      unpaired: CycleGAN's layout (trainA/trainB/...), built unaligned.
-      labels: pix2pixHD's layout (class ids, instance ids, photos), ``width`` wide.
-      width: with ``labels``, the image width (0 = ``size``).
-
-    Returns:
-      The TFRecord folder.
-    """
-    from data_prep.build_tfrecords import BuildConfig, build
-    from data_prep.make_synthetic import SyntheticConfig, make_synthetic
-
-    images, records = os.path.join(folder, "images"), os.path.join(folder, "tfrecords")
-    if not os.path.isfile(os.path.join(records, "manifest.json")):
-        print(f"Generating the synthetic demo set in {images} ...")
-        make_synthetic(SyntheticConfig(output_dir=images, size=size, unpaired=unpaired,
-                                       labels=labels, width=width))
-        build(BuildConfig(input_dir=images, output_dir=records, overwrite=True, progress=False,
-                          layout="labels" if labels else "unaligned" if unpaired else "aligned"))
-    return records
-
-
 def make_optimizer(config: ExperimentConfig, steps_per_epoch: int, decay_shift: int = 1,
                    offset: int = 0) -> keras.optimizers.Optimizer:
     """Adam with the configured schedule (``decay_shift``, ``offset``: see
@@ -334,7 +303,7 @@ def make_optimizer(config: ExperimentConfig, steps_per_epoch: int, decay_shift: 
     opt = FusedAdam(learning_rate(config, steps_per_epoch, decay_shift, offset), beta_1=t.beta1,
                     beta_2=t.beta2, epsilon=1e-8)
     # float16 gradients underflow without dynamic loss scaling; bfloat16 does not need it.
-    if t.precision == "mixed_float16":
+    if config.runtime.precision == "mixed_float16":
         opt = keras.mixed_precision.LossScaleOptimizer(opt)
     return opt
 
@@ -368,9 +337,8 @@ def distributed_step(strategy: tf.distribute.Strategy, replica_fn, step: tf.Vari
     the discriminators' conv + bias + LeakyReLU gradient pattern ("remapper failed: ...
     Mutation::Apply error" at ERROR level), and with it on, a step traced after another model's
     two-replica step in the same process differed from one device's by far more than rounding
-    (0.5 % of CUT's gradients). The step is as fast without it (0.576 vs 0.585 s float32, 0.368
-    vs 0.371 s bfloat16, BENCHMARKS.md machine). Every model's step is built here, by the
-    trainer or directly.
+    (0.5 % of CUT's gradients). The step is as fast without it (BENCHMARKS.md, "grappler
+    remapper off"). Every model's step is built here, by the trainer or directly.
     """
     tf.config.optimizer.set_experimental_options({"remapping": False})
 
@@ -442,3 +410,98 @@ def dtype_policy(name: str) -> Iterator[None]:
         yield
     finally:
         keras.mixed_precision.set_global_policy(previous)
+
+
+# -- restoring a trained generator (export, prediction, pix2pixHD's --load_pretrain) -------
+
+def pad_multiple(config: ExperimentConfig) -> int:
+    """Height and width must be multiples of this for the generator to take them unpadded."""
+    return resolution.for_config(config).pad_multiple(config)
+
+
+def restore_generator(model_dir: str, checkpoint: str = "",
+                      direction: str = "AtoB") -> tuple[keras.Model, ExperimentConfig, str]:
+    """Builds a generator from ``model_dir/config.json`` and restores its weights.
+
+    Args:
+      model_dir: training directory.
+      checkpoint: checkpoint prefix; empty for the latest.
+      direction: ``AtoB`` (pix2pix's generator, CycleGAN's G_A) or ``BtoA`` (CycleGAN's G_B).
+
+    Returns:
+      ``(generator, config, checkpoint_path)``.
+
+    Raises:
+      ConfigError: no config or checkpoint, a checkpoint of another architecture, or a
+        direction the model does not have.
+    """
+    config = resolution.load_config(model_dir)
+    if config is not None and config.train.model_dir != model_dir:
+        # Where the files are now (a copied or moved training directory): the model's files
+        # beside its checkpoints (pix2pixHD's feature clusters) are read from here.
+        config = resolution.with_model_dir(config, model_dir)
+    if config is None:
+        raise ConfigError(f"{model_dir}/config.json not found; is --model_dir a training "
+                          "directory of run_train.py?")
+    path = checkpoint or tf.train.latest_checkpoint(checkpoint_dir(model_dir))
+    if not path:
+        raise ConfigError(f"no checkpoint in {checkpoint_dir(model_dir)}; train first")
+    if not tf.io.gfile.exists(path + ".index"):
+        raise ConfigError(f"checkpoint {path} not found (no {path}.index)")
+    slots = resolution.for_config(config).generator_slots(config)
+    if direction not in slots:
+        raise ConfigError(
+            f"--direction={direction}: the {config.model.model} model in {model_dir} has "
+            f"generators for {', '.join(slots)} only (trained {config.data.direction} on its "
+            "data); use --direction=AtoB")
+    resolution.for_config(config).check_inference(config)
+    root = slots[direction].root
+    generator = resolution.for_config(config).build_generator(config, direction)
+    _check_shapes(generator, path, config, root)
+    status = tf.train.Checkpoint(**{root: generator}).restore(path)
+    status.expect_partial().assert_existing_objects_matched()
+    return generator, config, path
+
+
+def checkpoint_variable_shapes(path: str, root: str) -> list[tuple[int, ...]]:
+    """Shapes of every variable reachable from the checkpoint object ``root`` (e.g. generator).
+
+    Walks the checkpoint's object graph rather than key names: a variable shared by two objects
+    (a layer and the optimizer tracking it) is stored under only one of their names.
+    """
+    from tensorflow.core.protobuf import trackable_object_graph_pb2
+
+    reader = tf.train.load_checkpoint(path)
+    graph = trackable_object_graph_pb2.TrackableObjectGraph()
+    graph.ParseFromString(reader.get_tensor("_CHECKPOINTABLE_OBJECT_GRAPH"))
+    shapes = reader.get_variable_to_shape_map()
+    start = [c.node_id for c in graph.nodes[0].children if c.local_name == root]
+    seen, stack, found = set(), list(start), []
+    while stack:
+        node_id = stack.pop()
+        if node_id in seen:
+            continue
+        seen.add(node_id)
+        node = graph.nodes[node_id]
+        found += [tuple(shapes[a.checkpoint_key]) for a in node.attributes
+                  if a.name == "VARIABLE_VALUE" and a.checkpoint_key in shapes]
+        stack += [c.node_id for c in node.children]
+    return sorted(found)
+
+
+def _check_shapes(generator: keras.Model, path: str, config: ExperimentConfig,
+                  root: str) -> None:
+    """Compares the checkpoint's generator variables with the model the config describes."""
+    found = checkpoint_variable_shapes(path, root)
+    expected = sorted(tuple(v.shape) for v in generator.variables
+                      if "seed_generator" not in v.path)
+    if expected != found:
+        missing = [s for s in expected if s not in found][:3]
+        extra = [s for s in found if s not in expected][:3]
+        arch = (f"model={config.model.model} netG={config.model.netG} ngf={config.model.ngf} "
+                f"norm={config.model.norm} input_nc={config.data.input_nc} "
+                f"output_nc={config.data.output_nc}")
+        raise ConfigError(
+            f"checkpoint {path} does not match the architecture in config.json ({arch}): "
+            f"{len(found)} generator variables saved, {len(expected)} expected; shapes only in "
+            f"the model {missing}, only in the checkpoint {extra}")

@@ -17,6 +17,7 @@ so the one training loop, checkpoint/resume path and summary writer serve it. Th
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import tensorflow as tf
@@ -24,14 +25,37 @@ import tensorflow as tf
 import keras
 
 from tf_pix2pix import losses
-from tf_pix2pix.config import ConfigError, ExperimentConfig
+from tf_pix2pix.config import ConfigError, ExperimentConfig, ModelConfig, option, option_of
 from tf_pix2pix.evaluate import evaluate
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr,
                                     dtype_policy, make_optimizer, register,
-                                    scaled, seed_states, synthetic_demo_data)
+                                    scaled, seed_states)
 from tf_pix2pix.networks import build_discriminator
 
 LOSS_NAMES = ("D_A", "G_A", "cycle_A", "idt_A", "D_B", "G_B", "cycle_B", "idt_B")
+
+
+@dataclasses.dataclass(frozen=True)
+class CycleGANConfig(ModelConfig):
+    """CycleGAN's options: the shared ones with the reference's defaults
+    (``cycle_gan_model.py``'s ``modify_commandline_options`` and its scripts: resnet_9blocks,
+    instance norm, no dropout, LSGAN), the cycle and identity weights and the image pools."""
+
+    model: str = option_of(ModelConfig, "model", "cycle_gan")
+    netG: str = option_of(ModelConfig, "netG", "resnet_9blocks")
+    norm: str = option_of(ModelConfig, "norm", "instance")
+    no_dropout: bool = option_of(ModelConfig, "no_dropout", True)
+    gan_mode: str = option_of(ModelConfig, "gan_mode", "lsgan")
+    lambda_A: float = option(10.0, "Weight of the cycle loss A -> B -> A.",
+                             bound="non_negative", architecture=False)
+    lambda_B: float = option(10.0, "Weight of the cycle loss B -> A -> B.",
+                             bound="non_negative", architecture=False)
+    lambda_identity: float = option(0.5, "Identity loss weight relative to lambda_A/B (0 "
+                                         "disables it and its two generator passes); the "
+                                         "reference's remedy for colour inversion.",
+                                    bound="non_negative", architecture=False)
+    pool_size: int = option(50, "Fakes kept per discriminator; 0 = no pool.",
+                            bound="non_negative", architecture=False)
 
 
 class ImagePool(tf.Module):
@@ -128,17 +152,19 @@ class CycleGAN(TranslationModel):
 
     name = "cycle_gan"
     loss_names = LOSS_NAMES
-    # cycle_gan_model.py's modify_commandline_options and the reference's CycleGAN scripts.
-    reference_defaults = {"netG": "resnet_9blocks", "norm": "instance", "no_dropout": True,
-                          "gan_mode": "lsgan"}
-    # A small ResNet pair on 64x64 crops of the unpaired synthetic set (label maps <->
-    # renderings of other scenes), about 3 minutes on 2 CPU cores.
-    demo_preset = {
-        "model_dir": "runs/demo_cycle_gan", "demo_data_dir": "data/demo_cycle_gan",
-        "netG": "resnet_6blocks", "ngf": 16, "ndf": 16, "load_size": 72, "crop_size": 64,
-        "n_epochs": 3, "n_epochs_decay": 2, "summary_every_steps": 20,
-        "image_every_steps": 100, "save_every_steps": 500, "val_max_examples": 20,
+    Config = CycleGANConfig
+    presets = {
+        "reference": {},
+        # A small ResNet pair on 64x64 crops of the unpaired synthetic set (label maps <->
+        # renderings of other scenes), about 3 minutes on 2 CPU cores.
+        "demo": {
+            "model_dir": "runs/demo_cycle_gan", "netG": "resnet_6blocks", "ngf": 16,
+            "ndf": 16, "load_size": 72, "crop_size": 64, "n_epochs": 3, "n_epochs_decay": 2,
+            "summary_every_steps": 20, "image_every_steps": 100, "save_every_steps": 500,
+            "val_max_examples": 20,
+        },
     }
+    demo_data = {"folder": "data/demo_cycle_gan", "size": 64, "unpaired": True}
     sample_columns = "real_A | fake_B | rec_A, then real_B | fake_A | rec_B"
     published_generators = {
         name: f"http://efrosgans.eecs.berkeley.edu/cyclegan/pretrained_models/{name}.pth"
@@ -148,14 +174,15 @@ class CycleGAN(TranslationModel):
 
     @classmethod
     def check_config(cls, config: ExperimentConfig) -> None:
-        if config.train.lambda_identity and config.data.input_nc != config.data.output_nc:
+        super().check_config(config)
+        if config.model.lambda_identity and config.data.input_nc != config.data.output_nc:
             # G_A(real_B) needs B images to fit G_A's input, as the reference asserts.
             raise ConfigError(
-                f"lambda_identity={config.train.lambda_identity} needs input_nc == output_nc "
+                f"lambda_identity={config.model.lambda_identity} needs input_nc == output_nc "
                 f"(got {config.data.input_nc} and {config.data.output_nc}); set "
                 "lambda_identity=0 or equal channel counts")
         fixed = ("resize_and_crop", "crop", "scale_width_and_crop")
-        if config.train.pool_size and config.data.preprocess not in fixed:
+        if config.model.pool_size and config.data.preprocess not in fixed:
             raise ConfigError(
                 f"preprocess={config.data.preprocess} gives images of varying sizes, which "
                 "CycleGAN's image pool cannot store; use one of "
@@ -165,7 +192,7 @@ class CycleGAN(TranslationModel):
     @classmethod
     def saved_state_fields(cls, config: ExperimentConfig) -> dict[str, Any]:
         # The image pools are saved variables too.
-        return {"train.pool_size": config.train.pool_size,
+        return {"model.pool_size": config.model.pool_size,
                 "data.crop_size": config.data.crop_size}
 
     @classmethod
@@ -173,22 +200,18 @@ class CycleGAN(TranslationModel):
         i, o = config.data.input_nc, config.data.output_nc
         return {"AtoB": GeneratorSlot("G_A", i, o), "BtoA": GeneratorSlot("G_B", o, i)}
 
-    @classmethod
-    def prepare_demo_data(cls, folder: str) -> str:
-        return synthetic_demo_data(folder, size=64, unpaired=True)
-
     def __init__(self, config: ExperimentConfig, strategy: tf.distribute.Strategy,
                  steps_per_epoch: int):
         self.config = config
         self.strategy = strategy
-        t, model = config.train, config.model
+        model = config.model
         replicas = strategy.num_replicas_in_sync
-        if replicas > 1 and t.pool_size:
+        if replicas > 1 and model.pool_size:
             raise ConfigError(f"CycleGAN's image pools run on one replica; with {replicas} "
                               "replicas use --pool_size=0 or --strategy=default")
         sync_bn = replicas > 1
         nc_a, nc_b = config.data.input_nc, config.data.output_nc
-        with dtype_policy(t.precision):
+        with dtype_policy(config.runtime.precision):
             self.G_A = self.build_generator(config, "AtoB", sync_bn)
             self.G_B = self.build_generator(config, "BtoA", sync_bn)
             # D_A judges domain B (G_A's outputs), D_B judges domain A.
@@ -198,9 +221,10 @@ class CycleGAN(TranslationModel):
                                            name="D_B")
         size = config.data.crop_size
         # Seeds of their own, derived from the run's seed: the pools draw independently.
-        self.fake_A_pool = ImagePool(t.pool_size, (size, size, nc_a), seed=2 * t.seed + 1,
+        seed = config.data.seed
+        self.fake_A_pool = ImagePool(model.pool_size, (size, size, nc_a), seed=2 * seed + 1,
                                      name="fake_A_pool")
-        self.fake_B_pool = ImagePool(t.pool_size, (size, size, nc_b), seed=2 * t.seed + 2,
+        self.fake_B_pool = ImagePool(model.pool_size, (size, size, nc_b), seed=2 * seed + 2,
                                      name="fake_B_pool")
         self.g_variables = self.G_A.trainable_variables + self.G_B.trainable_variables
         self.d_variables = self.D_A.trainable_variables + self.D_B.trainable_variables
@@ -226,7 +250,7 @@ class CycleGAN(TranslationModel):
         return current_lr(self.g_optimizer)
 
     def _replica_step(self, real_A: tf.Tensor, real_B: tf.Tensor) -> dict[str, tf.Tensor]:
-        t = self.config.train
+        m = self.config.model
         batch = self.config.data.batch_size
         avg = lambda x: tf.nn.compute_average_loss(x, global_batch_size=batch)  # noqa: E731
         G_A, G_B, D_A, D_B = self.G_A, self.G_B, self.D_A, self.D_B
@@ -237,12 +261,12 @@ class CycleGAN(TranslationModel):
             fake_A = G_B(real_B, training=True)
             rec_B = G_A(fake_A, training=True)
             idt_A = idt_B = None
-            if t.lambda_identity > 0:
+            if m.lambda_identity > 0:
                 idt_A = G_A(real_B, training=True)
                 idt_B = G_B(real_A, training=True)
             g = cycle_gan_losses(real_A, real_B, rec_A, rec_B, idt_A, idt_B,
                                  D_A(fake_B, training=True), D_B(fake_A, training=True),
-                                 t.lambda_A, t.lambda_B, t.lambda_identity, t.gan_mode)
+                                 m.lambda_A, m.lambda_B, m.lambda_identity, m.gan_mode)
             g_loss = scaled(self.g_optimizer, avg(tf.add_n(list(g.values()))))
         g_grads = tape.gradient(g_loss, self.g_variables)
         self.g_optimizer.apply_gradients(zip(g_grads, self.g_variables))
@@ -251,9 +275,9 @@ class CycleGAN(TranslationModel):
         pooled_fake_A = self.fake_A_pool.query(tf.stop_gradient(fake_A))
         with tf.GradientTape() as tape:
             a_real, a_fake = losses.discriminator_loss(
-                D_A(real_B, training=True), D_A(pooled_fake_B, training=True), t.gan_mode)
+                D_A(real_B, training=True), D_A(pooled_fake_B, training=True), m.gan_mode)
             b_real, b_fake = losses.discriminator_loss(
-                D_B(real_A, training=True), D_B(pooled_fake_A, training=True), t.gan_mode)
+                D_B(real_A, training=True), D_B(pooled_fake_A, training=True), m.gan_mode)
             d = {"D_A": 0.5 * (a_real + a_fake), "D_B": 0.5 * (b_real + b_fake)}
             d_loss = scaled(self.d_optimizer, avg(d["D_A"] + d["D_B"]))
         d_grads = tape.gradient(d_loss, self.d_variables)

@@ -32,6 +32,7 @@ once: D's gradient comes from that pass through D's tape, G's through G's tape. 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -43,14 +44,89 @@ import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
 from tf_pix2pix import label_maps, losses
-from tf_pix2pix.config import ConfigError, ExperimentConfig
+from tf_pix2pix.config import ConfigError, ExperimentConfig, ModelConfig, option, option_of
 from tf_pix2pix.evaluate import evaluate
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, distributed_step,
-                                    dtype_policy, make_optimizer, register, scaled,
-                                    synthetic_demo_data)
-from tf_pix2pix.networks import build_feature_encoder, build_multiscale_discriminator
-from tf_pix2pix.networks.enhancer import GLOBAL, finest_enhancer_variables
+                                    dtype_policy, make_optimizer, register, restore_generator,
+                                    scaled)
+from tf_pix2pix.networks import (GeneratorLayout, multiscale_discriminator, receptive_field,
+                                 resnet_generator)
+from tf_pix2pix.networks.enhancer import GLOBAL, finest_enhancer_variables, local_enhancer
 from tf_pix2pix.networks.vgg import FEATURE_WEIGHTS, WEIGHTS_FILE, vgg19_features
+
+# global is NVIDIA's GlobalGenerator (a ResNet generator of n_downsample_global
+# downsamplings), local its LocalEnhancer (a global generator on the downsampled input, refined
+# at full size).
+GENERATORS = ("global", "local")
+
+
+@dataclasses.dataclass(frozen=True)
+class Pix2PixHDConfig(ModelConfig):
+    """pix2pixHD's options: the shared ones with NVIDIA's defaults (the global generator,
+    instance norm, no dropout, LSGAN), the generators' and discriminators' sizes, the
+    instance-wise features, the losses and coarse-to-fine training."""
+
+    model: str = option_of(ModelConfig, "model", "pix2pix_hd")
+    netG: str = option_of(ModelConfig, "netG", "global", choices=GENERATORS,
+                          help="Generator: global (GlobalGenerator) or local (LocalEnhancer).")
+    norm: str = option_of(ModelConfig, "norm", "instance")
+    no_dropout: bool = option_of(ModelConfig, "no_dropout", True)
+    gan_mode: str = option_of(ModelConfig, "gan_mode", "lsgan")
+    n_downsample_global: int = option(4, "Stride-2 downsamplings of the global generator.",
+                                      bound="positive")
+    n_blocks_global: int = option(9, "ResNet blocks of the global generator.",
+                                  bound="positive")
+    n_local_enhancers: int = option(1, "netG=local: local enhancers, each doubling the global "
+                                       "generator's resolution.", bound="positive")
+    n_blocks_local: int = option(3, "netG=local: ResNet blocks of each local enhancer.",
+                                 bound="positive")
+    num_D: int = option(2, "Discriminators at 1, 1/2, 1/4, ... of the image size.",
+                        bound="positive")
+    instance_feat: bool = option(False, "Instance-wise features: an encoder of the photo, "
+                                        "averaged over each instance, adds feat_num channels to "
+                                        "G's input (a style per object; "
+                                        "tf_pix2pix.encode_features clusters them).")
+    feat_num: int = option(3, "instance_feat: feature channels.", bound="positive")
+    nef: int = option(16, "instance_feat: filters of the encoder's first conv.",
+                      bound="positive")
+    n_downsample_E: int = option(4, "instance_feat: the encoder's downsamplings.",
+                                 bound="positive")
+    lambda_feat: float = option(10.0, "Weight of the feature-matching and VGG losses.",
+                                bound="non_negative", architecture=False)
+    gan_feat_loss: bool = option(True, "No discriminator feature-matching loss.",
+                                 flag="no_ganFeat_loss", inverted=True, architecture=False)
+    vgg_loss: bool = option(True, "No VGG19 perceptual loss.", flag="no_vgg_loss",
+                            inverted=True, architecture=False)
+    vgg_weights: str = option("", "ImageNet VGG19 weights for the VGG loss: Keras's "
+                                  "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5 (as "
+                                  "keras.applications.VGG19(include_top=False) downloads it).",
+                              architecture=False)
+    niter_fix_global: int = option(0, "netG=local: epochs in which only the (finest) local "
+                                      "enhancer trains, the global generator fixed; then all "
+                                      "of G, with a fresh Adam.", bound="non_negative",
+                                   architecture=False)
+    load_pretrain: str = option("", "netG=local: a model_dir of a trained netG=global "
+                                    "generator (ngf twice this one's, per enhancer) whose "
+                                    "weights start the global part.", architecture=False)
+
+
+def num_downs(model: Pix2PixHDConfig) -> int:
+    """Stride-2 downsamplings of the generator (sizes must divide 2**num_downs)."""
+    if model.netG == "local":
+        return model.n_downsample_global + model.n_local_enhancers
+    return model.n_downsample_global
+
+
+def feature_encoder(model: Pix2PixHDConfig, image_nc: int, name: str = "encoder") -> keras.Model:
+    """pix2pixHD's ``Encoder`` (``--instance_feat``): a ResNet generator without blocks —
+    reflection pad 3, 7x7 conv to ``nef``, ``n_downsample_E`` stride-2 convs and as many
+    transposed convs, 7x7 conv to ``feat_num``, tanh; 788,803 parameters for 3 -> 3 with the
+    reference's nef 16 and 4 downsamplings. Its instance-wise average pooling is
+    ``label_maps.instance_mean``."""
+    return resnet_generator(image_nc, model.feat_num, n_blocks=0, ngf=model.nef,
+                            norm=model.norm, use_dropout=False, gain=model.init_gain,
+                            init_type=model.init_type, n_downsampling=model.n_downsample_E,
+                            name=name)
 
 
 def label_channels(config: ExperimentConfig) -> int:
@@ -110,8 +186,6 @@ def load_pretrained_global(generator: keras.Model, model_dir: str) -> None:
     Raises:
       ConfigError: not a global generator, or one whose layers do not fit.
     """
-    from tf_pix2pix.inference import restore_generator
-
     pretrained, config, path = restore_generator(model_dir)
     if config.model.netG != "global":
         raise ConfigError(f"--load_pretrain {model_dir}: its generator is netG="
@@ -140,33 +214,38 @@ class Pix2PixHD(TranslationModel):
     two Adams and the reference's step."""
 
     name = "pix2pix_hd"
+    Config = Pix2PixHDConfig
     data_layout = "labels"
     sample_columns = "label | output | target"
-    reference_defaults = {
-        "netG": "global", "norm": "instance", "no_dropout": True, "gan_mode": "lsgan",
-        "label_nc": 35, "preprocess": "scale_width", "load_size": 1024, "crop_size": 512,
+    # NVIDIA's base options for Cityscapes' 2048x1024 label maps.
+    reference_defaults = {"label_nc": 35, "preprocess": "scale_width", "load_size": 1024,
+                          "crop_size": 512}
+    presets = {
+        "reference": {},
+        # A reduced model (ngf 16, 2 downsamplings, 3 blocks) on the synthetic
+        # label/instance/photo triplets at 256x128, a few minutes on 2 CPU cores. No VGG loss:
+        # its ImageNet weights are a download the demo does not make.
+        "demo": {
+            "model_dir": "runs/demo_pix2pix_hd", "label_nc": 4, "load_size": 256,
+            "crop_size": 128, "ngf": 16, "ndf": 16, "n_downsample_global": 2,
+            "n_blocks_global": 3, "num_D": 2, "no_vgg_loss": True, "batch_size": 2,
+            "n_epochs": 6, "n_epochs_decay": 4, "summary_every_steps": 20,
+            "image_every_steps": 100, "save_every_steps": 500, "val_max_examples": 20,
+        },
     }
-    # A reduced model (ngf 16, 2 downsamplings, 3 blocks) on the synthetic label/instance/photo
-    # triplets at 256x128, a few minutes on 2 CPU cores. No VGG loss: its ImageNet weights are a
-    # download the demo does not make.
-    demo_preset = {
-        "model_dir": "runs/demo_pix2pix_hd", "demo_data_dir": "data/demo_pix2pix_hd",
-        "label_nc": 4, "load_size": 256, "crop_size": 128, "ngf": 16, "ndf": 16,
-        "n_downsample_global": 2, "n_blocks_global": 3, "num_D": 2, "no_vgg_loss": True,
-        "batch_size": 2, "n_epochs": 6, "n_epochs_decay": 4, "summary_every_steps": 20,
-        "image_every_steps": 100, "save_every_steps": 500, "val_max_examples": 20,
-    }
+    demo_data = {"folder": "data/demo_pix2pix_hd", "size": 128, "labels": True, "width": 256}
 
     @classmethod
     def check_config(cls, config: ExperimentConfig) -> None:
-        t = config.train
+        super().check_config(config)
+        m = config.model
         if config.data.tfds_name:
             raise ConfigError("tfds_name: pix2pix_hd reads label maps from data_dir")
         if config.model.instance_feat and not uses_instances(config):
             raise ConfigError("--instance_feat averages features over instance maps: it needs "
                               "label maps (--label_nc > 0) with instance maps (no "
                               "--no_instance)")
-        if (t.niter_fix_global or t.load_pretrain) and config.model.netG != "local":
+        if (m.niter_fix_global or m.load_pretrain) and config.model.netG != "local":
             raise ConfigError("--niter_fix_global and --load_pretrain train a local enhancer: "
                               "pass --netG local")
 
@@ -176,12 +255,45 @@ class Pix2PixHD(TranslationModel):
                 "instances": uses_instances(config),
                 "features": (config.model.feat_num, config.model.nef,
                              config.model.n_downsample_E) if config.model.instance_feat else None,
-                "coarse_to_fine": bool(config.train.niter_fix_global)}
+                "coarse_to_fine": bool(config.model.niter_fix_global)}
+
+    @classmethod
+    def build_generator(cls, config: ExperimentConfig, direction: str = "AtoB",
+                        sync_bn: bool = False) -> keras.Model:
+        """The ``global`` generator (a ResNet generator of ``n_downsample_global``
+        downsamplings and ``n_blocks_global`` blocks) or the ``local`` enhancer
+        (``networks.enhancer``)."""
+        m, slot = config.model, cls.generator_slots(config)[direction]
+        if m.netG == "local":
+            return local_enhancer(slot.input_nc, slot.output_nc, ngf=m.ngf,
+                                  n_downsample_global=m.n_downsample_global,
+                                  n_blocks_global=m.n_blocks_global,
+                                  n_local_enhancers=m.n_local_enhancers,
+                                  n_blocks_local=m.n_blocks_local, norm=m.norm,
+                                  gain=m.init_gain, init_type=m.init_type, name=slot.root)
+        return resnet_generator(slot.input_nc, slot.output_nc, n_blocks=m.n_blocks_global,
+                                ngf=m.ngf, norm=m.norm, use_dropout=not m.no_dropout,
+                                gain=m.init_gain, sync_bn=sync_bn, upsample_mode=m.upsample,
+                                init_type=m.init_type, name=slot.root,
+                                n_downsampling=m.n_downsample_global)
+
+    @classmethod
+    def pad_multiple(cls, config: ExperimentConfig) -> int:
+        return 2 ** num_downs(config.model)
+
+    @classmethod
+    def generator_layout(cls, config: ExperimentConfig) -> GeneratorLayout:
+        """NVIDIA's GlobalGenerator (a ResNet generator), or the LocalEnhancer around one."""
+        m = config.model
+        local = m.netG == "local"
+        return GeneratorLayout("resnet", m.n_downsample_global, m.n_blocks_global,
+                               m.n_local_enhancers if local else 0,
+                               m.n_blocks_local if local else 0)
 
     @classmethod
     def receptive_field(cls, config: ExperimentConfig) -> str:
         # Each coarser scale sees the pair through one more 3x3 stride-2 average pooling.
-        fields = [config.model.receptive_field]
+        fields = [receptive_field(config.model.netD, config.model.n_layers_D)]
         for _ in range(config.model.num_D - 1):
             fields.append(2 * fields[-1] + 1)
         return ",".join(map(str, fields))
@@ -197,10 +309,6 @@ class Pix2PixHD(TranslationModel):
         return data_lib.build_label_dataset(config.data, split, training,
                                             skip_examples=skip_examples, batch_size=batch_size,
                                             with_instances=config.model.instance_feat)
-
-    @classmethod
-    def prepare_demo_data(cls, folder: str) -> str:
-        return synthetic_demo_data(folder, size=128, unpaired=False, labels=True, width=256)
 
     @classmethod
     def show_input(cls, config: ExperimentConfig, inputs: tf.Tensor) -> tf.Tensor:
@@ -257,30 +365,32 @@ class Pix2PixHD(TranslationModel):
                  steps_per_epoch: int):
         self.config = config
         self.strategy = strategy
-        t, data = config.train, config.data
+        m, data = config.model, config.data
         in_nc = label_channels(config)
         # Checked when training is set up (not in check_config): an imported or exported
         # generator's configuration needs no VGG.
-        if t.vgg_loss and not t.vgg_weights:
+        if m.vgg_loss and not m.vgg_weights:
             raise ConfigError(f"the VGG loss needs ImageNet VGG19 weights: pass --vgg_weights "
                               f"PATH of Keras's {WEIGHTS_FILE} (downloaded once on a machine "
                               "with internet), or --no_vgg_loss")
-        with dtype_policy(t.precision):
+        with dtype_policy(config.runtime.precision):
             self.generator = self.build_generator(config, "AtoB")
-            self.discriminator = build_multiscale_discriminator(config.model, in_nc,
-                                                                data.output_nc)
-            self.vgg = vgg19_features(t.vgg_weights) if t.vgg_loss else None
-            self.encoder = (build_feature_encoder(config.model, data.output_nc)
+            # num_D discriminators of n_layers_D layers on [condition, image].
+            self.discriminator = multiscale_discriminator(
+                in_nc, data.output_nc, ndf=m.ndf, n_layers=m.n_layers_D, num_D=m.num_D,
+                norm=m.norm, gain=m.init_gain, init_type=m.init_type, name="discriminator")
+            self.vgg = vgg19_features(m.vgg_weights) if m.vgg_loss else None
+            self.encoder = (feature_encoder(config.model, data.output_nc)
                             if config.model.instance_feat else None)
         # The encoder trains with G, in both coarse-to-fine phases (no loss of its own).
         encoder_variables = self.encoder.trainable_variables if self.encoder else []
-        if t.load_pretrain:
-            load_pretrained_global(self.generator, t.load_pretrain)
+        if m.load_pretrain:
+            load_pretrained_global(self.generator, m.load_pretrain)
         # pix2pixHD's schedule: the rate falls by lr / niter_decay after each epoch past niter.
         # Coarse to fine (the paper's Sec. 3.2): for niter_fix_global epochs only the finest
         # local enhancer trains, with an Adam of its own; then all of G, with a fresh Adam that
         # follows the run's schedule.
-        self.fix_global_steps = t.niter_fix_global * steps_per_epoch
+        self.fix_global_steps = m.niter_fix_global * steps_per_epoch
         offset = 0
         if self.fix_global_steps:
             self.local_variables = finest_enhancer_variables(
@@ -293,8 +403,8 @@ class Pix2PixHD(TranslationModel):
         self.g_optimizer.build(self.g_variables)
         self.d_optimizer = make_optimizer(config, steps_per_epoch, decay_shift=0)
         self.d_optimizer.build(self.discriminator.trainable_variables)
-        self.loss_names = tuple(n for n, on in (("G_GAN", True), ("G_GAN_Feat", t.gan_feat_loss),
-                                                ("G_VGG", t.vgg_loss), ("D_real", True),
+        self.loss_names = tuple(n for n, on in (("G_GAN", True), ("G_GAN_Feat", m.gan_feat_loss),
+                                                ("G_VGG", m.vgg_loss), ("D_real", True),
                                                 ("D_fake", True)) if on)
         self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
 
@@ -322,20 +432,20 @@ class Pix2PixHD(TranslationModel):
     def losses(self, inputs: tf.Tensor, targets: tf.Tensor,
                fake: tf.Tensor) -> dict[str, tf.Tensor]:
         """The per-example losses of one step given G's output ``fake``."""
-        t = self.config.train
+        m = self.config.model
         D = self.discriminator
         pred_fake = D([inputs, fake], training=True)
         pred_real = D([inputs, targets], training=True)
-        out = {"G_GAN": losses.multiscale_gan_loss(pred_fake, True, t.gan_mode),
-               "D_real": losses.multiscale_gan_loss(pred_real, True, t.gan_mode),
-               "D_fake": losses.multiscale_gan_loss(pred_fake, False, t.gan_mode)}
-        if t.gan_feat_loss:
-            out["G_GAN_Feat"] = losses.feature_matching_loss(pred_fake, pred_real, t.lambda_feat)
-        if t.vgg_loss:
+        out = {"G_GAN": losses.multiscale_gan_loss(pred_fake, True, m.gan_mode),
+               "D_real": losses.multiscale_gan_loss(pred_real, True, m.gan_mode),
+               "D_fake": losses.multiscale_gan_loss(pred_fake, False, m.gan_mode)}
+        if m.gan_feat_loss:
+            out["G_GAN_Feat"] = losses.feature_matching_loss(pred_fake, pred_real, m.lambda_feat)
+        if m.vgg_loss:
             features = self.vgg(tf.concat([fake, tf.cast(targets, fake.dtype)], axis=0))
             n = tf.shape(fake)[0]
             out["G_VGG"] = losses.vgg_loss([f[:n] for f in features], [f[n:] for f in features],
-                                           FEATURE_WEIGHTS, t.lambda_feat)
+                                           FEATURE_WEIGHTS, m.lambda_feat)
         return out
 
     def train_step(self, batch) -> dict[str, tf.Tensor]:

@@ -24,19 +24,29 @@ Exported with ``run_export.py`` like a generator: ``translate`` returns the clas
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
 import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
-from tf_pix2pix import label_maps
-from tf_pix2pix.config import ConfigError, ExperimentConfig
+from tf_pix2pix import label_maps, networks
+from tf_pix2pix.config import ConfigError, ExperimentConfig, ModelConfig, option_of
 from tf_pix2pix.fcn_score import ConfusionMatrix
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, dtype_policy,
-                                    make_optimizer, register, scaled, synthetic_demo_data)
+                                    make_optimizer, register, scaled)
 
 CITYSCAPES_LABEL_NC = label_maps.CITYSCAPES_LABEL_NC
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmenterConfig(ModelConfig):
+    """The segmenter's options: the shared generator options (a U-Net 256 with batch norm and
+    no dropout); the discriminator's and the GAN objective's do not apply."""
+
+    model: str = option_of(ModelConfig, "model", "segmenter")
+    no_dropout: bool = option_of(ModelConfig, "no_dropout", True)
 
 
 def classes_of(config: ExperimentConfig) -> str | int:
@@ -51,22 +61,27 @@ class Segmenter(TranslationModel):
     """One network from photos to per-class scores, one Adam, the cross-entropy step."""
 
     name = "segmenter"
+    Config = SegmenterConfig
     data_layout = "labels"
     sample_columns = "photo | predicted classes | labels"
-    reference_defaults = {"label_nc": CITYSCAPES_LABEL_NC, "no_instance": True,
-                          "netG": "unet_256", "no_dropout": True}
-    # The pix2pixHD demo's synthetic label maps and photos (4 classes), 128x128 crops of them
-    # squashed to 128x128; a small U-Net, about a minute on 2 CPU cores.
-    demo_preset = {
-        "model_dir": "runs/demo_segmenter", "demo_data_dir": "data/demo_pix2pix_hd",
-        "label_nc": 4, "load_size": 128, "crop_size": 128, "netG": "unet_128", "ngf": 16,
-        "batch_size": 4, "n_epochs": 2, "n_epochs_decay": 1, "lr": 1e-3,
-        "summary_every_steps": 20, "image_every_steps": 100, "save_every_steps": 500,
-        "val_max_examples": 20,
+    # Cityscapes' label ids, without instance maps.
+    reference_defaults = {"label_nc": CITYSCAPES_LABEL_NC, "no_instance": True}
+    presets = {
+        "reference": {},
+        # The pix2pixHD demo's synthetic label maps and photos (4 classes), 128x128 crops of
+        # them squashed to 128x128; a small U-Net, about a minute on 2 CPU cores.
+        "demo": {
+            "model_dir": "runs/demo_segmenter", "label_nc": 4, "load_size": 128,
+            "crop_size": 128, "netG": "unet_128", "ngf": 16, "batch_size": 4, "n_epochs": 2,
+            "n_epochs_decay": 1, "lr": 1e-3, "summary_every_steps": 20,
+            "image_every_steps": 100, "save_every_steps": 500, "val_max_examples": 20,
+        },
     }
+    demo_data = {"folder": "data/demo_pix2pix_hd", "size": 128, "labels": True, "width": 256}
 
     @classmethod
     def check_config(cls, config: ExperimentConfig) -> None:
+        # No discriminator: the base class's PatchGAN check does not apply.
         if not config.data.label_nc:
             raise ConfigError("the segmenter learns label maps: pass --label_nc N (35 for "
                               "Cityscapes' label ids)")
@@ -89,11 +104,9 @@ class Segmenter(TranslationModel):
     @classmethod
     def build_generator(cls, config: ExperimentConfig, direction: str = "AtoB",
                         sync_bn: bool = False) -> keras.Model:
-        from tf_pix2pix.networks import build_generator
-
         slot = cls.generator_slots(config)[direction]
-        return build_generator(config.model, slot.input_nc, slot.output_nc, sync_bn,
-                               name=slot.root, head="logits")
+        return networks.build_generator(config.model, slot.input_nc, slot.output_nc, sync_bn,
+                                        name=slot.root, head="logits")
 
     @classmethod
     def build_input(cls, config: ExperimentConfig, split: str, training: bool,
@@ -105,10 +118,6 @@ class Segmenter(TranslationModel):
         ds = data_lib.build_label_dataset(config.data, split, training,
                                           skip_examples=skip_examples, batch_size=batch_size)
         return ds.map(lambda x, photo: (photo, tf.gather(lut, label_maps.class_ids(x, label_nc))))
-
-    @classmethod
-    def prepare_demo_data(cls, folder: str) -> str:
-        return synthetic_demo_data(folder, size=128, unpaired=False, labels=True, width=256)
 
     @classmethod
     def show_output(cls, config: ExperimentConfig, outputs: tf.Tensor) -> tf.Tensor:
@@ -125,7 +134,7 @@ class Segmenter(TranslationModel):
                  steps_per_epoch: int):
         self.config = config
         self.strategy = strategy
-        with dtype_policy(config.train.precision):
+        with dtype_policy(config.runtime.precision):
             self.generator = self.build_generator(config)
         self.optimizer = make_optimizer(config, steps_per_epoch)
         self.optimizer.build(self.generator.trainable_variables)

@@ -2,64 +2,78 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import keras
 
 from tf_pix2pix.config import ModelConfig
 from tf_pix2pix.networks.multiscale import multiscale_discriminator
-from tf_pix2pix.networks.patchgan import nlayer_discriminator, pixel_discriminator
+from tf_pix2pix.networks.patchgan import (discriminator_layers, nlayer_discriminator,
+                                          pixel_discriminator, receptive_field)
 from tf_pix2pix.networks.resnet import resnet_generator, resnet_module_names
 from tf_pix2pix.networks.unet import unet_generator
 
-__all__ = ["build_generator", "build_feature_encoder", "build_discriminator", "count_params",
+__all__ = ["GeneratorLayout", "generator_layout", "build_generator", "build_discriminator", "count_params", "num_downs", "n_blocks",
            "unet_generator", "resnet_generator", "resnet_module_names", "nlayer_discriminator",
-           "pixel_discriminator", "multiscale_discriminator", "build_multiscale_discriminator"]
+           "pixel_discriminator", "multiscale_discriminator", "receptive_field",
+           "discriminator_layers"]
+
+# Stride-2 downsamplings of the generators of ``config.GENERATORS`` (image sides must divide
+# 2**num_downs).
+_NUM_DOWNS = {"unet_256": 8, "unet_128": 7, "unet_64": 6, "unet_32": 5, "resnet_9blocks": 2,
+              "resnet_6blocks": 2, "encoder_decoder_256": 8, "encoder_decoder_128": 7}
+
+
+def num_downs(netG: str) -> int:
+    """Stride-2 downsamplings of the generator ``netG`` (sizes must divide 2**num_downs)."""
+    return _NUM_DOWNS[netG]
+
+
+def n_blocks(netG: str) -> int:
+    """ResNet blocks of a ``resnet_*`` generator."""
+    return 9 if netG == "resnet_9blocks" else 6
+
+
+class GeneratorLayout(NamedTuple):
+    """The module tree a generator's weights follow in the references (how ``import_torch``
+    names them): ``family`` ``unet`` (nested skip blocks) or ``resnet`` (stem, downsamplings,
+    blocks, upsamplings, head); a ``local_enhancers`` > 0 ResNet is pix2pixHD's LocalEnhancer
+    around its global part."""
+
+    family: str
+    downsamplings: int
+    blocks: int = 0
+    local_enhancers: int = 0
+    local_blocks: int = 0
+
+
+def generator_layout(config: ModelConfig) -> GeneratorLayout:
+    """The layout of the generator ``config.netG`` (one of ``config.GENERATORS``)."""
+    if config.netG.startswith(("unet", "encoder_decoder")):
+        return GeneratorLayout("unet", num_downs(config.netG))
+    return GeneratorLayout("resnet", num_downs(config.netG), n_blocks(config.netG))
 
 
 def build_generator(config: ModelConfig, input_nc: int, output_nc: int,
-                    sync_bn: bool = False, name: str = "generator",
-                    head: str = "tanh") -> keras.Model:
-    """Builds the generator named by ``config.netG`` (``global``: pix2pixHD's, a ResNet
-    generator of ``n_downsample_global`` downsamplings and ``n_blocks_global`` blocks;
-    ``local``: its ``LocalEnhancer``, ``networks.enhancer``);
-    ``head`` ``logits`` leaves out the final tanh (a segmenter's class scores)."""
+                    sync_bn: bool = False, name: str = "generator", head: str = "tanh",
+                    antialias: bool = False, antialias_up: bool = False) -> keras.Model:
+    """Builds the generator named by ``config.netG`` (a U-Net, an encoder-decoder or a ResNet
+    generator); ``head`` ``logits`` leaves out the final tanh (a segmenter's class scores);
+    ``antialias``/``antialias_up``: a ResNet generator's blurred sampling (CUT's)."""
     common = dict(input_nc=input_nc, output_nc=output_nc, ngf=config.ngf, norm=config.norm,
                   use_dropout=not config.no_dropout, gain=config.init_gain, sync_bn=sync_bn,
                   upsample_mode=config.upsample, init_type=config.init_type, name=name,
                   head=head)
-    if config.netG == "local":
-        from tf_pix2pix.networks.enhancer import local_enhancer
-
-        return local_enhancer(input_nc, output_nc, ngf=config.ngf,
-                              n_downsample_global=config.n_downsample_global,
-                              n_blocks_global=config.n_blocks_global,
-                              n_local_enhancers=config.n_local_enhancers,
-                              n_blocks_local=config.n_blocks_local, norm=config.norm,
-                              gain=config.init_gain, init_type=config.init_type, name=name,
-                              head=head)
     if config.netG.startswith(("unet", "encoder_decoder")):
-        return unet_generator(num_downs=config.num_downs,
+        return unet_generator(num_downs=num_downs(config.netG),
                               skips=config.netG.startswith("unet"), **common)
-    return resnet_generator(n_blocks=config.n_blocks, n_downsampling=config.num_downs,
-                            antialias=config.antialias,
-                            antialias_up=config.antialias_up, **common)
-
-
-def build_feature_encoder(config: ModelConfig, image_nc: int,
-                          name: str = "encoder") -> keras.Model:
-    """pix2pixHD's ``Encoder`` (``--instance_feat``): a ResNet generator without blocks —
-    reflection pad 3, 7x7 conv to ``nef``, ``n_downsample_E`` stride-2 convs and as many
-    transposed convs, 7x7 conv to ``feat_num``, tanh; 788,803 parameters for 3 -> 3 with the
-    reference's nef 16 and 4 downsamplings. Its instance-wise average pooling is
-    ``label_maps.instance_mean``."""
-    return resnet_generator(image_nc, config.feat_num, n_blocks=0, ngf=config.nef,
-                            norm=config.norm, use_dropout=False, gain=config.init_gain,
-                            init_type=config.init_type, n_downsampling=config.n_downsample_E,
-                            name=name)
+    return resnet_generator(n_blocks=n_blocks(config.netG), n_downsampling=num_downs(config.netG),
+                            antialias=antialias, antialias_up=antialias_up, **common)
 
 
 def build_discriminator(config: ModelConfig, input_nc: int, output_nc: int,
                         sync_bn: bool = False, conditional: bool = True,
-                        name: str = "discriminator") -> keras.Model:
+                        name: str = "discriminator", antialias: bool = False) -> keras.Model:
     """Builds the discriminator named by ``config.netD`` (``basic`` = 3-layer PatchGAN).
 
     Conditional (pix2pix): judges ``[input, output]`` pairs of ``input_nc + output_nc`` channels.
@@ -70,17 +84,8 @@ def build_discriminator(config: ModelConfig, input_nc: int, output_nc: int,
                   init_type=config.init_type, name=name)
     if config.netD == "pixel":
         return pixel_discriminator(**common)
-    n_layers = 3 if config.netD == "basic" else config.n_layers_D
-    return nlayer_discriminator(n_layers=n_layers, antialias=config.antialias, **common)
-
-
-def build_multiscale_discriminator(config: ModelConfig, input_nc: int, output_nc: int,
-                                   name: str = "discriminator") -> keras.Model:
-    """pix2pixHD's ``num_D`` discriminators of ``n_layers_D`` layers on ``[condition, image]``."""
-    return multiscale_discriminator(input_nc, output_nc, ndf=config.ndf,
-                                    n_layers=config.n_layers_D, num_D=config.num_D,
-                                    norm=config.norm, gain=config.init_gain,
-                                    init_type=config.init_type, name=name)
+    return nlayer_discriminator(n_layers=discriminator_layers(config.netD, config.n_layers_D),
+                                antialias=antialias, **common)
 
 
 def count_params(model: keras.Model) -> int:

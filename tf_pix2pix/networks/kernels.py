@@ -5,7 +5,7 @@ convolutions are slow, and the switches that choose them.
 Each fast layer takes ``patch_matmul`` (None: by CPU class; True/False: forced) and ``portable``
 (plain ops only, for the TFLite/ONNX converters) as constructor arguments, kept in its
 ``get_config``; :func:`layer_switches` sets their defaults for the layers built inside it (the
-benchmarks' A/B), :func:`make_portable` copies a model with every switch set to portable. The
+benchmarks' A/B), ``layers.make_portable`` copies a model with every switch set to portable. The
 layers the reference defines (norms, padding, PyTorch's transposed convolution) are ``layers``'.
 """
 
@@ -263,16 +263,12 @@ def winograd_enabled(forced: bool | None, channels_in: int, channels_out: int,
     else for float32 with at least ``WINOGRAD_MIN_CHANNELS`` channels in and out and at least
     ``WINOGRAD_MIN_TILES`` output tiles per call (:func:`winograd_tiles`), on CPUs.
 
-    Measured per layer, forward and both gradients, on the AVX-512 class (BENCHMARKS.md,
-    "Winograd"): 1.8-1.9x faster than oneDNN's convolution at 256 and 1,024 channels, 1.3x at
-    128, slower below. The tiles: the kernel's transforms (36 x C_in x C_out values, forward and
-    backward) cost the same however few tiles share them, while the bulk they save grows with
-    the tiles; pix2pixHD's 1,024-channel blocks at 512x256 (32 tiles) gained 1.16x alone and
-    nothing in the whole step, at 64 tiles 1.50x, at 1024x512 (128) 1.22-1.36x for the whole
-    step.
-    bfloat16 keeps oneDNN's convolution: with the bulk in bfloat16 the error is 25x the direct
-    bfloat16 convolution's, and with the bulk in float32 it is slower than that convolution
-    (AVX512_BF16 doubles its rate). Not measured on GPUs: off there.
+    The thresholds come from per-layer and whole-step measurements (BENCHMARKS.md,
+    "Winograd"): below them oneDNN's convolution is faster. The tiles: the kernel's transforms
+    (36 x C_in x C_out values, forward and backward) cost the same however few tiles share them,
+    while the bulk they save grows with the tiles. bfloat16 keeps oneDNN's convolution: with
+    the bulk in bfloat16 the error is far above the direct bfloat16 convolution's, and with the
+    bulk in float32 it is slower than that convolution. Not measured on GPUs: off there.
     """
     if forced is not None:
         return forced
@@ -375,29 +371,6 @@ def winograd_conv3x3(x: tf.Tensor, kernel: tf.Tensor) -> tf.Tensor:
 
     # A tensor, not the layer's variable: the gradient then reaches the variable through its read.
     return conv(x, tf.convert_to_tensor(kernel))
-
-
-def make_portable(model: keras.Model) -> keras.Model:
-    """A copy of ``model`` (same weights) whose fast layers run plain TensorFlow ops.
-
-    The matmul paths of ``Conv``/``UpConv`` (and ``UpConv``'s size branch) and ``InstanceNorm``'s
-    fused kernel compute the same function with ops that converters handle badly: TFLite has no
-    training-mode ``FusedBatchNormV3`` and tf2onnx cannot convert a transposed conv inside a
-    ``tf.cond``. Exports to TFLite and ONNX convert this copy; training and the SavedModel keep
-    the fast paths.
-    """
-    from tf_pix2pix.networks.layers import InstanceNorm
-
-    def clone(layer):
-        config = layer.get_config()
-        if isinstance(layer, (Conv, UpConv, InstanceNorm)):
-            config["portable"] = True
-        return layer.__class__.from_config(config)
-
-    copy = keras.models.clone_model(model, clone_function=clone)
-    copy.set_weights(model.get_weights())
-    return copy
-
 
 @contextlib.contextmanager
 def layer_switches(portable: tuple[str, ...] = (), patch_matmul: bool | None = None,

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from tf_pix2pix.config import INIT_TYPES, UPSAMPLE_MODES
 from tf_pix2pix.networks import kernels
-from tf_pix2pix.networks.kernels import Conv
+from tf_pix2pix.networks.kernels import Conv, UpConv
 
 
 def conv_init(gain: float = 0.02, init_type: str = "normal") -> keras.initializers.Initializer:
@@ -156,7 +156,7 @@ class InstanceNorm(keras.layers.Layer):
     def __init__(self, epsilon: float = 1e-5, portable: bool | None = None, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = epsilon
-        # Plain ops for the TFLite/ONNX converters (``kernels.make_portable``).
+        # Plain ops for the TFLite/ONNX converters (``layers.make_portable``).
         self.portable = kernels.switch("portable", self, portable)
 
     def call(self, inputs):
@@ -352,3 +352,23 @@ def upsample(x, filters: int, mode: str, transpose: keras.layers.Layer, bias: bo
     x = keras.layers.UpSampling2D(2, interpolation="nearest", name=f"{name}_resize")(x)
     x = ReflectionPad2D(1, name=f"{name}_pad")(x)
     return conv(filters, 3, 1, bias, gain, name, init_type=init_type)(x)
+
+
+def make_portable(model: keras.Model) -> keras.Model:
+    """A copy of ``model`` (same weights) whose fast layers run plain TensorFlow ops.
+
+    The matmul paths of ``Conv``/``UpConv`` (and ``UpConv``'s size branch) and ``InstanceNorm``'s
+    fused kernel compute the same function with ops that converters handle badly: TFLite has no
+    training-mode ``FusedBatchNormV3`` and tf2onnx cannot convert a transposed conv inside a
+    ``tf.cond``. Exports to TFLite and ONNX convert this copy; training and the SavedModel keep
+    the fast paths.
+    """
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, (Conv, UpConv, InstanceNorm)):
+            config["portable"] = True
+        return layer.__class__.from_config(config)
+
+    copy = keras.models.clone_model(model, clone_function=clone)
+    copy.set_weights(model.get_weights())
+    return copy

@@ -11,6 +11,34 @@ import keras
 from tf_pix2pix.networks.layers import BlurDownsample, conv, norm_layer, use_bias
 
 
+def discriminator_layers(netD: str, n_layers_D: int) -> int:
+    """Stride-2 layers of the PatchGAN ``netD`` (``basic`` is the 3-layer one)."""
+    return 3 if netD == "basic" else n_layers_D
+
+
+def receptive_field(netD: str, n_layers_D: int, antialias: bool = False) -> int:
+    """Side of the input patch each output of the PatchGAN ``netD`` sees (1, 16, 70, 286...)."""
+    if netD == "pixel":
+        return 1
+    # (kernel, stride) from the output back: two stride-1 4x4 convs, then n_layers stride-2
+    # 4x4 convs, each antialiased one a stride-1 4x4 conv and a 3x3 stride-2 blur.
+    down = [(3, 2), (4, 1)] if antialias else [(4, 2)]
+    field = 1
+    for kernel, stride in [(4, 1), (4, 1)] + down * discriminator_layers(netD, n_layers_D):
+        field = field * stride + (kernel - stride)
+    return field
+
+
+def output_side(netD: str, n_layers_D: int, side: int) -> int:
+    """Logits per side of the PatchGAN ``netD`` for an input ``side`` pixels wide (4x4 convs,
+    padding 1); 0 or less when the input is too small to give any."""
+    if netD == "pixel":
+        return side
+    for _ in range(discriminator_layers(netD, n_layers_D)):
+        side = (side - 2) // 2 + 1
+    return side - 2
+
+
 def _inputs(input_nc: int, output_nc: int, conditional: bool):
     image = keras.Input(shape=(None, None, output_nc), name="image")
     if not conditional:

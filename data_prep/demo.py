@@ -1,0 +1,46 @@
+"""The demos' data: the synthetic set of ``make_synthetic`` and its TFRecords, made once.
+
+``run_train.py --preset=demo`` and ``tf_pix2pix.train(preset="demo")`` call :func:`demo_data`
+with the model's ``demo_data`` description (its folder, image size and layout), so a model
+describes its demo set and the tools make it; the models never write data.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from data_prep.build_tfrecords import BuildConfig, build
+from data_prep.make_synthetic import SyntheticConfig, make_synthetic
+from tf_pix2pix.data import MANIFEST
+
+
+def synthetic_demo_data(folder: str, size: int, unpaired: bool = False, labels: bool = False,
+                        width: int = 0) -> str:
+    """Generates the synthetic set (``data_prep.make_synthetic``) and its TFRecords once.
+
+    Args:
+      folder: holds ``images/`` and ``tfrecords/``.
+      size: image side (height for ``labels``).
+      unpaired: CycleGAN's layout (trainA/trainB/...), built unaligned.
+      labels: pix2pixHD's layout (class ids, instance ids, photos), ``width`` wide.
+      width: with ``labels``, the image width (0 = ``size``).
+
+    Returns:
+      The TFRecord folder.
+    """
+    images, records = os.path.join(folder, "images"), os.path.join(folder, "tfrecords")
+    if not os.path.isfile(os.path.join(records, MANIFEST)):
+        print(f"Generating the synthetic demo set in {images} ...")
+        make_synthetic(SyntheticConfig(output_dir=images, size=size, unpaired=unpaired,
+                                       labels=labels, width=width))
+        build(BuildConfig(input_dir=images, output_dir=records, overwrite=True, progress=False,
+                          layout="labels" if labels else "unaligned" if unpaired else "aligned"))
+    return records
+
+
+def demo_data(spec: dict[str, Any], folder: str = "") -> str:
+    """The TFRecords of a model's demo set (its ``demo_data``), made in ``folder`` (default
+    the spec's own) if not there yet."""
+    options = {k: v for k, v in spec.items() if k != "folder"}
+    return synthetic_demo_data(folder or spec["folder"], **options)
