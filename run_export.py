@@ -15,14 +15,14 @@ from __future__ import annotations
 from absl import flags
 
 from tf_pix2pix.cli import define_flags, from_flags, run_main
-from tf_pix2pix.export_lib import ExportConfig
+from tf_pix2pix.serving.export import ExportConfig
 
 FLAGS = flags.FLAGS
 define_flags(ExportConfig)  # one flag per field, with its default and help
 
 
 def main(argv: list[str]) -> None:
-    from tf_pix2pix.export_lib import export, read_export_info
+    from tf_pix2pix.serving.export import export, read_export_info
 
     config = from_flags(ExportConfig)
     path = export(config)

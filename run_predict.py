@@ -58,7 +58,7 @@ flags.mark_flag_as_required("output_dir")
 
 
 def main(argv: list[str]) -> None:
-    from tf_pix2pix import predict_lib
+    from tf_pix2pix.serving import predict as predict_lib
 
     f = FLAGS
     if f.plot_losses:
@@ -90,7 +90,7 @@ def main(argv: list[str]) -> None:
                                             f.on_bad_image, skipped, translator.direction)
     fcn = fcn_labels = None
     if f.segmenter:
-        from tf_pix2pix import fcn_score
+        from tf_pix2pix.metrics import fcn_score
 
         try:
             fcn = fcn_score.FCNScorer(fcn_score.load_segmenter(f.segmenter), f.fcn_classes,
@@ -109,7 +109,7 @@ def main(argv: list[str]) -> None:
         line += f"; {' '.join(scores)} (metrics.json, metrics.csv)"
     print(line)
     if "fcn" in summary:
-        from tf_pix2pix.fcn_score import table
+        from tf_pix2pix.metrics.fcn_score import table
 
         print(f"FCN-score ({summary['fcn']['pixels']} labelled pixels):")
         print(table(summary))

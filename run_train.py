@@ -114,7 +114,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.preset == "demo" and not config.data.data_dir and not config.data.tfds_name:
         config = config.replace(data_dir=demo_data(model.demo_data, FLAGS.demo_data_dir))
 
-    from tf_pix2pix.train_lib import train
+    from tf_pix2pix.runtime.training import train
 
     result = train(config, progress=FLAGS.progress)
     metrics = " ".join(f"val_{k}={v:.4f}" for k, v in result.val_metrics.items() if k != "count")

@@ -31,7 +31,7 @@ def _worker() -> None:
     import tensorflow as tf
 
     from benchmarks.common import summary, time_calls
-    from tf_pix2pix.workers import stop_agreement
+    from tf_pix2pix.runtime.workers import stop_agreement
 
     agree = stop_agreement(tf.distribute.MultiWorkerMirroredStrategy())
     times = time_calls(lambda: agree(False), FLAGS.warmup, FLAGS.calls)

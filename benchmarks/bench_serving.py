@@ -43,7 +43,7 @@ def _export_fresh_model() -> str:
     from benchmarks.common import parse_options, scratch_dir
     from tf_pix2pix import models
     from tf_pix2pix.config import save_config
-    from tf_pix2pix.export_lib import ExportConfig, export
+    from tf_pix2pix.serving.export import ExportConfig, export
 
     model_dir = scratch_dir("bench_serving_")
     model = models.get(FLAGS.model)
@@ -67,7 +67,7 @@ def main(argv):
     import tensorflow as tf
 
     from benchmarks.common import machine, report, summary, time_calls
-    from tf_pix2pix.export_lib import read_export_info
+    from tf_pix2pix.serving.export import read_export_info
 
     import resource
 
@@ -116,7 +116,7 @@ def main(argv):
 def _runtime_latency(path: str, fmt: str, image):
     """Batch-1 latency of a .tflite file (LiteRT) or an .onnx file (ONNX Runtime)."""
     from benchmarks.common import summary, time_calls
-    from tf_pix2pix.convert_lib import onnx_runner, tflite_runner
+    from tf_pix2pix.serving.convert import onnx_runner, tflite_runner
 
     with open(path, "rb") as f:
         model = f.read()

@@ -90,7 +90,7 @@ def main(argv):
     from tf_pix2pix.hardware import cpu_class
     from tf_pix2pix.inference import generator_fn
     from tf_pix2pix.networks.kernels import layer_switches
-    from tf_pix2pix.train_lib import build_trainer
+    from tf_pix2pix.runtime.training import build_trainer
 
     model_class = models.get(FLAGS.model)
     unpaired = model_class.data_layout == "unaligned"

@@ -14,7 +14,7 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
 
 
-# test_train_lib.tiny_config's model, data shapes and seed as run_train.py flags, for the tests
+# test_training.tiny_config's model, data shapes and seed as run_train.py flags, for the tests
 # that start training processes.
 TINY_FLAGS = ("--netG", "unet_32", "--ngf", "8", "--ndf", "8", "--load_size", "36",
               "--crop_size", "32", "--batch_size", "2", "--seed", "3")

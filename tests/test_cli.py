@@ -64,7 +64,7 @@ def test_the_one_line_errors_need_no_tensorflow():
     import subprocess
     import sys
 
-    code = ("import sys; import tf_pix2pix.cli, tf_pix2pix.study; "
+    code = ("import sys; import tf_pix2pix.cli, tf_pix2pix.tools.study; "
             "print(sorted(m for m in sys.modules if m.startswith(('tensorflow', 'keras'))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=60)

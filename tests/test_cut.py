@@ -269,7 +269,7 @@ def test_mean_pairwise_l1():
 
 
 def test_training_resumes_exactly_and_writes_its_summaries(unpaired_records_dir, tmp_path):
-    from tf_pix2pix.train_lib import build_trainer, train
+    from tf_pix2pix.runtime.training import build_trainer, train
 
     def cfg(folder, steps):
         return tiny_config(unpaired_records_dir, tmp_path / folder, mode="fastcut", max_steps=steps,

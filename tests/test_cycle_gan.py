@@ -203,7 +203,7 @@ def test_configurations_that_cannot_work_are_refused():
 # --- training through the common loop ---------------------------------------------------------
 
 def test_training_writes_the_cycle_gan_summaries_and_samples(unpaired_records_dir, tmp_path):
-    from tf_pix2pix.train_lib import train
+    from tf_pix2pix.runtime.training import train
 
     cfg = tiny_config(unpaired_records_dir, tmp_path / "m", max_steps=6)
     result = train(cfg, progress=False)
@@ -220,7 +220,7 @@ def test_training_writes_the_cycle_gan_summaries_and_samples(unpaired_records_di
 
 
 def test_two_n_steps_equal_n_plus_restart_plus_n_pool_included(unpaired_records_dir, tmp_path):
-    from tf_pix2pix.train_lib import build_trainer, train
+    from tf_pix2pix.runtime.training import build_trainer, train
 
     kw = dict(pool_size=2, save_every_steps=100)
     straight = build_trainer(tiny_config(unpaired_records_dir, tmp_path / "a", max_steps=8, **kw),
@@ -245,7 +245,7 @@ def test_training_from_tfds_resumes_by_repositioning(tmp_path):
     """TFDS source (mock data, no download): trains, and a restart continues at the step."""
     import tensorflow_datasets as tfds
 
-    from tf_pix2pix.train_lib import build_trainer
+    from tf_pix2pix.runtime.training import build_trainer
 
     def cfg(steps):
         return tiny_config("", tmp_path / "m", max_steps=steps, val_max_examples=0,

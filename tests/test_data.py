@@ -295,7 +295,7 @@ def test_grayscale_is_pils_convert_l_in_training_and_prediction():
     from PIL import Image
 
     from tf_pix2pix.data import to_channels
-    from tf_pix2pix.predict_lib import _normalise
+    from tf_pix2pix.serving.predict import _normalise
 
     pixels = random_image(17, 23, seed=4)
     expected = np.asarray(Image.fromarray(pixels).convert("L"), np.float32)[..., None]

@@ -7,7 +7,7 @@ import dataclasses
 
 from tf_pix2pix import models
 from tf_pix2pix.cli import UserError
-from tf_pix2pix.experiments import SUITES, RunnerConfig, config_key, experiment_config, run
+from tf_pix2pix.tools.experiments import SUITES, RunnerConfig, config_key, experiment_config, run
 
 
 def test_suites_are_the_papers_configurations():
@@ -72,7 +72,7 @@ def test_runner_trains_evaluates_tabulates_and_resumes(records_dir, tmp_path):
     import keras
     import numpy as np
 
-    from tf_pix2pix.experiments import FCNSetup, _test_images
+    from tf_pix2pix.tools.experiments import FCNSetup, _test_images
 
     inputs = keras.Input([None, None, 3])
     layer = keras.layers.Conv2D(4, 1)

@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_pix2pix import fcn_score, label_maps
+from tf_pix2pix import label_maps
+from tf_pix2pix.metrics import fcn_score
 from tf_pix2pix.config import ConfigError
 from tf_pix2pix.image_io import encode_ids
 

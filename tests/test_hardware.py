@@ -43,7 +43,7 @@ def test_bfloat16_without_native_support_is_warned_about():
 def test_training_start_up_prints_the_bfloat16_warning(records_dir, tmp_path, monkeypatch,
                                                        capfd):
     from tf_pix2pix import models
-    from tf_pix2pix.train_lib import build_trainer
+    from tf_pix2pix.runtime.training import build_trainer
 
     monkeypatch.setattr(hardware, "cpu_flags", lambda: set(AVX2))
     monkeypatch.setattr(hardware, "has_gpu", lambda: False)

@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from tf_pix2pix import models
 from tf_pix2pix.cli import UserError
-from tf_pix2pix.import_torch import (ImportConfig, assign_state_dict, export_state_dict,
+from tf_pix2pix.tools.import_torch import (ImportConfig, assign_state_dict, export_state_dict,
                                      import_generator)
 from tf_pix2pix.models import restore_generator
 
@@ -126,7 +126,7 @@ def test_mismatched_and_hostile_files_are_one_line_errors(tmp_path):
                                       model="cycle_gan", ngf=8, input_nc=1))
 
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "tf_pix2pix.import_torch", *args],
+        return subprocess.run([sys.executable, "-m", "tf_pix2pix.tools.import_torch", *args],
                               capture_output=True, text=True, timeout=300, cwd=REPO)
 
     result = cli("--pth", resnet_pth, "--model_dir", str(tmp_path / "c"), "--ngf=8")
@@ -151,7 +151,7 @@ def test_mismatched_and_hostile_files_are_one_line_errors(tmp_path):
 
 
 def test_imported_model_exports_for_serving(tmp_path):
-    from tf_pix2pix.export_lib import ExportConfig, export
+    from tf_pix2pix.serving.export import ExportConfig, export
 
     pth = save_pth(export_state_dict(_random_generator(RESNET), RESNET), tmp_path / "g.pth")
     import_generator(ImportConfig(model_dir=str(tmp_path / "m"), pth=pth, model="cycle_gan",
@@ -216,7 +216,7 @@ def test_a_local_enhancer_goes_from_pth_to_a_served_savedmodel(tmp_path):
                                          n_down=2, n_blocks=1, n_blocks_local=1)
     run = lambda *a: subprocess.run([sys.executable, *a], cwd=REPO, capture_output=True,  # noqa: E731
                                     text=True, timeout=300)
-    imported = run("-m", "tf_pix2pix.import_torch", "--pth", pth, "--model", "pix2pix_hd",
+    imported = run("-m", "tf_pix2pix.tools.import_torch", "--pth", pth, "--model", "pix2pix_hd",
                    "--netG", "local", "--ngf", "2", "--label_nc", "4", "--n_downsample_global",
                    "2", "--n_blocks_global", "1", "--n_blocks_local", "1", "--model_dir",
                    str(tmp_path / "m"))

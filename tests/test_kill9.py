@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from tf_pix2pix import kill9
+import kill9
 
 from conftest import TINY_FLAGS
 
@@ -50,7 +50,7 @@ def test_a_restart_that_loses_steps_is_caught(tmp_path):
 
 def test_command_line_errors_are_one_line(tmp_path):
     def run(*args):
-        return subprocess.run([sys.executable, os.path.join(REPO, "run_kill9.py"), *args],
+        return subprocess.run([sys.executable, os.path.join(REPO, "tests", "run_kill9.py"), *args],
                               capture_output=True, text=True, cwd=REPO, timeout=120)
 
     result = run("--work_dir", str(tmp_path))

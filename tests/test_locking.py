@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tf_pix2pix.locking import LOCK_FILENAME, ModelDirLock, ModelDirLockedError
+from tf_pix2pix.runtime.locking import LOCK_FILENAME, ModelDirLock, ModelDirLockedError
 
 from conftest import TINY_FLAGS
 
@@ -25,7 +25,7 @@ def _write_lock(folder, **fields):
 
 
 def test_a_held_lock_refuses_another_process_and_is_released(tmp_path):
-    from tf_pix2pix.locking import _process_start
+    from tf_pix2pix.runtime.locking import _process_start
 
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:

@@ -57,8 +57,8 @@ def test_options_map_to_the_sections_that_hold_them():
 def test_every_model_dry_runs_trains_a_step_resumes_and_exports(name, tmp_path_factory):
     """The loop and the tools use nothing but the interface: each model's own demo data and
     preset, one step, a restore that gives back the same weights, a SavedModel that runs."""
-    from tf_pix2pix.export_lib import ExportConfig, export
-    from tf_pix2pix.train_lib import build_trainer, train
+    from tf_pix2pix.serving.export import ExportConfig, export
+    from tf_pix2pix.runtime.training import build_trainer, train
 
     model = models.get(name)
     work = tmp_path_factory.mktemp(name)

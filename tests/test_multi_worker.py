@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_pix2pix.checkpointing import checkpoint_dir
+from tf_pix2pix.runtime.checkpointing import checkpoint_dir
 
 from conftest import TINY_FLAGS
-from test_train_lib import tiny_config
+from test_training import tiny_config
 
 pytestmark = pytest.mark.multiprocess
 
@@ -101,7 +101,7 @@ def assert_close_to(model_dir, reference_dir, step):
 @pytest.fixture(scope="module")
 def one_process(records_dir, tmp_path_factory):
     """The same training in one process (default strategy), 10 steps, checkpoint every 2."""
-    from tf_pix2pix.train_lib import train
+    from tf_pix2pix.runtime.training import train
 
     model_dir = tmp_path_factory.mktemp("one_process")
     cfg = tiny_config(records_dir, model_dir, max_steps=10, save_every_steps=2,

@@ -316,7 +316,7 @@ def test_two_replicas_equal_one_device_on_the_same_global_batch(vgg_weights):
 
 
 def test_training_resumes_exactly(label_records, tmp_path):
-    from tf_pix2pix.train_lib import build_trainer, train
+    from tf_pix2pix.runtime.training import build_trainer, train
 
     straight = train(tiny_config(label_records, tmp_path / "a", max_steps=4), progress=False)
     train(tiny_config(label_records, tmp_path / "b", max_steps=2), progress=False)
@@ -327,9 +327,9 @@ def test_training_resumes_exactly(label_records, tmp_path):
 
 
 def test_trains_exports_and_predicts_label_maps(label_records, tmp_path):
-    from tf_pix2pix.export_lib import ExportConfig, export
-    from tf_pix2pix.predict_lib import iterate_examples, predict, translator_from_saved_model
-    from tf_pix2pix.train_lib import build_trainer
+    from tf_pix2pix.serving.export import ExportConfig, export
+    from tf_pix2pix.serving.predict import iterate_examples, predict, translator_from_saved_model
+    from tf_pix2pix.runtime.training import build_trainer
 
     from conftest import event_tags
 
@@ -385,8 +385,8 @@ def test_coarse_to_fine_fixes_the_global_generator_for_niter_fix_global_epochs(l
     switch, NVIDIA/pix2pixHD b129d49): 3 steps (one epoch) change only the local enhancer; after
     the switch the whole generator trains, with a fresh Adam, and a restart across the switch
     gives the same weights as a straight run."""
-    from tf_pix2pix.checkpointing import weights_sha256
-    from tf_pix2pix.train_lib import build_trainer
+    from tf_pix2pix.runtime.checkpointing import weights_sha256
+    from tf_pix2pix.runtime.training import build_trainer
 
     fresh = build_trainer(local_config(label_records, tmp_path / "fresh"), progress=False)
     init = _global_weights(fresh)
@@ -432,7 +432,7 @@ def test_coarse_to_fine_fixes_the_global_generator_for_niter_fix_global_epochs(l
 
 def test_load_pretrain_starts_the_global_part_from_a_trained_global_generator(label_records,
                                                                                tmp_path):
-    from tf_pix2pix.train_lib import build_trainer, train
+    from tf_pix2pix.runtime.training import build_trainer, train
 
     train(tiny_config(label_records, tmp_path / "global", max_steps=1), progress=False)
     from tf_pix2pix.models import restore_generator
@@ -510,9 +510,9 @@ def test_instance_features_train_cluster_and_serve_a_chosen_style(label_records,
     extra input; encode_features clusters them per class from the command line; the export
     takes a style per image and gives each instance its class's cluster centre."""
     from tf_pix2pix import label_maps
-    from tf_pix2pix.encode_features import EncodeConfig, encode_features
-    from tf_pix2pix.export_lib import ExportConfig, export
-    from tf_pix2pix.train_lib import build_trainer
+    from tf_pix2pix.tools.encode_features import EncodeConfig, encode_features
+    from tf_pix2pix.serving.export import ExportConfig, export
+    from tf_pix2pix.runtime.training import build_trainer
 
     cfg = feature_config(label_records, tmp_path / "run", max_steps=3)
     trainer = build_trainer(cfg, progress=False)
@@ -524,9 +524,9 @@ def test_instance_features_train_cluster_and_serve_a_chosen_style(label_records,
     assert all(np.isfinite(list(result.losses.values())))
     assert all(np.any(a != v.numpy()) for a, v in zip(before, model.encoder.trainable_variables))
 
-    with pytest.raises(ConfigError, match="run python -m tf_pix2pix.encode_features"):
+    with pytest.raises(ConfigError, match="run python -m tf_pix2pix.tools.encode_features"):
         export(ExportConfig(model_dir=str(tmp_path / "run"), export_dir=str(tmp_path / "e0")))
-    cli = subprocess.run([sys.executable, "-m", "tf_pix2pix.encode_features", "--model_dir",
+    cli = subprocess.run([sys.executable, "-m", "tf_pix2pix.tools.encode_features", "--model_dir",
                           str(tmp_path / "run"), "--n_clusters", "2"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300)
     assert cli.returncode == 0, cli.stderr

@@ -3,7 +3,7 @@ import pickle
 import numpy as np
 import pytest
 
-from tf_pix2pix.pth_format import PthError, load_state_dict
+from tf_pix2pix.tools.pth_format import PthError, load_state_dict
 
 from torch_files import save_pth
 

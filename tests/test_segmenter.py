@@ -93,8 +93,8 @@ def test_defaults_and_configuration_errors():
 
 
 def test_learns_the_synthetic_classes_exports_and_serves_class_pngs(label_records, tmp_path):
-    from tf_pix2pix.export_lib import ExportConfig, export
-    from tf_pix2pix.train_lib import build_trainer
+    from tf_pix2pix.serving.export import ExportConfig, export
+    from tf_pix2pix.runtime.training import build_trainer
 
     cfg = seg_config(label_records, tmp_path / "run", max_steps=100, lr=2e-3)
     trainer = build_trainer(cfg, progress=False)
@@ -120,7 +120,7 @@ def test_learns_the_synthetic_classes_exports_and_serves_class_pngs(label_record
     np.testing.assert_array_equal(classes[..., 0], np.argmax(scores[0], -1))
 
     # Prediction on a folder of photos: the gallery shows the classes in colour.
-    from tf_pix2pix.predict_lib import iterate_examples, predict, translator_from_saved_model
+    from tf_pix2pix.serving.predict import iterate_examples, predict, translator_from_saved_model
 
     translator = translator_from_saved_model(path)
     folder = os.path.join(os.path.dirname(label_records), "images", "val_img")

@@ -17,7 +17,7 @@ import urllib.request
 import numpy as np
 import pytest
 
-from tf_pix2pix import study
+from tf_pix2pix.tools import study
 from tf_pix2pix.cli import UserError
 
 from conftest import write_image
@@ -272,7 +272,7 @@ def test_the_report_of_a_hand_made_answer_file(tmp_path):
 
 
 def _study_cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "tf_pix2pix.study", *args], cwd=REPO,
+    return subprocess.Popen([sys.executable, "-m", "tf_pix2pix.tools.study", *args], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
 
@@ -294,12 +294,12 @@ def test_the_command_line_serves_stops_and_reports(tmp_path):
         stdout, stderr = proc.communicate(timeout=60)  # the same handler
     assert proc.returncode == 0 and "Traceback" not in stderr
     assert "stopped; 1 answer(s)" in stdout
-    report = subprocess.run([sys.executable, "-m", "tf_pix2pix.study", "--report", str(out)],
+    report = subprocess.run([sys.executable, "-m", "tf_pix2pix.tools.study", "--report", str(out)],
                             cwd=REPO, capture_output=True, text=True, timeout=60)
     assert report.returncode == 0, report.stderr
     assert "| blurry |" in report.stdout and "method,fooling_rate" in report.stdout
     assert os.path.isfile(out / "report.md") and os.path.isfile(out / "report.csv")
-    bad = subprocess.run([sys.executable, "-m", "tf_pix2pix.study", "--real", folders["real"],
+    bad = subprocess.run([sys.executable, "-m", "tf_pix2pix.tools.study", "--real", folders["real"],
                           "--fake", f"x={tmp_path}"], cwd=REPO, capture_output=True, text=True,
                          timeout=60)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr

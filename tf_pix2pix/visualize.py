@@ -6,7 +6,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from tf_pix2pix.config import write_atomic
-from tf_pix2pix.evaluate import to_unit_range
+from tf_pix2pix.metrics.scoring import to_unit_range
 
 
 def _rgb(images: tf.Tensor) -> tf.Tensor:

@@ -11,7 +11,7 @@ import keras
 import tensorflow as tf
 
 from tf_pix2pix.config import ModelConfig, option, option_of
-from tf_pix2pix.evaluate import evaluate
+from tf_pix2pix.metrics.scoring import evaluate
 from tf_pix2pix.inference import generator_fn
 from tf_pix2pix.models.base import (TranslationModel, current_lr, distributed_step,
                                     make_optimizer, register)

@@ -26,7 +26,7 @@ import keras
 
 from tf_pix2pix import losses
 from tf_pix2pix.config import ConfigError, ExperimentConfig, ModelConfig, option, option_of
-from tf_pix2pix.evaluate import evaluate
+from tf_pix2pix.metrics.scoring import evaluate
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr,
                                     dtype_policy, make_optimizer, register,
                                     scaled, seed_states)

@@ -12,7 +12,7 @@ import keras
 
 from tf_pix2pix import losses
 from tf_pix2pix.config import ConfigError, ExperimentConfig, ModelConfig, option
-from tf_pix2pix.evaluate import evaluate
+from tf_pix2pix.metrics.scoring import evaluate
 from tf_pix2pix.models.base import (TranslationModel, current_lr, dtype_policy,
                                     make_optimizer, register, scaled, seed_states)
 from tf_pix2pix.networks import build_discriminator

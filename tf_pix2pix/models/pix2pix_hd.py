@@ -21,7 +21,7 @@ generator, and for ``--niter_fix_global`` epochs only the finest enhancer trains
 then all of G with a fresh Adam on the run's schedule (the reference's ``train.py`` never
 switches since commit b129d49). ``--instance_feat`` adds the feature encoder: its output on the
 photo, averaged over each instance (``label_maps.instance_mean``), joins G's input; it trains
-with G; ``tf_pix2pix.encode_features`` clusters the features per class into styles that
+with G; ``tf_pix2pix.tools.encode_features`` clusters the features per class into styles that
 export and prediction read (``feature_clusters.json``).
 
 The reference runs D three times per step (the fake detached for D's loss, the fake again for
@@ -45,7 +45,7 @@ import tensorflow as tf
 from tf_pix2pix import data as data_lib
 from tf_pix2pix import label_maps, losses
 from tf_pix2pix.config import ConfigError, ExperimentConfig, ModelConfig, option, option_of
-from tf_pix2pix.evaluate import evaluate
+from tf_pix2pix.metrics.scoring import evaluate
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, distributed_step,
                                     dtype_policy, make_optimizer, register, restore_generator,
                                     scaled)
@@ -85,7 +85,7 @@ class Pix2PixHDConfig(ModelConfig):
     instance_feat: bool = option(False, "Instance-wise features: an encoder of the photo, "
                                         "averaged over each instance, adds feat_num channels to "
                                         "G's input (a style per object; "
-                                        "tf_pix2pix.encode_features clusters them).")
+                                        "tf_pix2pix.tools.encode_features clusters them).")
     feat_num: int = option(3, "instance_feat: feature channels.", bound="positive")
     nef: int = option(16, "instance_feat: filters of the encoder's first conv.",
                       bound="positive")
@@ -149,7 +149,7 @@ FEATURE_CLUSTERS = "feature_clusters.json"
 @tf.autograph.experimental.do_not_convert
 def feature_table(config: ExperimentConfig) -> tuple[np.ndarray, np.ndarray]:
     """The clustered instance features of ``config.train.model_dir``
-    (``tf_pix2pix.encode_features``) as ``[label_nc, K, feat_num]`` centres and ``[label_nc]``
+    (``tf_pix2pix.tools.encode_features``) as ``[label_nc, K, feat_num]`` centres and ``[label_nc]``
     counts (0: the class had no instance to cluster; its features are 0).
 
     Raises:
@@ -158,7 +158,7 @@ def feature_table(config: ExperimentConfig) -> tuple[np.ndarray, np.ndarray]:
     path = os.path.join(config.train.model_dir, FEATURE_CLUSTERS)
     if not os.path.isfile(path):
         raise ConfigError(f"{path} not found: this generator reads instance-wise features; run "
-                          f"python -m tf_pix2pix.encode_features --model_dir "
+                          f"python -m tf_pix2pix.tools.encode_features --model_dir "
                           f"{config.train.model_dir} first")
     with open(path) as f:
         clusters = {int(k): np.asarray(v, np.float32) for k, v in json.load(f)["classes"].items()}
@@ -341,7 +341,7 @@ class Pix2PixHD(TranslationModel):
         own boundaries are used (what Cityscapes' instance maps hold for classes without
         instances). With ``instance_feat`` every instance gets the features of cluster
         ``style`` (0 when not given: the largest cluster) of its class, from
-        ``feature_clusters.json`` (``tf_pix2pix.encode_features``); the reference samples a
+        ``feature_clusters.json`` (``tf_pix2pix.tools.encode_features``); the reference samples a
         cluster at random instead."""
         label_nc = config.data.label_nc
         if not label_nc:

@@ -1,5 +1,5 @@
 """A semantic segmenter of photos, registered as ``--model=segmenter``: the recipe for the FCN-score
-(``tf_pix2pix.fcn_score``) without a download.
+(``tf_pix2pix.metrics.fcn_score``) without a download.
 
 The pix2pix paper scores generated Cityscapes photos with an FCN-8s trained on real Cityscapes
 photos; the reference ships only a Caffe model of it. This model trains such a segmenter with
@@ -33,7 +33,7 @@ import tensorflow as tf
 from tf_pix2pix import data as data_lib
 from tf_pix2pix import label_maps, networks
 from tf_pix2pix.config import ConfigError, ExperimentConfig, ModelConfig, option_of
-from tf_pix2pix.fcn_score import ConfusionMatrix
+from tf_pix2pix.metrics.fcn_score import ConfusionMatrix
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, dtype_policy,
                                     make_optimizer, register, scaled)
 

@@ -10,9 +10,9 @@ import tensorflow as tf
 
 from tf_pix2pix import models
 from tf_pix2pix.config import ConfigError
-from tf_pix2pix.convert_lib import _check, run_onnx, run_tflite
-from tf_pix2pix.export_lib import ExportConfig, export, read_export_info
-from tf_pix2pix.train_lib import train
+from tf_pix2pix.serving.convert import _check, run_onnx, run_tflite
+from tf_pix2pix.serving.export import ExportConfig, export, read_export_info
+from tf_pix2pix.runtime.training import train
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Largest |difference| to the SavedModel's translate accepted for each file (outputs in [-1, 1]).
@@ -120,12 +120,14 @@ def test_cli_writes_and_reports_the_files(records_dir, tmp_path):
     assert sorted(os.listdir(tmp_path / "e")) == ["1"]  # nothing half-written
 
 
-def test_an_onnx_conversion_failing_in_the_child_is_a_one_line_error():
+def test_an_onnx_conversion_failing_in_the_child_is_a_one_line_error(tmp_path, monkeypatch):
     """tf2onnx runs in a child process (pure-Python protobuf there, see onnx_model); what goes
     wrong there comes back as a ConfigError with the child's last line, and nothing is left."""
     import keras
 
-    from tf_pix2pix.convert_lib import onnx_model
+    # A temporary folder of this test's own: another worker's conversions use the shared one.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    from tf_pix2pix.serving.convert import onnx_model
 
     inputs = keras.Input((8, 8, 3))
     # A Lambda layer is not loadable from a .keras file in safe mode: the child fails.

@@ -160,7 +160,7 @@ def onnx_model(generator: keras.Model) -> bytes:
         source = os.path.join(scratch, "generator.keras")
         target = os.path.join(scratch, "generator.onnx")
         generator.save(source)
-        result = subprocess.run([sys.executable, "-m", "tf_pix2pix.convert_lib", source, target],
+        result = subprocess.run([sys.executable, "-m", "tf_pix2pix.serving.convert", source, target],
                                 env=env, capture_output=True, text=True)
         if result.returncode or not os.path.exists(target):
             lines = result.stderr.strip().splitlines() or [f"exit status {result.returncode}"]

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 
-from tf_pix2pix.checkpointing import is_partial_save
+from tf_pix2pix.runtime.checkpointing import is_partial_save
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MOMENTS = ("startup", "between_saves", "during_save")

@@ -11,9 +11,9 @@ import tensorflow as tf
 
 from tf_pix2pix import label_maps
 from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig
-from tf_pix2pix.evaluate import PSNR_CAP
+from tf_pix2pix.metrics.scoring import PSNR_CAP
 from tf_pix2pix.image_io import BadImageError
-from tf_pix2pix.predict_lib import (Translator, iterate_examples, plot_losses, predict,
+from tf_pix2pix.serving.predict import (Translator, iterate_examples, plot_losses, predict,
                                     read_scalars, translator_from_model_dir)
 
 from conftest import random_image, write_image
@@ -123,8 +123,8 @@ def test_read_scalars_and_plot_losses(tmp_path):
 
 def test_cli_from_model_dir_and_saved_model(records_dir, tmp_path):
     from tf_pix2pix import models
-    from tf_pix2pix.export_lib import ExportConfig, export
-    from tf_pix2pix.train_lib import train
+    from tf_pix2pix.serving.export import ExportConfig, export
+    from tf_pix2pix.runtime.training import train
 
     model_dir = str(tmp_path / "m")
     train(models.resolve("pix2pix", data_dir=records_dir, load_size=36, crop_size=32,
@@ -209,7 +209,7 @@ def test_fcn_score_of_label_map_translations(label_records, tmp_path):
     and a nearest-colour segmenter score 1.0; the real photos score what an independent
     nearest-colour labelling of them scores."""
     from tf_pix2pix import models
-    from tf_pix2pix.fcn_score import FCNScorer, LabelFolder, label_source
+    from tf_pix2pix.metrics.fcn_score import FCNScorer, LabelFolder, label_source
 
     cfg = models.resolve("pix2pix_hd", label_nc=4, no_vgg_loss=True)
     painter = Translator(lambda x: tf.einsum("nhwc,cd->nhwd", x[..., :4], COLOURS), cfg,
@@ -261,7 +261,7 @@ def test_fcn_score_of_label_map_translations(label_records, tmp_path):
 def test_cycle_gan_translates_an_unaligned_split_with_either_generator(unpaired_records_dir,
                                                                         tmp_path):
     from tf_pix2pix import models
-    from tf_pix2pix.train_lib import train
+    from tf_pix2pix.runtime.training import train
 
     model_dir = str(tmp_path / "m")
     # Trained on crops of width-scaled images (the reference's advice for large images) ...

@@ -29,9 +29,10 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
-from tf_pix2pix import hardware, locking, models, visualize
-from tf_pix2pix import checkpointing as ckpt
-from tf_pix2pix import workers
+from tf_pix2pix import hardware, models, visualize
+from tf_pix2pix.runtime import locking
+from tf_pix2pix.runtime import checkpointing as ckpt
+from tf_pix2pix.runtime import workers
 from tf_pix2pix.config import ConfigError, ExperimentConfig, save_config
 from tf_pix2pix.errors import TrainingDivergedError  # noqa: F401
 

@@ -1,11 +1,11 @@
 """Imports the authors' published PyTorch generators into a model directory of this project.
 
 Usage:
-  python -m tf_pix2pix.import_torch --pth latest_net_G.pth --model_dir runs/facades_pretrained
+  python -m tf_pix2pix.tools.import_torch --pth latest_net_G.pth --model_dir runs/facades_pretrained
   # NVIDIA's label2city_1024p (pix2pixHD: local enhancer, 35 Cityscapes classes + instance edges)
-  python -m tf_pix2pix.import_torch --pth latest_net_G.pth --model pix2pix_hd --netG local \
+  python -m tf_pix2pix.tools.import_torch --pth latest_net_G.pth --model pix2pix_hd --netG local \
       --ngf 32 --label_nc 35 --model_dir runs/label2city_1024p
-  python -m tf_pix2pix.import_torch --url horse2zebra --model cycle_gan --model_dir runs/h2z
+  python -m tf_pix2pix.tools.import_torch --url horse2zebra --model cycle_gan --model_dir runs/h2z
   python run_export.py --model_dir runs/h2z --export_dir exported/horse2zebra
 
 The ``.pth`` is read without PyTorch (``pth_format``: a restricted unpickler, both file formats).
@@ -44,7 +44,7 @@ from tf_pix2pix.config import (ConfigError, DataConfig, ExperimentConfig, ModelC
 from tf_pix2pix.models.pix2pix_hd import Pix2PixHDConfig
 from tf_pix2pix.networks import GeneratorLayout
 from tf_pix2pix.networks.enhancer import GLOBAL
-from tf_pix2pix.pth_format import PthError, load_state_dict
+from tf_pix2pix.tools.pth_format import PthError, load_state_dict
 
 _INSTANCE_NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -52,7 +52,7 @@ _INSTANCE_NORM_STATS = ("running_mean", "running_var", "num_batches_tracked")
 @dataclasses.dataclass(frozen=True)
 class ImportConfig:
     """What to import and into which model directory (architecture flags as the reference's;
-    each field is a flag of ``python -m tf_pix2pix.import_torch``)."""
+    each field is a flag of ``python -m tf_pix2pix.tools.import_torch``)."""
 
     model_dir: str = option(dataclasses.MISSING, "New model directory to write.")
     pth: str = option("", "A PyTorch state dict of the reference's generator.")

@@ -81,7 +81,7 @@ class Scorer:
             if key in self.metrics:
                 result[key] = float(np.mean([r[key] for r in self.rows]))
         if self._feats["output"]:
-            from tf_pix2pix.inception_metrics import scores
+            from tf_pix2pix.metrics.inception import scores
 
             fid_kid = scores(np.concatenate(self._feats["output"]),
                              np.concatenate(self._feats["target"]), self.metrics)

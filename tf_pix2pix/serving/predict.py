@@ -20,8 +20,8 @@ import tensorflow as tf
 from tf_pix2pix import data as data_lib
 from tf_pix2pix import label_maps, models
 from tf_pix2pix.config import ConfigError, ExperimentConfig
-from tf_pix2pix.evaluate import PSNR_CAP, Scorer
-from tf_pix2pix.export_lib import read_export_info
+from tf_pix2pix.metrics.scoring import PSNR_CAP, Scorer
+from tf_pix2pix.serving.export import read_export_info
 from tf_pix2pix.image_io import BadImageError, list_files, read_aligned_pair, read_image
 from tf_pix2pix.inference import mode_call, padded_translate
 from tf_pix2pix.models import pad_multiple, restore_generator
@@ -225,7 +225,7 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
         raise ConfigError("--segmenter is used by --metrics=fcn; add fcn to --metrics")
     features = None
     if {"fid", "kid"} & set(metrics):
-        from tf_pix2pix.inception_metrics import InceptionFeatures
+        from tf_pix2pix.metrics.inception import InceptionFeatures
 
         features = InceptionFeatures(inception_weights)
     image_dir = os.path.join(output_dir, "images")

@@ -13,9 +13,9 @@ from tf_pix2pix import models
 from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, TrainConfig
 from tf_pix2pix.models import load_config
 from tf_pix2pix.models.pix2pix import Pix2PixConfig
-from tf_pix2pix.evaluate import evaluate
-from tf_pix2pix.checkpointing import checkpoint_dir
-from tf_pix2pix.train_lib import TrainingDivergedError, build_trainer, train
+from tf_pix2pix.metrics.scoring import evaluate
+from tf_pix2pix.runtime.checkpointing import checkpoint_dir
+from tf_pix2pix.runtime.training import TrainingDivergedError, build_trainer, train
 
 from conftest import event_tags
 
@@ -162,7 +162,7 @@ def test_missing_data_and_model_dir_are_clear(tmp_path):
 
 def test_two_replica_training_checkpoints_and_resumes(records_dir, tmp_path, monkeypatch):
     """MirroredStrategy over the two logical CPUs: sync BN, distributed input, resume."""
-    from tf_pix2pix import workers
+    from tf_pix2pix.runtime import workers
 
     monkeypatch.setattr(workers, "make_strategy",
                         lambda name: tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]))
@@ -211,7 +211,7 @@ def test_a_torn_newest_checkpoint_falls_back_to_the_previous_one(records_dir, tm
 
 def test_partial_writes_of_an_interrupted_save_are_removed_before_resuming(records_dir, tmp_path,
                                                                           capfd):
-    from tf_pix2pix.checkpointing import remove_partial_saves
+    from tf_pix2pix.runtime.checkpointing import remove_partial_saves
 
     cfg = tiny_config(records_dir, tmp_path / "m", max_steps=4)
     train(cfg, progress=False)
@@ -292,7 +292,7 @@ def test_a_truncated_shard_is_refused_at_start_up_naming_it(records_dir, tmp_pat
 
 def test_a_failed_checkpoint_write_is_one_line_and_leaves_the_last_complete_one(
         records_dir, tmp_path, monkeypatch):
-    from tf_pix2pix.checkpointing import CheckpointWriteError
+    from tf_pix2pix.runtime.checkpointing import CheckpointWriteError
 
     cfg = tiny_config(records_dir, tmp_path / "m", max_steps=8)
     real_save = tf.train.CheckpointManager.save

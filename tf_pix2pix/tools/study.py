@@ -2,9 +2,9 @@
 web page, and its report.
 
 Usage:
-  python -m tf_pix2pix.study --real results/real --fake pix2pix=results/p2p \\
+  python -m tf_pix2pix.tools.study --real results/real --fake pix2pix=results/p2p \\
       --fake L1=results/l1 --output_dir study --port 8080
-  python -m tf_pix2pix.study --report study
+  python -m tf_pix2pix.tools.study --report study
 
 The paper's protocol (run on Amazon Mechanical Turk there): each trial shows a real image and a
 generated image of the same input side by side, left/right at random, for one second
@@ -71,7 +71,7 @@ CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp",
 @dataclasses.dataclass(frozen=True)
 class StudyConfig:
     """One study: the folders, the protocol, where answers go and where the page is served
-    (each field but the folders is a flag of ``python -m tf_pix2pix.study``)."""
+    (each field but the folders is a flag of ``python -m tf_pix2pix.tools.study``)."""
 
     real: str = option(dataclasses.MISSING, "Folder of the real images (or a run_predict.py "
                                             "output folder: its targets).")

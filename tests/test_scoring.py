@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_pix2pix.evaluate import PSNR_CAP, evaluate, image_metrics, to_unit_range
+from tf_pix2pix.metrics.scoring import PSNR_CAP, evaluate, image_metrics, to_unit_range
 
 
 def _images(seed, n=2, size=16):

@@ -1,9 +1,9 @@
 """The pix2pix paper's ablation suites as one command: train, evaluate, tabulate, draw.
 
 Usage:
-  python -m tf_pix2pix.experiments --suite=objectives --data_dir data/facades/tfrecords \\
+  python -m tf_pix2pix.tools.experiments --suite=objectives --data_dir data/facades/tfrecords \\
       --direction BtoA --steps 3000 --output_dir experiments/facades
-  python -m tf_pix2pix.experiments --suite=all ... --inception_weights=inception_notop.h5
+  python -m tf_pix2pix.tools.experiments --suite=all ... --inception_weights=inception_notop.h5
 
 Suites (Isola et al. 2017):
 
@@ -19,7 +19,7 @@ U-Net = 70x70, train once); a rerun skips finished runs and resumes an interrupt
 evaluated on the test split (``--split``) as the reference's ``test.py`` does — every image
 resized to ``crop_size`` — in both test-time modes (``eval`` and ``paper``), with L1, PSNR, SSIM,
 given Inception weights FID and KID, and given a segmenter (``--segmenter``, see
-``tf_pix2pix.fcn_score``) the paper's FCN-score, with the real photos' score beside it.
+``tf_pix2pix.metrics.fcn_score``) the paper's FCN-score, with the real photos' score beside it.
 Written: ``results.csv`` (one row per configuration and mode), ``results.md`` (tables shaped like
 the paper's) and ``<suite>.png`` (the same test images through every configuration, like the
 paper's figures).
@@ -167,7 +167,8 @@ class FCNSetup:
     """The FCN-score of the runner: the segmenter, and the label ids of the test images."""
 
     def __init__(self, runner: RunnerConfig):
-        from tf_pix2pix import fcn_score, label_maps
+        from tf_pix2pix import label_maps
+        from tf_pix2pix.metrics import fcn_score
 
         try:
             label_maps.segmentation_classes(runner.fcn_classes)
@@ -201,8 +202,8 @@ def evaluate_run(model_dir: str, inputs: np.ndarray, targets: np.ndarray,
     outputs (for the figure)."""
     import tensorflow as tf
 
-    from tf_pix2pix.evaluate import IMAGE_METRICS, Scorer
-    from tf_pix2pix.predict_lib import translator_from_model_dir
+    from tf_pix2pix.metrics.scoring import IMAGE_METRICS, Scorer
+    from tf_pix2pix.serving.predict import translator_from_model_dir
 
     results = {}
     for mode in MODES:
@@ -297,7 +298,7 @@ def _figure(runner: RunnerConfig, suite: str, inputs: np.ndarray, targets: np.nd
 
 def run(runner: RunnerConfig) -> dict[str, Any]:
     """Trains (or resumes, or skips) every configuration, evaluates, writes the results."""
-    from tf_pix2pix.train_lib import train
+    from tf_pix2pix.runtime.training import train
 
     os.makedirs(runner.output_dir, exist_ok=True)
     plan = [(suite, name, overrides) for suite in runner.suites
@@ -308,7 +309,7 @@ def run(runner: RunnerConfig) -> dict[str, Any]:
     unique = list(dict.fromkeys(keys.values()))
     features = None
     if runner.inception_weights:
-        from tf_pix2pix.inception_metrics import InceptionFeatures
+        from tf_pix2pix.metrics.inception import InceptionFeatures
 
         features = InceptionFeatures(runner.inception_weights)
     fcn = FCNSetup(runner) if runner.segmenter else None

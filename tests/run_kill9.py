@@ -6,7 +6,7 @@ followed by a restart, and checks that every restart resumed from the newest che
 the final weights are bit-identical to the uninterrupted run's. Exit code 0 means it survived.
 
 Example (the run_train.py flags go after --; --model_dir is set by the test):
-  python run_kill9.py --work_dir /tmp/kill9 --kills 10 -- \\
+  python tests/run_kill9.py --work_dir /tmp/kill9 --kills 10 -- \\
       --data_dir data/facades_tfr --max_steps 400 --save_every_steps 25
 
 Pick --max_steps and --save_every_steps so that the run takes a minute or more and saves at
@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from absl import flags
 
+import kill9  # tests/kill9.py, beside this script
 from tf_pix2pix.cli import UserError, run_main
 
 FLAGS = flags.FLAGS
@@ -28,8 +29,6 @@ flags.DEFINE_float("timeout", 1800.0, "Seconds one trainer process may take.")
 
 
 def main(argv: list[str]) -> None:
-    from tf_pix2pix import kill9
-
     train_args = tuple(argv[1:])
     if not train_args:
         raise UserError("pass the run_train.py flags after --, e.g. -- --data_dir D "

@@ -2,7 +2,7 @@
 ``encode_features.py``), so that a user picks a style per object at test time.
 
 Usage:
-  python -m tf_pix2pix.encode_features --model_dir runs/city_feat [--n_clusters 10]
+  python -m tf_pix2pix.tools.encode_features --model_dir runs/city_feat [--n_clusters 10]
 
 For a model trained with ``--instance_feat``: the encoder runs on every photo of ``--split``
 (no jitter, batch 1), its output averaged over each instance (``label_maps.instance_mean``); each
@@ -33,7 +33,7 @@ MIN_AREA_RATIO = 0.5
 
 @dataclasses.dataclass(frozen=True)
 class EncodeConfig:
-    """What to encode (each field is a flag of ``python -m tf_pix2pix.encode_features``)."""
+    """What to encode (each field is a flag of ``python -m tf_pix2pix.tools.encode_features``)."""
 
     model_dir: str = option(dataclasses.MISSING, "Training directory of a pix2pixHD model with "
                                                  "--instance_feat.")
@@ -81,7 +81,7 @@ def encode_features(config: EncodeConfig) -> dict:
 
     from tf_pix2pix import data as data_lib
     from tf_pix2pix import label_maps
-    from tf_pix2pix.checkpointing import checkpoint_dir
+    from tf_pix2pix.runtime.checkpointing import checkpoint_dir
     from tf_pix2pix.models import for_config, load_config
     from tf_pix2pix.models.pix2pix_hd import FEATURE_CLUSTERS, feature_encoder
 

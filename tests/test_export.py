@@ -11,10 +11,10 @@ import tensorflow as tf
 
 from tf_pix2pix import models
 from tf_pix2pix.config import ConfigError
-from tf_pix2pix.export_lib import ExportConfig, export, next_version, read_export_info
+from tf_pix2pix.serving.export import ExportConfig, export, next_version, read_export_info
 from tf_pix2pix.inference import mode_call, padded_translate
 from tf_pix2pix.models import restore_generator
-from tf_pix2pix.train_lib import train
+from tf_pix2pix.runtime.training import train
 
 from conftest import encode_special, png_header_only, random_image
 
@@ -333,7 +333,7 @@ def test_exported_versions_are_readable_by_other_users_and_failures_leave_nothin
 
 
 def test_versions_are_claimed_atomically(tmp_path, monkeypatch):
-    from tf_pix2pix import export_lib
+    from tf_pix2pix.serving import export as export_lib
 
     out = tmp_path / "e"
     assert export_lib.claim_version(str(out)) == 1

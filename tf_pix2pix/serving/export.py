@@ -84,7 +84,7 @@ class ExportConfig:
                                           "decoding; 0 = no limit.")
 
     def __post_init__(self) -> None:
-        from tf_pix2pix.convert_lib import FORMATS, TFLITE_VARIANTS
+        from tf_pix2pix.serving.convert import FORMATS, TFLITE_VARIANTS
 
         for name, values, allowed in (("format", self.formats, FORMATS),
                                       ("quantize", self.tflite_variants, TFLITE_VARIANTS)):
@@ -252,7 +252,7 @@ def export(config: ExportConfig) -> str:
     try:
         converted = []
         if set(config.formats) - {"saved_model"}:
-            from tf_pix2pix.convert_lib import convert
+            from tf_pix2pix.serving.convert import convert
 
             converted = convert(generator, staging, config.formats,
                                 config.tflite_size or exp_config.data.crop_size,

@@ -1,0 +1,1 @@
+"""Scoring translations: L1/PSNR/SSIM, FID/KID, the FCN-score."""

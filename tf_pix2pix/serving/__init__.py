@@ -1,0 +1,1 @@
+"""Serving a trained generator: export (SavedModel, TFLite, ONNX) and prediction."""
