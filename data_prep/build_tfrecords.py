@@ -38,8 +38,11 @@ import os
 import time
 from typing import Any, Iterator
 
+from absl import flags
+
 from data_prep.atomic import atomic_output_dir, check_output_dir
-from tf_pix2pix.cli import UserError, run_main
+from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
+from tf_pix2pix.config import option
 from tf_pix2pix.data import MANIFEST, SCHEMA_VERSION, SPLITS, make_example, make_label_example
 from tf_pix2pix.image_io import (BadImageError, ImageFile, encode_ids, list_files,
                                  read_aligned_pair, read_id_map, read_image)
@@ -54,14 +57,19 @@ DOMAINS = ("A", "B")
 class BuildConfig:
     """Options of a TFRecord build (see the module doc for the layouts)."""
 
-    input_dir: str
-    output_dir: str
-    layout: str = "aligned"
-    num_shards: int = 0
-    shard_size_mb: float = 64.0
-    on_bad_image: str = "fail"
-    overwrite: bool = False
-    progress: bool = True
+    input_dir: str = option(dataclasses.MISSING, "Folder of A|B images (or A/ and B/ folders).")
+    output_dir: str = option(dataclasses.MISSING, "Folder to write shards and manifest.json "
+                                                  "into.")
+    layout: str = option("aligned", "aligned: A|B images; paired_folders: IN/A and IN/B with "
+                                    "same names; unaligned: CycleGAN's IN/trainA, IN/trainB, "
+                                    "IN/testA, IN/testB; labels: pix2pixHD's IN/train_label, "
+                                    "IN/train_img, IN/train_inst.", LAYOUTS)
+    num_shards: int = option(0, "Shards per split; 0 = from --shard_size_mb.")
+    shard_size_mb: float = option(64.0, "Target shard size when --num_shards is 0.")
+    on_bad_image: str = option("fail", "fail: stop at the first bad file; skip: skip, count and "
+                                       "list it.", ON_BAD_IMAGE)
+    overwrite: bool = option(False, "Replace a non-empty --output_dir.")
+    progress: bool = option(True, "Show a progress bar.")
 
     def __post_init__(self) -> None:
         if self.layout not in LAYOUTS:
@@ -381,36 +389,11 @@ def summary(manifest: dict[str, Any], output_dir: str) -> str:
 
 
 def main(argv: list[str]) -> None:
-    from absl import flags
-
-    f = flags.FLAGS
-    config = BuildConfig(input_dir=f.input_dir, output_dir=f.output_dir, layout=f.layout,
-                         num_shards=f.num_shards, shard_size_mb=f.shard_size_mb,
-                         on_bad_image=f.on_bad_image, overwrite=f.overwrite,
-                         progress=f.progress)
-    print(summary(build(config), config.output_dir))
-
-
-def define_flags() -> None:
-    from absl import flags
-
-    flags.DEFINE_string("input_dir", None, "Folder of A|B images (or A/ and B/ folders).")
-    flags.DEFINE_string("output_dir", None, "Folder to write shards and manifest.json into.")
-    flags.DEFINE_enum("layout", "aligned", list(LAYOUTS),
-                      "aligned: A|B images; paired_folders: IN/A and IN/B with same names; "
-                      "unaligned: CycleGAN's IN/trainA, IN/trainB, IN/testA, IN/testB; "
-                      "labels: pix2pixHD's IN/train_label, IN/train_img, IN/train_inst.")
-    flags.DEFINE_integer("num_shards", 0, "Shards per split; 0 = from --shard_size_mb.")
-    flags.DEFINE_float("shard_size_mb", 64.0, "Target shard size when --num_shards is 0.")
-    flags.DEFINE_enum("on_bad_image", "fail", list(ON_BAD_IMAGE),
-                      "fail: stop at the first bad file; skip: skip, count and list it.")
-    flags.DEFINE_bool("overwrite", False, "Replace a non-empty --output_dir.")
-    flags.DEFINE_bool("progress", True, "Show a progress bar.")
-    flags.mark_flags_as_required(["input_dir", "output_dir"])
+    print(summary(build(from_flags(BuildConfig)), flags.FLAGS.output_dir))
 
 
 def run() -> None:
-    define_flags()
+    define_flags(BuildConfig)  # one flag per field, with its default and help
     run_main(main)
 
 
