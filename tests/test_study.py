@@ -350,15 +350,19 @@ def _participant(base, name, exposure_ms, stop_after=None, shots=None):
         state = lambda: browser.find_element(By.TAG_NAME, "body").get_attribute(  # noqa: E731
             "data-state")
         trial = 0
+        # The state and the images' visibility read in one script call, in one turn of the
+        # page's event loop: on a busy machine the exposure can end between two separate reads.
+        showing = ("const s = document.body.dataset.state; return [s, ['left', 'right'].every("
+                   "id => { const e = document.getElementById(id); return e.offsetParent !== "
+                   "null && getComputedStyle(e).visibility === 'visible'; })];")
         while True:
-            current = _wait(browser, lambda: state() if state() in ("showing", "done")
-                            else None)
+            current, visible = _wait(browser, lambda: (lambda r: r if r[0] in (
+                "showing", "done") else None)(browser.execute_script(showing)))
             if current == "done":
                 break
             t0 = time.monotonic()
             progress = browser.find_element(By.ID, "progress").text
-            images_visible = [browser.find_element(By.ID, s).is_displayed()
-                              for s in ("left", "right")]
+            images_visible = [visible]
             if shots is not None:
                 kind = "practice" if "Practice" in progress else "test"
                 if kind not in shots["taken"]:
