@@ -168,7 +168,7 @@ def test_a_model_dir_written_before_the_sections_resumes_bit_for_bit_and_exports
     digest = out.split("weights_sha256=")[1].split()[0]
     expected = json.load(open(os.path.join(LEGACY, "expected.json")))
     if hardware.cpu_class() == expected["cpu_class"]:  # digests hold per CPU class
-        assert digest == expected["weights_sha256_at_step_4"][model]
+        assert digest == expected["weights_sha256_at_step_4"][model], digest
     saved = json.load(open(os.path.join(run, "config.json")))
     assert saved["version"] == 2 and saved["model"]["model"] == model
 

@@ -100,10 +100,17 @@ class Local(nn.Module):
 
 torch.manual_seed(0)
 net = Global() if kind == "global" else Local()
-with torch.no_grad():
-    for p in net.parameters():
-        p.normal_(0, 0.1)
+weights = sys.argv[11] if len(sys.argv) > 11 else ""
+if weights:
+    data = np.load(weights)
+    net.load_state_dict({k: torch.from_numpy(data[k]) for k in data.files}, strict=True)
+else:
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_(0, 0.1)
 x = torch.from_numpy(np.load(sys.argv[8]).transpose(0, 3, 1, 2).copy())
+if len(sys.argv) > 12 and sys.argv[12] == "float64":
+    net, x = net.double(), x.double()
 with torch.no_grad():
     y = net(x).numpy().transpose(0, 2, 3, 1)
 np.save(sys.argv[10], y)
@@ -124,3 +131,24 @@ def pix2pix_hd_reference(kind: str, images: np.ndarray, folder: str, input_nc: i
                     str(n_down), str(n_blocks), str(n_blocks_local), fmt, inputs, pth, outputs],
                    check=True, capture_output=True, timeout=300)
     return pth, np.load(outputs)
+
+
+def reference_generator_float64(state: dict, images: np.ndarray, folder: str, input_nc: int,
+                                ngf: int, n_down: int, n_blocks: int) -> np.ndarray:
+    """What the reference's ResNet generator computes in float64 with the weights ``state``
+    (a reference state dict, ``{name: array}``) on ``images`` ``[N, H, W, C]``.
+
+    NVIDIA's ``GlobalGenerator`` and the authors' ``ResnetGenerator`` (reflection padding,
+    instance norm, no dropout) are the same module sequence with the same key names, so one
+    PyTorch module computes both: pix2pixHD's global generator (``n_down`` 4) and CycleGAN's
+    ``resnet_9blocks`` (``n_down`` 2, ``n_blocks`` 9).
+    """
+    folder = str(folder)
+    inputs, weights, outputs = (os.path.join(folder, n) for n in ("x64.npy", "w64.npz", "y64.npy"))
+    np.save(inputs, images.astype(np.float32))
+    np.savez(weights, **{k: np.asarray(v) for k, v in state.items()})
+    subprocess.run([sys.executable, "-c", _PIX2PIX_HD, "global", str(input_nc), str(ngf),
+                    str(n_down), str(n_blocks), "0", "zip", inputs,
+                    os.path.join(folder, "unused.pth"), outputs, weights, "float64"],
+                   check=True, capture_output=True, timeout=600)
+    return np.load(outputs)

@@ -94,15 +94,20 @@ def encode(labels: tf.Tensor, instances: tf.Tensor | None, label_nc: int) -> tf.
 def instance_mean(features: tf.Tensor, instances: tf.Tensor) -> tf.Tensor:
     """pix2pixHD's instance-wise average pooling (``Encoder.forward``): every pixel of
     ``features`` ``[N, H, W, C]`` replaced by the mean of its instance (same id in
-    ``instances`` ``[N, H, W, 1]``, per image); differentiable, float32."""
-    features = tf.cast(features, tf.float32)
+    ``instances`` ``[N, H, W, 1]``, per image); differentiable, float32.
+
+    The sums are taken in float64 (PyTorch's CPU accumulation for float32; a segment sum in
+    float32 adds one pixel after another, and a road of 500k pixels would lose 1e-5..1e-4 of its
+    mean): the encoder's features have only ``feat_num`` (3) channels, so the float64 copy is
+    small."""
+    features = tf.cast(features, tf.float64)
     shape = tf.shape(features)
     ids = tf.cast(instances[..., 0], tf.int64)
     image = tf.broadcast_to(tf.range(shape[0], dtype=tf.int64)[:, None, None], tf.shape(ids))
     keys, segments = tf.unique(tf.reshape(image * (2 ** 32) + ids, [-1]))
     flat = tf.reshape(features, [-1, shape[-1]])
     means = tf.math.unsorted_segment_mean(flat, segments, tf.size(keys))
-    return tf.reshape(tf.gather(means, segments), shape)
+    return tf.cast(tf.reshape(tf.gather(means, segments), shape), tf.float32)
 
 
 def instance_class(instances: tf.Tensor) -> tf.Tensor:

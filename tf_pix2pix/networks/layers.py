@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 
 from tf_pix2pix.config import INIT_TYPES, UPSAMPLE_MODES
-from tf_pix2pix.networks import kernels
+from tf_pix2pix.networks import kernels, moments
 from tf_pix2pix.networks.kernels import Conv, UpConv
 
 
@@ -91,17 +91,19 @@ def frozen_statistics() -> Iterator[None]:
 
 @keras.saving.register_keras_serializable(package="tf_pix2pix")
 class BatchNorm(keras.layers.BatchNormalization):
-    """``BatchNormalization`` with PyTorch's running variance and TensorFlow's fused kernel.
+    """``BatchNormalization`` with PyTorch's running variance and statistics that do not drift.
 
     PyTorch's ``BatchNorm2d`` (the reference) normalises with the biased batch variance but
     updates ``running_var`` with the unbiased one (Bessel's correction, ``n / (n - 1)``); Keras
     updates it with the biased one, which makes eval-mode outputs drift from the reference where
     ``n`` is small (the U-Net's 2x2 and 4x4 levels at batch size 1). Here the running variance is
-    the reference's. On 4-D channels-last inputs the batch statistics, normalisation and gradient
-    come from ``FusedBatchNormV3`` in the input's own dtype (about twice as fast on CPU as the
-    Keras composite, with no float32 round trip under mixed precision); the synchronized
-    (multi-replica) version uses Keras's cross-replica moments with the same correction.
-    Under :func:`frozen_statistics` training mode leaves the running statistics unchanged.
+    the reference's. On 4-D channels-last inputs the training-mode statistics, normalisation and
+    gradient are :func:`moments.normalize`'s (blocked float32 sums, two-pass variance: exact to
+    float32 rounding at every size, as PyTorch's float64 accumulation is); the synchronized
+    (multi-replica) version sums each replica's blocks, then all-reduces, with the same
+    correction. Inference normalises with the running statistics through the fused kernel (no
+    moments taken). Under :func:`frozen_statistics` training mode leaves the running statistics
+    unchanged.
     """
 
     def call(self, inputs, training=None, mask=None):
@@ -119,21 +121,18 @@ class BatchNorm(keras.layers.BatchNormalization):
                 variance=tf.cast(self.moving_variance, tf.float32), epsilon=self.epsilon,
                 is_training=False)
             return tf.cast(outputs, self.compute_dtype)
-        if self.synchronized:
-            x = tf.cast(inputs, tf.float32)
-            mean, variance = self._moments(x, None)
-            count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-            context = tf.distribute.get_replica_context()
-            if context is not None:
-                count = context.all_reduce(tf.distribute.ReduceOp.SUM, count)
-            outputs = tf.nn.batch_normalization(x, mean, variance, beta, gamma, self.epsilon)
-            unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
+        context = tf.distribute.get_replica_context() if self.synchronized else None
+        if context is not None:
+            outputs, mean, variance, count = _synchronized_batch_norm(
+                inputs, gamma, beta, self.epsilon, context)
         else:
-            # Training mode returns the batch mean and the unbiased batch variance.
-            outputs, mean, unbiased = tf.compat.v1.nn.fused_batch_norm(
-                inputs, gamma, beta, epsilon=self.epsilon, is_training=True)
+            outputs, mean, variance = moments.normalize(inputs, self.epsilon, batch=True,
+                                                        scale=gamma, offset=beta)
+            shape = tf.shape(inputs)
+            count = tf.cast(shape[0] * shape[1] * shape[2], tf.float32)
         if _FROZEN_STATISTICS.get():
             return tf.cast(outputs, self.compute_dtype)
+        unbiased = variance * count / tf.maximum(count - 1.0, 1.0)
         m = self.momentum
         self.moving_mean.assign(self.moving_mean * m + tf.stop_gradient(mean) * (1.0 - m))
         self.moving_variance.assign(
@@ -141,42 +140,48 @@ class BatchNorm(keras.layers.BatchNormalization):
         return tf.cast(outputs, self.compute_dtype)
 
 
+def _synchronized_batch_norm(inputs, gamma, beta, epsilon, context):
+    """Batch norm over all replicas' batches: blocked local sums, all-reduced; two-pass
+    variance. Differentiated by TensorFlow (through the all-reduce). Returns the output, the
+    mean, the biased variance and the global count."""
+    x = tf.cast(inputs, tf.float32)
+    shape = tf.shape(x)
+    count = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                               tf.cast(shape[0] * shape[1] * shape[2], tf.float32))
+    total = context.all_reduce(tf.distribute.ReduceOp.SUM, moments.sum_nhwc(x, batch=True))
+    mean = total / count
+    squares = context.all_reduce(tf.distribute.ReduceOp.SUM,
+                                 moments.sum_nhwc(tf.square(x - mean), batch=True))
+    variance = squares / count
+    outputs = tf.nn.batch_normalization(x, mean, variance, beta, gamma, epsilon)
+    return outputs, mean, variance, count
+
+
 @keras.saving.register_keras_serializable(package="tf_pix2pix")
 class InstanceNorm(keras.layers.Layer):
     """Affine-free instance normalisation (PyTorch's ``InstanceNorm2d`` default) on NHWC inputs.
 
     Each (image, channel) plane is normalised by its own mean and biased variance, in training
-    and inference alike. It computes ``GroupNormalization(groups=-1, center=False, scale=False)``
-    (tested) through TensorFlow's fused batch-norm kernel: the images of a batch are laid side by
-    side as channels of one image, so the kernel's per-channel batch statistics are per-instance
-    statistics. About twice as fast on CPU, forward and backward, as the Keras composite
-    (BENCHMARKS.md), and it stays in the activation's dtype under mixed precision.
+    and inference alike: ``GroupNormalization(groups=-1, center=False, scale=False)`` (tested),
+    computed by :func:`moments.normalize` with blocked float32 sums and a two-pass variance, so it
+    stays within float32 rounding of a float64 computation at every image size (TensorFlow's
+    fused batch-norm kernel, used before, drifted to 1e-3 at 1024x2048 on random planes and 5e-2
+    on label-like ones). Statistics in float32 under mixed precision, the output in the
+    activation's dtype. ``portable`` (TFLite/ONNX converters) computes the same forward without
+    the hand-written gradient.
     """
 
     def __init__(self, epsilon: float = 1e-5, portable: bool | None = None, **kwargs):
         super().__init__(**kwargs)
         self.epsilon = epsilon
-        # Plain ops for the TFLite/ONNX converters (``layers.make_portable``).
         self.portable = kernels.switch("portable", self, portable)
 
     def call(self, inputs):
         if self.portable:
-            x = tf.cast(inputs, tf.float32)
-            mean, variance = tf.nn.moments(x, axes=[1, 2], keepdims=True)
-            out = (x - mean) * tf.math.rsqrt(variance + self.epsilon)
+            mean, variance = moments.moments(inputs)
+            out = (tf.cast(inputs, tf.float32) - mean) * tf.math.rsqrt(variance + self.epsilon)
             return tf.cast(out, self.compute_dtype)
-        single = inputs.shape[0] == 1  # training's usual batch of 1: no transpose needed
-        if single:
-            x = inputs
-        else:
-            shape = tf.shape(inputs)
-            n, h, w, c = shape[0], shape[1], shape[2], shape[3]
-            x = tf.reshape(tf.transpose(inputs, [1, 2, 0, 3]), [1, h, w, n * c])
-        ones = tf.ones([tf.shape(x)[3]], tf.float32)
-        out, _, _ = tf.compat.v1.nn.fused_batch_norm(x, ones, tf.zeros_like(ones),
-                                                     epsilon=self.epsilon, is_training=True)
-        if not single:
-            out = tf.transpose(tf.reshape(out, [h, w, n, c]), [2, 0, 1, 3])
+        out, _, _ = moments.normalize(inputs, self.epsilon)
         return tf.cast(out, self.compute_dtype)
 
     def compute_output_shape(self, shape):
