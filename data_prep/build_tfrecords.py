@@ -35,6 +35,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import time
 from typing import Any, Iterator
 
@@ -68,7 +69,8 @@ class BuildConfig:
     shard_size_mb: float = option(64.0, "Target shard size when --num_shards is 0.")
     on_bad_image: str = option("fail", "fail: stop at the first bad file; skip: skip, count and "
                                        "list it.", ON_BAD_IMAGE)
-    overwrite: bool = option(False, "Replace a non-empty --output_dir.")
+    overwrite: bool = option(False, "Replace a non-empty --output_dir that holds only this "
+                                    "tool's shards and manifest.")
     progress: bool = option(True, "Show a progress bar.")
 
     def __post_init__(self) -> None:
@@ -324,6 +326,15 @@ def _write_split(config: BuildConfig, split: str, items: list[Item], workdir: st
     return entry
 
 
+_SHARD = re.compile(r"^[A-Za-z]+-\d{5}-of-\d{5}\.tfrecord$")
+
+
+def written_by_build(name: str) -> bool:
+    """Whether a file name in an output folder is one :func:`build` writes (a shard or the
+    manifest): ``--overwrite`` replaces only folders that hold nothing else."""
+    return name == MANIFEST or bool(_SHARD.match(name))
+
+
 def build(config: BuildConfig) -> dict[str, Any]:
     """Builds the TFRecords and manifest; returns the manifest.
 
@@ -331,7 +342,8 @@ def build(config: BuildConfig) -> dict[str, Any]:
       UserError: bad paths, or an existing non-empty output without ``overwrite``.
       BadImageError: a bad file when ``on_bad_image == "fail"``; nothing is left behind.
     """
-    out = check_output_dir(config.output_dir, config.overwrite)
+    out = check_output_dir(config.output_dir, config.overwrite,
+                           sources={"--input_dir": config.input_dir}, owned=written_by_build)
     items, unmatched = _collect_items(config)
     if not any(items.values()):
         raise UserError(f"no files found in --input_dir {config.input_dir}")

@@ -32,7 +32,8 @@ def combine(fold_a: str, fold_b: str, fold_ab: str, on_bad_image: str = "fail",
         raise UserError(f"--on_bad_image={on_bad_image!r}: use fail or skip")
     if output_format not in ("png", "jpeg"):
         raise UserError(f"--output_format={output_format!r}: use png or jpeg")
-    out = check_output_dir(fold_ab, overwrite, flag="--fold_AB")
+    out = check_output_dir(fold_ab, overwrite, flag="--fold_AB",
+                           sources={"--fold_A": fold_a, "--fold_B": fold_b})
     items, skipped = pair_folders(fold_a, fold_b)
     if skipped and on_bad_image == "fail":
         raise BadImageError(skipped[0]["file"], skipped[0]["reason"])

@@ -234,13 +234,13 @@ def test_unaligned_layout_writes_per_domain_shards(unpaired_images_dir, tmp_path
 
 
 def test_unaligned_layout_needs_both_domains(tmp_path):
-    (tmp_path / "trainA").mkdir()
-    write_image(str(tmp_path / "trainA" / "x.png"), random_image(8, 8))
+    (tmp_path / "in" / "trainA").mkdir(parents=True)
+    write_image(str(tmp_path / "in" / "trainA" / "x.png"), random_image(8, 8))
     with pytest.raises(UserError, match="trainB does not"):
-        build(BuildConfig(input_dir=str(tmp_path), output_dir=str(tmp_path / "o"),
+        build(BuildConfig(input_dir=str(tmp_path / "in"), output_dir=str(tmp_path / "o"),
                           layout="unaligned", progress=False))
     with pytest.raises(UserError, match="no trainA/trainB"):
-        build(BuildConfig(input_dir=str(tmp_path / "trainA"), output_dir=str(tmp_path / "o"),
+        build(BuildConfig(input_dir=str(tmp_path / "in" / "trainA"), output_dir=str(tmp_path / "o"),
                           layout="unaligned", progress=False))
 
 
@@ -320,3 +320,33 @@ def test_labels_layout_refuses_non_id_maps_and_counts_unmatched_files(tmp_path):
                                  output_dir=str(tmp_path / "o4"), layout="labels",
                                  progress=False))
     assert manifest["splits"]["train"]["rgb_label_file"].endswith("city_000000_gtFine_labelIds.png")
+
+
+@pytest.mark.parametrize("where", ["same", "parent", "inside"])
+def test_output_overlapping_the_input_is_refused_and_the_images_survive(tmp_path, where):
+    """``--output_dir`` equal to the input, above it, or inside it: refused even with
+    ``--overwrite`` (which used to delete the source images and exit 0)."""
+    folder = _good_folder(str(tmp_path / "p" / "images"))
+    (tmp_path / "p" / "notes.txt").write_text("unrelated")
+    out = {"same": folder, "parent": str(tmp_path / "p"),
+           "inside": os.path.join(folder, "records")}[where]
+    before = sorted(os.listdir(folder))
+    relation = {"same": "is", "parent": "contains", "inside": "lies inside"}[where]
+    with pytest.raises(UserError, match=f"{relation} --input_dir"):
+        build(BuildConfig(input_dir=folder, output_dir=out, overwrite=True, progress=False))
+    assert sorted(os.listdir(folder)) == before
+    assert (tmp_path / "p" / "notes.txt").read_text() == "unrelated"
+
+
+def test_overwrite_replaces_only_this_tools_output(tmp_path):
+    folder = _good_folder(str(tmp_path / "in"))
+    out = tmp_path / "out"
+    build(BuildConfig(input_dir=folder, output_dir=str(out), progress=False))
+    # Its own output is replaced ...
+    build(BuildConfig(input_dir=folder, output_dir=str(out), overwrite=True, progress=False))
+    assert json.load(open(out / "manifest.json"))["splits"]
+    # ... a folder holding anything else is not.
+    (out / "thesis.tex").write_text("mine")
+    with pytest.raises(UserError, match="'thesis.tex'.*did not write"):
+        build(BuildConfig(input_dir=folder, output_dir=str(out), overwrite=True, progress=False))
+    assert (out / "thesis.tex").read_text() == "mine"
