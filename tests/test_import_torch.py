@@ -230,3 +230,17 @@ def test_a_local_enhancer_goes_from_pth_to_a_served_savedmodel(tmp_path):
     out = tf.io.decode_png(served(image_bytes=tf.stack([png]))["image_bytes"][0]).numpy()
     photo = np.round((np.clip(expected[0], -1, 1) + 1) * 127.5)
     assert out.shape == (16, 24, 3) and np.abs(out - photo).max() <= 1
+
+
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path):
+    """A file with a NaN or inf weight used to import and export silently (serving then
+    returned NaN images): refused, naming the tensor, and no model directory is written."""
+    state = export_state_dict(_random_generator(RESNET), RESNET)
+    state["model.10.conv_block.1.weight"] = state["model.10.conv_block.1.weight"].copy()
+    state["model.10.conv_block.1.weight"][0, 0, 1, 1] = np.nan
+    state["model.26.bias"] = np.full_like(state["model.26.bias"], np.inf)
+    pth = save_pth(state, tmp_path / "nan.pth")
+    with pytest.raises(UserError, match=r"model\.10\.conv_block\.1\.weight holds 1 non-finite"):
+        import_generator(ImportConfig(model_dir=str(tmp_path / "m"), pth=pth, model="cycle_gan",
+                                      ngf=8))
+    assert not os.path.exists(tmp_path / "m" / "config.json")

@@ -209,7 +209,8 @@ def assign_state_dict(model: keras.Model, config: ExperimentConfig,
       ``{"tensors": n, "dropout_blocks": bool}`` (whether ResNet blocks were saved with dropout).
 
     Raises:
-      UserError: the first key that is missing, unexpected or of another shape.
+      UserError: the first key that is missing, unexpected, of another shape or holding NaN or
+        inf (imported, they would be served as a NaN image without a word).
     """
     dropout_blocks = any(re.search(r"\.conv_block\.6\.weight$", k) for k in state)
     names = reference_names(model, models.for_config(config).generator_layout(config),
@@ -227,6 +228,11 @@ def assign_state_dict(model: keras.Model, config: ExperimentConfig,
                             "file's --netG/--norm/--ngf")
     for key, (layer_name, attr, kind) in names.items():
         value = state[key]
+        finite = np.isfinite(np.asarray(value, np.float64))
+        if not finite.all():
+            bad = int(finite.size - np.count_nonzero(finite))
+            raise UserError(f"the file's {key} holds {bad} non-finite value(s) (NaN or inf): "
+                            "the weights are damaged; export them again from a healthy run")
         if kind == "conv":
             value = _conv(value)
         elif kind == "deconv":
