@@ -47,7 +47,9 @@ def blocked_sum(x: tf.Tensor) -> tf.Tensor:
     if length is None:
         for _ in range(4):
             shape = tf.shape(x)
-            pad = (-shape[1]) % BLOCK
+            # (BLOCK - n % BLOCK) % BLOCK, not (-n) % BLOCK: a negative operand's modulo is
+            # floored in TensorFlow but truncated by converters' Mod (ONNX), a negative pad.
+            pad = (BLOCK - shape[1] % BLOCK) % BLOCK
             x = tf.pad(x, [[0, 0], [0, pad], [0, 0]])
             x = tf.reduce_sum(tf.reshape(x, [shape[0], -1, BLOCK, shape[2]]), axis=2)
         return tf.reduce_sum(x, axis=1)
