@@ -148,7 +148,9 @@ def test_one_step_equals_the_reference_update_order():
                   + 0.5 * (mse(D_B(real_A), 1.0) + mse(D_B(fake_A), 0.0)))
     d_grads = tape.gradient(d_loss, d_vars)
     for grads, variables in ((g_grads, g_vars), (d_grads, d_vars)):
-        opt = keras.optimizers.Adam(t.lr, beta_1=t.beta1, beta_2=t.beta2, epsilon=1e-8)
+        # PyTorch's Adam at step 1 is Keras's with epsilon * sqrt(1 - b2) (optim.py's docstring).
+        opt = keras.optimizers.Adam(t.lr, beta_1=t.beta1, beta_2=t.beta2,
+                                    epsilon=1e-8 * np.sqrt(1 - t.beta2))
         opt.apply_gradients(zip(grads, variables))
     # A conv bias followed by instance norm has a gradient of exactly zero in exact arithmetic
     # (the norm subtracts it again); its float rounding noise, which Adam's first step scales to
