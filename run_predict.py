@@ -22,8 +22,12 @@ import os
 
 from absl import flags
 
-from tf_pix2pix.cli import UserError, define_flags, run_main
-from tf_pix2pix.config import MetricsConfig
+# First: cli quiets TensorFlow's start-up banner before anything imports TensorFlow.
+from tf_pix2pix.cli import UserError, define_flags, run_main  # noqa: I001
+from tf_pix2pix import api
+from tf_pix2pix.configuration import MetricsConfig, option_fields
+from tf_pix2pix.metrics.fcn_score import table
+from tf_pix2pix.serving import predict as predict_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training directory to restore the generator from.")
@@ -58,8 +62,6 @@ flags.mark_flag_as_required("output_dir")
 
 
 def main(argv: list[str]) -> None:
-    from tf_pix2pix.serving import predict as predict_lib
-
     f = FLAGS
     if f.plot_losses:
         if not f.model_dir:
@@ -72,35 +74,19 @@ def main(argv: list[str]) -> None:
         raise UserError("pass exactly one of --model_dir and --saved_model")
     if bool(f.input_dir) == bool(f.tfrecord_dir):
         raise UserError("pass exactly one of --input_dir and --tfrecord_dir")
-    test_mode = f.test_mode
-    if f.protocol == "reference":
-        if f["test_mode"].present and f.test_mode != "paper":
-            raise UserError("--protocol=reference runs the generator in paper mode; drop "
-                            "--test_mode or use --protocol=native")
-        test_mode = "paper"
-    translator = (predict_lib.translator_from_model_dir(f.model_dir, test_mode, f.checkpoint,
-                                                        f.direction)
-                  if f.model_dir else predict_lib.translator_from_saved_model(f.saved_model))
-    if f.protocol == "reference" and translator.test_mode != "paper":
-        raise UserError(f"--protocol=reference needs paper mode, but {f.saved_model} was "
-                        "exported in eval mode; export with --test_mode=paper or use --model_dir")
-    skipped: list[dict[str, str]] = []
-    source, path = (("tfrecord", f.tfrecord_dir) if f.tfrecord_dir else (f.source, f.input_dir))
-    examples = predict_lib.iterate_examples(source, path, translator.config, f.split,
-                                            f.on_bad_image, skipped, translator.direction)
-    fcn = fcn_labels = None
-    if f.segmenter:
-        from tf_pix2pix.metrics import fcn_score
-
-        try:
-            fcn = fcn_score.FCNScorer(fcn_score.load_segmenter(f.segmenter), f.fcn_classes,
-                                      fcn_score.parse_input_size(f.segmenter_input_size))
-        except ValueError as e:
-            raise UserError(f"--fcn_classes: {e}") from None
-        fcn_labels = fcn_score.label_source(f.fcn_labels, f.fcn_classes)
-    summary = predict_lib.predict(translator, examples, f.output_dir, f.progress, skipped,
-                                  tuple(f.metrics), f.protocol, f.inception_weights, fcn,
-                                  fcn_labels)
+    if f.saved_model and f.checkpoint:
+        raise UserError("--checkpoint chooses a checkpoint of --model_dir; a --saved_model "
+                        "holds one")
+    model_dir = f.model_dir
+    summary = api.predict(
+        model_dir or f.saved_model, f.output_dir, f.input_dir or "", f.tfrecord_dir or "",
+        f.source, f.split, checkpoint=f.checkpoint, on_bad_image=f.on_bad_image,
+        metrics=tuple(f.metrics), protocol=f.protocol, progress=f.progress,
+        # With --model_dir the flags choose; a SavedModel keeps what it was exported with.
+        direction=f.direction if model_dir else None,
+        test_mode=(f.test_mode if model_dir or f["test_mode"].present else None),
+        **{field.name: f[name].value
+           for name, (_, field) in option_fields(MetricsConfig).items()})
     line = f"translated {summary['count']} image(s) into {f.output_dir} (index.html)"
     scores = [f"{name}={summary[key]:{fmt}}" for key, name, fmt in (
         ("l1", "L1", ".4f"), ("psnr", "PSNR", ".2f"), ("ssim", "SSIM", ".4f"),
@@ -109,14 +95,12 @@ def main(argv: list[str]) -> None:
         line += f"; {' '.join(scores)} (metrics.json, metrics.csv)"
     print(line)
     if "fcn" in summary:
-        from tf_pix2pix.metrics.fcn_score import table
-
         print(f"FCN-score ({summary['fcn']['pixels']} labelled pixels):")
         print(table(summary))
     if "fid_warning" in summary:
         print(f"warning: {summary['fid_warning']}")
     print(f"skipped: {summary['num_skipped']}")
-    for s in skipped:
+    for s in summary["skipped"]:
         print(f"  skipped {s['file']}: {s['reason']}")
 
 

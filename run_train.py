@@ -34,8 +34,8 @@ from absl import flags
 
 # First: cli quiets TensorFlow's start-up banner before anything imports TensorFlow.
 from tf_pix2pix.cli import define_flags, run_main  # noqa: I001
-from data_prep.demo import demo_data
-from tf_pix2pix import config as cfg
+from data_prep.demo import with_demo_data
+from tf_pix2pix import configuration as cfg
 from tf_pix2pix import models
 from tf_pix2pix.errors import ConfigError
 
@@ -111,8 +111,7 @@ def main(argv: list[str]) -> None:
     if FLAGS.dry_run:
         print(model.dry_run(config))
         return
-    if FLAGS.preset == "demo" and not config.data.data_dir and not config.data.tfds_name:
-        config = config.replace(data_dir=demo_data(model.demo_data, FLAGS.demo_data_dir))
+    config = with_demo_data(config, FLAGS.preset, FLAGS.demo_data_dir)
 
     from tf_pix2pix.runtime.training import train
 

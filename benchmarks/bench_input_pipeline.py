@@ -25,7 +25,7 @@ flags.DEFINE_string("data_dir", "", "TFRecords; default: facades from ../shared/
 def main(argv):
     del argv
     from benchmarks.common import facades_records, machine, report, summary
-    from tf_pix2pix.config import DataConfig
+    from tf_pix2pix.configuration import DataConfig
     from tf_pix2pix.data import build_dataset
 
     data_dir = FLAGS.data_dir or facades_records()

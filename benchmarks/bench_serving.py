@@ -42,7 +42,7 @@ def _export_fresh_model() -> str:
 
     from benchmarks.common import parse_options, scratch_dir
     from tf_pix2pix import models
-    from tf_pix2pix.config import save_config
+    from tf_pix2pix.configuration import save_config
     from tf_pix2pix.serving.export import ExportConfig, export
 
     model_dir = scratch_dir("bench_serving_")

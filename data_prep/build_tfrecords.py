@@ -43,7 +43,7 @@ from absl import flags
 
 from data_prep.atomic import atomic_output_dir, check_output_dir
 from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
-from tf_pix2pix.config import option
+from tf_pix2pix.configuration import option
 from tf_pix2pix.data import MANIFEST, SCHEMA_VERSION, SPLITS, make_example, make_label_example
 from tf_pix2pix.image_io import (BadImageError, ImageFile, encode_ids, list_files,
                                  read_aligned_pair, read_id_map, read_image)

@@ -1,7 +1,7 @@
 """The demos' data: the synthetic set of ``make_synthetic`` and its TFRecords, made once.
 
-``run_train.py --preset=demo`` and ``tf_pix2pix.train(preset="demo")`` call :func:`demo_data`
-with the model's ``demo_data`` description (its folder, image size and layout), so a model
+``run_train.py --preset=demo`` and ``tf_pix2pix.train(preset="demo")`` call
+:func:`with_demo_data`, which makes the set from the model's ``demo_data`` description (its folder, image size and layout), so a model
 describes its demo set and the tools make it; the models never write data.
 """
 
@@ -12,6 +12,8 @@ from typing import Any
 
 from data_prep.build_tfrecords import BuildConfig, build
 from data_prep.make_synthetic import SyntheticConfig, make_synthetic
+from tf_pix2pix import models
+from tf_pix2pix.configuration import ExperimentConfig
 from tf_pix2pix.data import MANIFEST
 
 
@@ -44,3 +46,12 @@ def demo_data(spec: dict[str, Any], folder: str = "") -> str:
     the spec's own) if not there yet."""
     options = {k: v for k, v in spec.items() if k != "folder"}
     return synthetic_demo_data(folder or spec["folder"], **options)
+
+
+def with_demo_data(config: ExperimentConfig, preset: str | None,
+                   folder: str = "") -> ExperimentConfig:
+    """``config`` reading its model's demo set (made in ``folder``, default the model's own, if
+    not there yet) when ``preset`` is ``demo`` and no data source is given; else unchanged."""
+    if preset != "demo" or config.data.data_dir or config.data.tfds_name:
+        return config
+    return config.replace(data_dir=demo_data(models.for_config(config).demo_data, folder))

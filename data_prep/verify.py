@@ -17,7 +17,7 @@ from typing import Any
 
 from data_prep.build_tfrecords import sha256_of
 from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
-from tf_pix2pix.config import option
+from tf_pix2pix.configuration import option
 
 
 @dataclasses.dataclass(frozen=True)

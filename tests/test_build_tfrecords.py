@@ -9,7 +9,7 @@ import tensorflow as tf
 
 from data_prep.build_tfrecords import BuildConfig, build
 from tf_pix2pix.cli import UserError
-from tf_pix2pix.config import DataConfig
+from tf_pix2pix.configuration import DataConfig
 from tf_pix2pix.data import build_dataset
 from tf_pix2pix.image_io import BadImageError
 

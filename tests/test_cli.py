@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 from absl import flags
 
-from tf_pix2pix import config as cfg
+from tf_pix2pix import configuration as cfg
 from tf_pix2pix.cli import UserError, define_flags, from_flags, writable_dir
 
 

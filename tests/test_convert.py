@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix import models
-from tf_pix2pix.config import ConfigError
+from tf_pix2pix.configuration import ConfigError
 from tf_pix2pix.serving.convert import _check, run_onnx, run_tflite
 from tf_pix2pix.serving.export import ExportConfig, export, read_export_info
 from tf_pix2pix.runtime.training import train

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix import models
-from tf_pix2pix.config import ConfigError
+from tf_pix2pix.configuration import ConfigError
 from tf_pix2pix.models.cut import CUT, CUTConfig, mean_pairwise_l1
 from tf_pix2pix.networks import n_blocks, resnet_module_names
 from tf_pix2pix.networks.patch_sample import patch_ids

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix import models
-from tf_pix2pix.config import ConfigError
+from tf_pix2pix.configuration import ConfigError
 from tf_pix2pix.models.cycle_gan import LOSS_NAMES, CycleGAN, ImagePool, cycle_gan_losses
 
 from conftest import event_tags

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_pix2pix.config import PREPROCESS_MODES, DataConfig
+from tf_pix2pix.configuration import PREPROCESS_MODES, DataConfig
 from tf_pix2pix.data import (DataError, build_dataset, decode_record, decode_rgb, make_example,
                              num_examples, preprocess_pair, split_pair)
 

@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix import models
-from tf_pix2pix.config import ConfigError
+from tf_pix2pix.configuration import ConfigError
 from tf_pix2pix.serving.export import ExportConfig, export, next_version, read_export_info
 from tf_pix2pix.inference import mode_call, padded_translate
 from tf_pix2pix.models import restore_generator

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from tf_pix2pix import label_maps
 from tf_pix2pix.metrics import fcn_score
-from tf_pix2pix.config import ConfigError
+from tf_pix2pix.configuration import ConfigError
 from tf_pix2pix.image_io import encode_ids
 
 IGNORE = label_maps.IGNORE

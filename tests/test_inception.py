@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from tf_pix2pix.config import ConfigError
+from tf_pix2pix.configuration import ConfigError
 from tf_pix2pix.metrics.inception import (InceptionFeatures, fid_from_features, fid_kid,
                                           frechet_distance, kid_from_features)
 

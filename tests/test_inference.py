@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix import models
-from tf_pix2pix.config import ConfigError, ModelConfig
+from tf_pix2pix.configuration import ConfigError, ModelConfig
 from tf_pix2pix.inference import check_test_mode, generator_fn, mode_call, padded_translate
 from tf_pix2pix.networks import build_generator
 

@@ -16,7 +16,7 @@ import tensorflow as tf
 
 from data_prep.demo import demo_data
 from tf_pix2pix import models
-from tf_pix2pix.config import ConfigError, ModelConfig, save_config
+from tf_pix2pix.configuration import ConfigError, ModelConfig, save_config
 from tf_pix2pix.models import pad_multiple, restore_generator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix import models
-from tf_pix2pix.config import ModelConfig
+from tf_pix2pix.configuration import ModelConfig
 from tf_pix2pix.networks import (build_discriminator, build_generator, count_params,
                                  generator_layout, n_blocks, nlayer_discriminator, num_downs,
                                  pixel_discriminator, receptive_field, resnet_generator,

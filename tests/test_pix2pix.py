@@ -168,7 +168,7 @@ def test_unconditional_discriminator_sees_only_the_output():
 
 
 def test_both_weights_zero_is_refused():
-    from tf_pix2pix.config import ConfigError
+    from tf_pix2pix.configuration import ConfigError
 
     with pytest.raises(ConfigError, match="no objective"):
         models.resolve("pix2pix", lambda_gan=0.0, lambda_l1=0.0)

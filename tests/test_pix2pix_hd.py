@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix import models
-from tf_pix2pix.config import ConfigError
+from tf_pix2pix.configuration import ConfigError
 from tf_pix2pix.models.pix2pix_hd import Pix2PixHD, Pix2PixHDConfig, feature_encoder
 from tf_pix2pix.networks import count_params, multiscale_discriminator
 from tf_pix2pix.networks.vgg import FEATURE_WEIGHTS
@@ -575,7 +575,7 @@ def test_instance_features_train_cluster_and_serve_a_chosen_style(label_records,
     with pytest.raises(ConfigError, match="needs label maps .* with instance maps"):
         feature_config(label_records, tmp_path / "x", no_instance=True)
     from tf_pix2pix.cli import UserError
-    from tf_pix2pix.config import save_config
+    from tf_pix2pix.configuration import save_config
 
     save_config(tiny_config(label_records, tmp_path / "plain"), str(tmp_path / "plain"))
     with pytest.raises(UserError, match="trained without --instance_feat"):

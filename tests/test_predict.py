@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix import label_maps
-from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig
+from tf_pix2pix.configuration import ConfigError, DataConfig, ExperimentConfig
 from tf_pix2pix.metrics.scoring import PSNR_CAP
 from tf_pix2pix.image_io import BadImageError
 from tf_pix2pix.serving.predict import (Translator, iterate_examples, plot_losses, predict,
@@ -322,4 +322,4 @@ def test_reference_protocol_refuses_eval_mode_from_the_command_line(records_dir,
          "--protocol=reference", "--test_mode=eval"],
         capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 1 and "Traceback" not in result.stderr
-    assert "--protocol=reference runs the generator in paper mode" in result.stderr
+    assert "protocol=reference runs the generator in paper mode" in result.stderr

@@ -1,5 +1,5 @@
 """The one resolution of a configuration (``models.resolve``): its order, the command line and
-the Python API giving equal configurations for every model and mode, the flags showing each
+the flags showing each
 model's own defaults, checks against the model, model directories written before the sections
 resuming bit for bit, and the package free of import cycles."""
 
@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix import hardware, models
-from tf_pix2pix.config import ConfigError, ExperimentConfig, ModelConfig
+from tf_pix2pix.configuration import ConfigError, ExperimentConfig, ModelConfig
 from tf_pix2pix.models.cut import CUTConfig
 from tf_pix2pix.models.cycle_gan import CycleGANConfig
 from tf_pix2pix.models import restore_generator
@@ -64,21 +64,6 @@ def test_direct_construction_gives_what_the_resolution_gives():
                                  model.Config.__dataclass_fields__ else {}))
         assert resolved.model == direct, name
     assert CycleGANConfig().netG == "resnet_9blocks" and CycleGANConfig().norm == "instance"
-
-
-@pytest.mark.parametrize("model, argv, preset, options", [
-    ("pix2pix", (), None, {}),
-    ("cycle_gan", (), None, {}),
-    ("cut", (), None, {}),
-    ("cut", ("--cut_mode=fastcut",), None, {"cut_mode": "fastcut"}),
-    ("pix2pix_hd", ("--no_vgg_loss",), None, {"no_vgg_loss": True}),
-    ("segmenter", (), None, {}),
-    ("cycle_gan", ("--preset=demo", "--lambda_A=3", "--nono_dropout"), "demo",
-     {"lambda_A": 3.0, "no_dropout": False}),
-])
-def test_the_command_line_and_the_python_api_resolve_alike(model, argv, preset, options):
-    out = _cli(f"--model={model}", *argv, "--print_config").stdout
-    assert json.loads(out) == models.resolve(model, preset, **options).to_dict()
 
 
 def test_helpfull_shows_the_chosen_models_own_defaults():

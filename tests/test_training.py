@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from tf_pix2pix import models
-from tf_pix2pix.config import ConfigError, DataConfig, ExperimentConfig, TrainConfig
+from tf_pix2pix.configuration import ConfigError, DataConfig, ExperimentConfig, TrainConfig
 from tf_pix2pix.models import load_config
 from tf_pix2pix.models.pix2pix import Pix2PixConfig
 from tf_pix2pix.metrics.scoring import evaluate

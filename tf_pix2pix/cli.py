@@ -24,7 +24,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 
-from tf_pix2pix.config import option_name  # noqa: E402
+from tf_pix2pix.configuration import option_name  # noqa: E402
 from tf_pix2pix.errors import OS_USER_ERRORS, UserError  # noqa: E402,F401 (tools raise it)
 
 # Flags that define_flags() defines belong to the module that calls it (run_train.py, ...), so

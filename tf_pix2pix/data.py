@@ -32,7 +32,7 @@ from typing import Any
 import tensorflow as tf
 
 from tf_pix2pix import image_io
-from tf_pix2pix.config import DataConfig
+from tf_pix2pix.configuration import DataConfig
 from tf_pix2pix.errors import DataError, CorruptDataError  # noqa: F401
 
 SCHEMA_VERSION = 1

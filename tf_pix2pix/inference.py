@@ -18,7 +18,7 @@ from typing import Callable
 import keras
 import tensorflow as tf
 
-from tf_pix2pix.config import TEST_MODES, check_choice
+from tf_pix2pix.configuration import TEST_MODES, check_choice
 from tf_pix2pix.networks.layers import frozen_statistics
 
 

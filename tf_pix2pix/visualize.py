@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tensorflow as tf
 
-from tf_pix2pix.config import write_atomic
+from tf_pix2pix.configuration import write_atomic
 from tf_pix2pix.metrics.scoring import to_unit_range
 
 

@@ -10,7 +10,7 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from tf_pix2pix.config import ModelConfig, option, option_of
+from tf_pix2pix.configuration import ModelConfig, option, option_of
 from tf_pix2pix.metrics.scoring import evaluate
 from tf_pix2pix.inference import generator_fn
 from tf_pix2pix.models.base import (TranslationModel, current_lr, distributed_step,

@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix import label_maps
-from tf_pix2pix.config import ConfigError
+from tf_pix2pix.configuration import ConfigError
 from tf_pix2pix.image_io import list_files, read_id_map
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
-from tf_pix2pix.config import ConfigError
+from tf_pix2pix.configuration import ConfigError
 
 FEATURE_SIZE = 299
 FID_MIN_RELIABLE = 1000

@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
 from tf_pix2pix import inference, networks
-from tf_pix2pix.config import ExperimentConfig, ModelConfig, checkpoint_dir
+from tf_pix2pix.configuration import ExperimentConfig, ModelConfig, checkpoint_dir
 from tf_pix2pix.errors import ConfigError
 from tf_pix2pix.image_io import decode
 from tf_pix2pix.models import resolution

@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
 from tf_pix2pix import losses, networks
-from tf_pix2pix.config import ConfigError, ExperimentConfig, ModelConfig, option, option_of
+from tf_pix2pix.configuration import ConfigError, ExperimentConfig, ModelConfig, option, option_of
 from tf_pix2pix.metrics.scoring import IMAGE_METRICS, Scorer, to_unit_range
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, dtype_policy,
                                     make_optimizer, register, scaled)

@@ -11,7 +11,7 @@ import tensorflow as tf
 import keras
 
 from tf_pix2pix import losses
-from tf_pix2pix.config import ConfigError, ExperimentConfig, ModelConfig, option
+from tf_pix2pix.configuration import ConfigError, ExperimentConfig, ModelConfig, option
 from tf_pix2pix.metrics.scoring import evaluate
 from tf_pix2pix.models.base import (TranslationModel, current_lr, dtype_policy,
                                     make_optimizer, register, scaled, seed_states)

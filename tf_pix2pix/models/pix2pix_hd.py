@@ -44,7 +44,7 @@ import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
 from tf_pix2pix import label_maps, losses
-from tf_pix2pix.config import ConfigError, ExperimentConfig, ModelConfig, option, option_of
+from tf_pix2pix.configuration import ConfigError, ExperimentConfig, ModelConfig, option, option_of
 from tf_pix2pix.metrics.scoring import evaluate
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, distributed_step,
                                     dtype_policy, make_optimizer, register, restore_generator,

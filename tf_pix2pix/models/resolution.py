@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from tf_pix2pix import config as cfg
+from tf_pix2pix import configuration as cfg
 from tf_pix2pix.errors import ConfigError
 from tf_pix2pix.models.registry import get, names
 

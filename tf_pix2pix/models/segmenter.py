@@ -32,7 +32,7 @@ import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
 from tf_pix2pix import label_maps, networks
-from tf_pix2pix.config import ConfigError, ExperimentConfig, ModelConfig, option_of
+from tf_pix2pix.configuration import ConfigError, ExperimentConfig, ModelConfig, option_of
 from tf_pix2pix.metrics.fcn_score import ConfusionMatrix
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, dtype_policy,
                                     make_optimizer, register, scaled)

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import keras
 
-from tf_pix2pix.config import ModelConfig
+from tf_pix2pix.configuration import ModelConfig
 from tf_pix2pix.networks.multiscale import multiscale_discriminator
 from tf_pix2pix.networks.patchgan import (discriminator_layers, nlayer_discriminator,
                                           pixel_discriminator, receptive_field)

@@ -15,7 +15,7 @@ from typing import Iterator
 import keras
 import tensorflow as tf
 
-from tf_pix2pix.config import INIT_TYPES, UPSAMPLE_MODES
+from tf_pix2pix.configuration import INIT_TYPES, UPSAMPLE_MODES
 from tf_pix2pix.networks import kernels, moments
 from tf_pix2pix.networks.kernels import Conv, UpConv
 

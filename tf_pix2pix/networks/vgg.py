@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import keras
 
-from tf_pix2pix.config import ConfigError
+from tf_pix2pix.configuration import ConfigError
 
 WEIGHTS_FILE = "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 # relu1_1 ... relu5_1, and the reference's VGGLoss weights of their L1 distances.

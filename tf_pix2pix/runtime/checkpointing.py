@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import tensorflow as tf
 
-from tf_pix2pix.config import (CHECKPOINT_SUBDIR, ConfigError,  # noqa: F401 (re-exported)
+from tf_pix2pix.configuration import (CHECKPOINT_SUBDIR, ConfigError,  # noqa: F401 (re-exported)
                                ExperimentConfig, checkpoint_dir, input_pipeline_differences)
 from tf_pix2pix.errors import CheckpointWriteError  # noqa: F401
 from tf_pix2pix.models.resolution import architecture_differences, load_config

@@ -19,7 +19,7 @@ import socket
 import sys
 import time
 
-from tf_pix2pix.config import ConfigError
+from tf_pix2pix.configuration import ConfigError
 
 LOCK_FILENAME = "train.lock"
 

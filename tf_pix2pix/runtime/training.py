@@ -33,7 +33,7 @@ from tf_pix2pix import hardware, models, visualize
 from tf_pix2pix.runtime import locking
 from tf_pix2pix.runtime import checkpointing as ckpt
 from tf_pix2pix.runtime import workers
-from tf_pix2pix.config import ConfigError, ExperimentConfig, save_config
+from tf_pix2pix.configuration import ConfigError, ExperimentConfig, save_config
 from tf_pix2pix.errors import TrainingDivergedError  # noqa: F401
 
 SAMPLES_SUBDIR = "samples"

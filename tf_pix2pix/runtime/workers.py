@@ -19,7 +19,7 @@ from typing import Any
 
 import tensorflow as tf
 
-from tf_pix2pix.config import ConfigError
+from tf_pix2pix.configuration import ConfigError
 from tf_pix2pix.errors import WorkerLostError  # noqa: F401
 
 

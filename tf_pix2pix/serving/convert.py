@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix import hardware
-from tf_pix2pix.config import ConfigError
+from tf_pix2pix.configuration import ConfigError
 from tf_pix2pix.networks.layers import make_portable
 
 FORMATS = ("saved_model", "tflite", "onnx")

@@ -39,7 +39,7 @@ import keras
 import tensorflow as tf
 
 from tf_pix2pix import models
-from tf_pix2pix.config import DIRECTIONS, TEST_MODES, ConfigError, ExperimentConfig, option
+from tf_pix2pix.configuration import DIRECTIONS, TEST_MODES, ConfigError, ExperimentConfig, option
 from tf_pix2pix.image_io import declared_size
 from tf_pix2pix.inference import check_test_mode, mode_call, padded_translate
 from tf_pix2pix.models import pad_multiple, restore_generator

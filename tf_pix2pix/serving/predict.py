@@ -11,7 +11,7 @@ import dataclasses
 import html
 import json
 import os
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import keras
 import numpy as np
@@ -19,7 +19,8 @@ import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
 from tf_pix2pix import label_maps, models
-from tf_pix2pix.config import ConfigError, ExperimentConfig
+from tf_pix2pix.configuration import ConfigError, ExperimentConfig, MetricsConfig
+from tf_pix2pix.metrics import fcn_score
 from tf_pix2pix.metrics.scoring import PSNR_CAP, Scorer
 from tf_pix2pix.serving.export import read_export_info
 from tf_pix2pix.image_io import BadImageError, list_files, read_aligned_pair, read_image
@@ -180,6 +181,19 @@ def write_gallery(output_dir: str, rows: list[dict[str, str]], title: str) -> st
 METRICS = ("l1", "psnr", "ssim", "fid", "kid", "fcn")
 PROTOCOLS = ("native", "reference")
 REFERENCE_SIZE = 256
+
+
+def fcn_scorer(metrics: MetricsConfig) -> tuple[Any, Any]:
+    """The FCN-score's scorer and label source :func:`predict` takes, from the options of
+    ``metrics`` (``(None, None)`` without a ``segmenter``)."""
+    if not metrics.segmenter:
+        return None, None
+    try:
+        fcn = fcn_score.FCNScorer(fcn_score.load_segmenter(metrics.segmenter), metrics.fcn_classes,
+                                  fcn_score.parse_input_size(metrics.segmenter_input_size))
+    except ValueError as e:
+        raise ConfigError(f"--fcn_classes: {e}") from None
+    return fcn, fcn_score.label_source(metrics.fcn_labels, metrics.fcn_classes)
 
 
 def reference_resize(image: np.ndarray, size: int = REFERENCE_SIZE) -> np.ndarray:

@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
-from tf_pix2pix.config import option, write_atomic
+from tf_pix2pix.configuration import option, write_atomic
 
 BLOCK_NUM = 32  # the reference's area unit: H * W // 32 pixels
 MIN_AREA_RATIO = 0.5

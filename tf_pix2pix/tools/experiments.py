@@ -39,7 +39,7 @@ import numpy as np
 
 from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
 from tf_pix2pix import models
-from tf_pix2pix.config import (DataConfig, ExperimentConfig, MetricsConfig, ModelConfig, option,
+from tf_pix2pix.configuration import (DataConfig, ExperimentConfig, MetricsConfig, ModelConfig, option,
                                option_of)
 
 # The paper's pix2pix ablations: each row's options (flag names) over the paper's setup.

@@ -39,7 +39,7 @@ import tensorflow as tf
 
 from tf_pix2pix import models
 from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main, writable_dir
-from tf_pix2pix.config import (ConfigError, DataConfig, ExperimentConfig, ModelConfig, option,
+from tf_pix2pix.configuration import (ConfigError, DataConfig, ExperimentConfig, ModelConfig, option,
                                option_of, save_config)
 from tf_pix2pix.models.pix2pix_hd import Pix2PixHDConfig
 from tf_pix2pix.networks import GeneratorLayout

@@ -55,7 +55,7 @@ import urllib.parse
 from typing import Any
 
 from tf_pix2pix.cli import UserError, from_flags
-from tf_pix2pix.config import option, option_of, write_atomic
+from tf_pix2pix.configuration import option, option_of, write_atomic
 
 ANSWERS = "answers.jsonl"
 SETTINGS = "study.json"

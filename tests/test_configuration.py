@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from tf_pix2pix.config import (ConfigError, DataConfig, ExperimentConfig, ModelConfig,
+from tf_pix2pix.configuration import (ConfigError, DataConfig, ExperimentConfig, ModelConfig,
                                RuntimeConfig, TrainConfig, input_pipeline_differences, option,
                                option_of, read_config_file, save_config, write_atomic)
 from tf_pix2pix.models.cycle_gan import CycleGANConfig
@@ -150,13 +150,13 @@ class Block:
         if name.split(".")[0] in ("tensorflow", "keras"):
             raise ImportError("blocked: " + name)
 sys.meta_path.insert(0, Block())
-import tf_pix2pix.errors, tf_pix2pix.config, tf_pix2pix.cli
+import tf_pix2pix.errors, tf_pix2pix.configuration, tf_pix2pix.cli
 spec = importlib.util.spec_from_file_location("registry", "tf_pix2pix/models/registry.py")
 registry = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(registry)
 registry.register(type("M", (), {"name": "m"}))
 assert registry.get("m").name == "m"
-from tf_pix2pix.config import ExperimentConfig, DataConfig
+from tf_pix2pix.configuration import ExperimentConfig, DataConfig
 ExperimentConfig(data=DataConfig(crop_size=64, load_size=72)).to_json()
 try:
     import tf_pix2pix.models
@@ -184,7 +184,7 @@ def _project_imports(path: str) -> set[str]:
 
 def test_the_ground_floor_modules_import_only_what_they_may():
     assert _project_imports("tf_pix2pix/errors.py") == set()
-    assert _project_imports("tf_pix2pix/config.py") == {"tf_pix2pix.errors"}
+    assert _project_imports("tf_pix2pix/configuration.py") == {"tf_pix2pix.errors"}
     assert _project_imports("tf_pix2pix/models/registry.py") == {"tf_pix2pix.errors"}
     # The resolution looks models up in the registry and imports none of them.
     assert _project_imports("tf_pix2pix/models/resolution.py") == {
