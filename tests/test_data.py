@@ -426,3 +426,27 @@ def _paired_records(tmp_path):
     build(BuildConfig(input_dir=str(tmp_path / "pairs"), output_dir=str(tmp_path / "ptfr"),
                       progress=False))
     return str(tmp_path / "ptfr")
+
+
+def test_checked_ids_accept_grayscale_pngs_and_refuse_colour_and_ids_beyond_label_nc():
+    from tf_pix2pix.data import assertion_reason, decode_checked_ids
+
+    ids16 = np.array([[0, 40000], [65535, 7]], np.uint16)[..., None]
+    np.testing.assert_array_equal(decode_checked_ids(tf.io.encode_png(ids16),
+                                                     what="instance map")[..., 0], ids16[..., 0])
+
+    @tf.function
+    def served(encoded):  # as in an export's graph
+        return decode_checked_ids(encoded, 4)
+
+    for pixels, reason in ((np.full((2, 2, 1), 9, np.uint8),
+                            "the label map holds class id 9 but the model has label_nc=4 "
+                            "classes (ids 0..3)"),
+                           (np.zeros((2, 2, 3), np.uint8),
+                            "the label map is not a grayscale PNG of ids (8 or 16 bit)")):
+        for fn in (lambda e: decode_checked_ids(e, 4), served):
+            with pytest.raises(tf.errors.InvalidArgumentError) as error:
+                fn(tf.io.encode_png(pixels))
+            assert assertion_reason(error.value).startswith(reason)
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        decode_checked_ids(tf.constant(b"short"), 4)

@@ -356,6 +356,13 @@ def test_trains_exports_and_predicts_label_maps(label_records, tmp_path):
     expected = np.round((np.clip(direct["images"][0].numpy(), -1, 1) + 1) * 127.5)
     assert served.shape == (32, 64, 3)
     assert np.abs(served.astype(float) - expected).max() <= 1
+    # Issue 33, fault 10: an id >= label_nc or an RGB image returned garbage; now refused.
+    label_nc = cfg.data.label_nc
+    for bad, match in ((np.full((32, 64, 1), label_nc, np.uint8), f"holds class id.*{label_nc}"
+                        f".*label_nc={label_nc}"),
+                       (np.zeros((32, 64, 3), np.uint8), "not a grayscale PNG of ids")):
+        with pytest.raises(tf.errors.InvalidArgumentError, match=match):
+            loaded.signatures["serving_default"](image_bytes=tf.stack([tf.io.encode_png(bad)]))
     summary = predict(translator_from_saved_model(path),
                       iterate_examples("tfrecord", label_records, cfg, split="test"),
                       str(tmp_path / "pred"), progress=False)

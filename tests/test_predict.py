@@ -323,3 +323,32 @@ def test_reference_protocol_refuses_eval_mode_from_the_command_line(records_dir,
         capture_output=True, text=True, timeout=300, cwd=REPO)
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "protocol=reference runs the generator in paper mode" in result.stderr
+
+
+def test_label_maps_with_ids_beyond_label_nc_or_in_colour_are_refused_or_skipped(tmp_path):
+    """Issue 33, fault 10: run_predict accepted ids >= label_nc (200, 40000, exactly label_nc)
+    and RGB images as label maps and translated them into garbage."""
+    from tf_pix2pix import models
+
+    cfg = models.resolve("pix2pix_hd", label_nc=4, no_vgg_loss=True)
+    folder = tmp_path / "labels"
+    folder.mkdir()
+    ok = np.array([[0, 1], [2, 3]], np.uint8).repeat(4, 0).repeat(4, 1)[..., None]
+    (folder / "a_ok.png").write_bytes(tf.io.encode_png(ok).numpy())
+    for name, pixels in (("b_200", np.full((8, 8, 1), 200, np.uint8)),
+                         ("c_40000", np.full((8, 8, 1), 40000, np.uint16)),
+                         ("d_exactly", np.full((8, 8, 1), 4, np.uint8)),
+                         ("e_rgb", np.zeros((8, 8, 3), np.uint8))):
+        (folder / f"{name}.png").write_bytes(tf.io.encode_png(pixels).numpy())
+    with pytest.raises(BadImageError, match=r"b_200.png: the label map holds class id 200 but "
+                                            r"the model has label_nc=4 classes \(ids 0..3\)"):
+        list(iterate_examples("images", str(folder), cfg))
+    skipped = []
+    kept = list(iterate_examples("images", str(folder), cfg, on_bad_image="skip",
+                                 skipped=skipped))
+    assert [ex.name for ex in kept] == ["a_ok"]
+    np.testing.assert_array_equal(label_maps.class_ids(kept[0].input, 4), ok[..., 0])
+    reasons = {os.path.basename(s["file"]): s["reason"] for s in skipped}
+    assert reasons["c_40000.png"].startswith("the label map holds class id 40000")
+    assert reasons["d_exactly.png"].startswith("the label map holds class id 4 ")
+    assert reasons["e_rgb.png"].startswith("the label map is not a grayscale PNG of ids")

@@ -261,10 +261,11 @@ class Translator:
             raise ConfigError("instance: this model reads no instance maps")
         if style is not None and not self._model.takes_style(config):
             raise ConfigError("style: this model takes no style (pix2pixHD --instance_feat does)")
+        where = os.fspath(image) if isinstance(image, (str, os.PathLike)) else "image"
         encoded = tf.constant(_encoded(image, "image"))
         inst = None if instance is None else tf.constant(_encoded(instance, "instance"))
-        extra = {} if style is None else {"style": tf.constant(style, tf.int32)}
-        return self._model.encode_input(config, encoded, self._in_nc, inst, **extra).numpy()
+        return predict_lib.encode_file(config, encoded, self._in_nc, where, inst,
+                                       None if style is None else tf.constant(style, tf.int32))
 
     def __call__(self, images: Any, instance: Any = None, style: int | None = None,
                  raw: bool = False) -> np.ndarray | list[np.ndarray]:

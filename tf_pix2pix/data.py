@@ -107,6 +107,49 @@ def decode_ids(encoded: tf.Tensor) -> tf.Tensor:
         lambda: tf.cast(tf.io.decode_png(encoded, channels=1, dtype=tf.uint8), tf.int32))
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def decode_checked_ids(encoded: tf.Tensor, label_nc: int = 0,
+                       what: str = "label map") -> tf.Tensor:
+    """:func:`decode_ids` of a map a user hands in (serving, prediction), checked first: a
+    grayscale PNG (an RGB, palette or JPEG image would be read as its brightness, not its ids)
+    and, with ``label_nc``, no class id outside 0..label_nc-1 (``tf.one_hot`` would make such
+    pixels all-zero and the generator would return garbage). Raises InvalidArgumentError with
+    the reason (:func:`assertion_reason` turns it into a line)."""
+    encoded = tf.convert_to_tensor(encoded, tf.string)
+    long_enough = tf.greater_equal(tf.strings.length(encoded), 26)
+    header = tf.strings.substr(tf.strings.join([encoded, b"\x00" * 26]), 0, 26)
+    grayscale_png = tf.logical_and(
+        long_enough, tf.logical_and(tf.equal(tf.strings.substr(header, 0, 8), PNG_SIGNATURE),
+                                    tf.equal(tf.strings.substr(header, 25, 1), b"\x00")))
+    check = tf.debugging.Assert(grayscale_png, [
+        f"the {what} is not a grayscale PNG of ids (8 or 16 bit); an RGB, palette or JPEG image "
+        "would be read as its brightness, not as ids"])
+    with tf.control_dependencies([check]):
+        ids = decode_ids(encoded)
+    if label_nc:
+        largest = tf.reduce_max(ids)
+        check = tf.debugging.Assert(tf.less(largest, label_nc), [
+            f"the {what} holds class id", largest,
+            f"but the model has label_nc={label_nc} classes (ids 0..{label_nc - 1})"])
+        with tf.control_dependencies([check]):
+            ids = tf.identity(ids)
+    return ids
+
+
+def assertion_reason(error: tf.errors.InvalidArgumentError) -> str:
+    """The message of a failed :func:`decode_checked_ids` check, as one line."""
+    message = error.message
+    if "Summarized data:" in message:  # eager: the data one per line, strings as b'...'
+        parts = message.split("Summarized data:", 1)[1].strip().splitlines()
+        text = " ".join(re.sub(r"^b'(.*)'$", r"\1", part.strip()) for part in parts)
+    else:  # in a graph: "assertion failed: [a] [b]" and the node
+        text = message.split("assertion failed:", 1)[-1].split("\n", 1)[0]
+        text = text.replace("[", " ").replace("]", " ")
+    return " ".join(text.split())
+
+
 def _feature_spec(layout: str) -> dict[str, tf.io.FixedLenFeature]:
     spec = {"image/filename": tf.io.FixedLenFeature([], tf.string)}
     if layout == "aligned":

@@ -346,10 +346,11 @@ class Pix2PixHD(TranslationModel):
         label_nc = config.data.label_nc
         if not label_nc:
             return super().encode_input(config, encoded, config.data.input_nc)
-        ids = data_lib.decode_ids(encoded)[tf.newaxis]
+        ids = data_lib.decode_checked_ids(encoded, label_nc)[tf.newaxis]
         instances = None
         if uses_instances(config):
-            instances = ids if instance is None else data_lib.decode_ids(instance)[tf.newaxis]
+            instances = ids if instance is None else data_lib.decode_checked_ids(
+                instance, what="instance map")[tf.newaxis]
         x = label_maps.encode(ids, instances, label_nc)[0]
         if not config.model.instance_feat:
             return x

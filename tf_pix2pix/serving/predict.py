@@ -74,6 +74,20 @@ def translator_from_saved_model(saved_model_dir: str) -> Translator:
                       saved_model_dir, info.get("direction", "AtoB"))
 
 
+def encode_file(config: ExperimentConfig, encoded: bytes | tf.Tensor, channels: int,
+                path: str, instance: bytes | tf.Tensor | None = None,
+                style: tf.Tensor | None = None) -> np.ndarray:
+    """The model's ``encode_input`` of one user file, as ``serving_default`` computes it; a file
+    the model cannot read as its input (a label map that is not a grayscale PNG, a class id
+    beyond ``label_nc``) is a :class:`BadImageError` naming ``path``."""
+    extra = {} if style is None else {"style": style}
+    try:
+        return models.for_config(config).encode_input(config, encoded, channels, instance,
+                                                      **extra).numpy()
+    except tf.errors.InvalidArgumentError as e:
+        raise BadImageError(path, data_lib.assertion_reason(e)) from None
+
+
 def _normalise(pixels: np.ndarray | tf.Tensor, channels: int) -> np.ndarray:
     return (data_lib.to_channels(pixels, channels) / 127.5 - 1.0).numpy()
 
@@ -144,7 +158,15 @@ def iterate_examples(source: str, path: str, config: ExperimentConfig, split: st
             continue
         stem = os.path.splitext(name)[0]
         if source == "images":
-            yield Example(stem, model.encode_input(config, image.encoded, in_nc).numpy(), None)
+            try:
+                encoded = encode_file(config, image.encoded, in_nc, file_path)
+            except BadImageError as e:
+                if on_bad_image == "fail":
+                    raise
+                if skipped is not None:
+                    skipped.append({"file": e.path, "reason": e.reason})
+                continue
+            yield Example(stem, encoded, None)
             continue
         half = image.width // 2
         a, b = image.pixels[:, :half], image.pixels[:, half:2 * half]

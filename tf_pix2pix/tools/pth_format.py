@@ -58,24 +58,59 @@ class _Storage:
         self.array: np.ndarray | None = None
 
 
+MAX_DIMS = 16
+
+
+def _ints(name: str, values: Any) -> tuple[int, ...]:
+    if not isinstance(values, (tuple, list)) or len(values) > MAX_DIMS or not all(
+            type(v) is int for v in values):
+        raise PthError(f"a tensor's {name} is {values!r}, not a tuple of at most {MAX_DIMS} "
+                       "integers; the file is corrupt or crafted")
+    return tuple(values)
+
+
 class _LazyTensor:
+    """A tensor's view of its storage: size, stride and offset as the file states them, which
+    are checked against the storage before numpy is asked for any view (a crafted stride or
+    offset would otherwise make ``as_strided`` read process memory)."""
+
     def __init__(self, storage: _Storage, offset: int, size, stride):
-        self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), stride
+        if not isinstance(storage, _Storage):
+            raise PthError("a tensor's storage is not a storage; the file is corrupt or crafted")
+        self.storage, self.offset = storage, offset
+        self.size, self.stride = _ints("size", size), _ints("stride", stride)
+
+    def _check(self, available: int) -> None:
+        size, stride, offset = self.size, self.stride, self.offset
+        if len(size) != len(stride):
+            raise PthError(f"a tensor of size {size} has strides {stride}; the file is corrupt")
+        if type(offset) is not int or offset < 0 or min(size + stride, default=0) < 0:
+            raise PthError(f"a tensor has a negative size, stride or offset (size {size}, "
+                           f"stride {stride}, offset {offset!r}); the file is corrupt or crafted")
+        count = int(np.prod(size, dtype=object)) if size else 1
+        if count == 0:
+            return
+        last = offset + sum((s - 1) * st for s, st in zip(size, stride))
+        if last >= available:
+            raise PthError(f"a tensor of size {size}, stride {stride} and offset {offset} reaches "
+                           f"element {last} of a storage of {available}; the file is corrupt")
+        if count > available:
+            raise PthError(f"a tensor of size {size} has {count:,} elements but its storage "
+                           f"holds {available:,} (a broadcast view); save the weights with "
+                           "tensor.contiguous() or torch.save(model.state_dict())")
 
     def materialize(self) -> np.ndarray:
         data = self.storage.array
         if data is None:
             raise PthError("a tensor refers to storage data missing from the file")
-        needed = self.offset + sum((s - 1) * st for s, st in zip(self.size, self.stride)) + 1
+        self._check(data.size)
         if self.size and min(self.size) == 0:
             return np.zeros(self.size, data.dtype)
-        if needed > data.size:
-            raise PthError("a tensor reaches past the end of its storage; the file is corrupt")
         if not self.size:  # a scalar (as_strided would read shape () as "unchanged")
             return np.array(data[self.offset])
         view = np.lib.stride_tricks.as_strided(
             data[self.offset:], shape=self.size,
-            strides=[s * data.itemsize for s in self.stride])
+            strides=[s * data.itemsize for s in self.stride], writeable=False)
         return np.array(view)
 
 
@@ -108,7 +143,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def persistent_load(self, pid):
         if not isinstance(pid, tuple) or not pid or pid[0] != "storage":
             raise PthError(f"unexpected persistent id {pid!r}")
-        storage_type, key, numel = pid[1], str(pid[2]), int(pid[4])
+        if len(pid) < 5 or type(pid[4]) is not int or pid[4] < 0:
+            raise PthError(f"unexpected persistent id {pid!r}")
+        storage_type, key, numel = pid[1], str(pid[2]), pid[4]
         if not isinstance(storage_type, _StorageType):
             raise PthError(f"unexpected storage type {storage_type!r}")
         if key not in self._storages:
@@ -147,6 +184,10 @@ def _load_zip(data: bytes) -> dict[str, np.ndarray]:
                 raw = z.read(f"{prefix}data/{key}")
             except KeyError as e:
                 raise PthError(f"storage {key} is missing from the archive") from e
+            if len(raw) != storage.numel * storage.dtype.itemsize:
+                raise PthError(f"storage {key} holds {len(raw)} bytes, not the "
+                               f"{storage.numel} elements of {storage.dtype.itemsize} bytes the "
+                               "file declares; the file is corrupt")
             return np.frombuffer(raw, dtype=storage.dtype)
 
         unpickler = _RestrictedUnpickler(io.BytesIO(z.read(pickles[0])), {}, load_storage)
@@ -168,6 +209,9 @@ def _load_legacy(data: bytes) -> dict[str, np.ndarray]:
         if storage is None:
             raise PthError(f"storage {key} is listed but unused")
         (numel,) = struct.unpack("<q", f.read(8))
+        if numel != storage.numel:
+            raise PthError(f"storage {key} holds {numel} elements, not the {storage.numel} the "
+                           "file declares; the file is corrupt")
         raw = f.read(numel * storage.dtype.itemsize)
         if len(raw) != numel * storage.dtype.itemsize:
             raise PthError("the file ends inside a tensor's data; it is truncated")
@@ -190,6 +234,9 @@ def load_state_dict(path: str) -> dict[str, np.ndarray]:
     try:
         if zipfile.is_zipfile(io.BytesIO(data)):
             return _load_zip(data)
+        if data[:4] == b"PK\x03\x04":
+            raise PthError("a zip-format .pth whose end is missing (a truncated download?); "
+                           "download or copy it again")
         return _load_legacy(data)
     except PthError as e:
         raise PthError(f"{path}: {e}") from None
