@@ -48,9 +48,8 @@ def _scenes(root, n=6, size=96):
 
 
 def _config(folders, out, **kw):
-    return study.StudyConfig(real=folders["real"],
-                             fakes=(("blurry", folders["blurry"]), ("tinted", folders["tinted"])),
-                             output_dir=str(out), **kw)
+    kw.setdefault("fakes", (("blurry", folders["blurry"]), ("tinted", folders["tinted"])))
+    return study.StudyConfig(real=folders["real"], output_dir=str(out), **kw)
 
 
 def test_trials_interleave_methods_and_repeat_for_a_participant(tmp_path):
@@ -219,9 +218,11 @@ def test_the_api_serves_trials_saves_answers_and_survives_a_restart(tmp_path):
             body = body if isinstance(body, dict) else json.loads(body)
             assert status == code and message in body["error"], (code, body)
         assert open(out / study.ANSWERS, "rb").read() == before  # nothing written
+        assert (out / study.STUDY_LOCK).exists()  # while it serves
     finally:
         server.shutdown()
         server.server_close()
+        s.close()
     assert sorted(os.listdir(out)) == [study.ANSWERS, study.SETTINGS]
 
     # A crash in the middle of a write leaves a partial line: dropped on restart, and the
@@ -454,3 +455,54 @@ def test_participants_complete_the_study_in_a_real_browser(tmp_path):
     for name in ("study_practice.png", "study_test.png", "study_end.png"):
         with open(os.path.join(shots["dir"], name), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_server_per_study_folder(tmp_path):
+    """Issue 33, fault 6: two servers on one --output_dir both appended (16 answers for 8
+    trials, a double-counting report)."""
+    import socket
+
+    from tf_pix2pix.runtime.locking import ModelDirLockedError, _process_start
+
+    folders = _scenes(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / study.STUDY_LOCK).write_text(json.dumps({
+            "host": socket.gethostname(), "pid": other.pid,
+            "process_start": _process_start(other.pid), "started": "now"}))
+        with pytest.raises(ModelDirLockedError, match=rf"{out} is in use by another study "
+                                                      rf"server \(pid {other.pid}"):
+            study.Study(_config(folders, out))
+        assert not (out / study.SETTINGS).exists()  # refused before anything was written
+    finally:
+        other.kill()
+        other.wait()
+    s = study.Study(_config(folders, out))  # its holder is gone: taken over
+    assert json.loads((out / study.STUDY_LOCK).read_text())["pid"] == os.getpid()
+    s.close()
+    assert not (out / study.STUDY_LOCK).exists()
+
+
+def test_a_restart_with_the_methods_in_another_order_is_refused(tmp_path):
+    """Issue 33, fault 8: the --fake order drives each participant's draw, but a restart with
+    the flags reordered was accepted and the trial lists changed mid-study."""
+    folders = _scenes(tmp_path)
+    fakes = tuple((name, folders[name]) for name in ("blurry", "tinted"))
+    first = study.Study(_config(folders, tmp_path / "out", fakes=fakes))
+    sequence = first.sequence("p1")
+    first.close()
+    with pytest.raises(UserError, match=r"other settings \(fakes differ\)"):
+        study.Study(_config(folders, tmp_path / "out", fakes=fakes[::-1]))
+    again = study.Study(_config(folders, tmp_path / "out", fakes=fakes))
+    assert again.sequence("p1") == sequence
+    again.close()
+    # A study.json written before the order was kept (fakes as a name -> folder object, in the
+    # flags' order) restarts with that order and refuses the other.
+    settings = json.loads((tmp_path / "out" / study.SETTINGS).read_text())
+    settings["fakes"] = dict(settings["fakes"])
+    (tmp_path / "out" / study.SETTINGS).write_text(json.dumps(settings))
+    study.Study(_config(folders, tmp_path / "out", fakes=fakes)).close()
+    with pytest.raises(UserError, match="fakes differ"):
+        study.Study(_config(folders, tmp_path / "out", fakes=fakes[::-1]))

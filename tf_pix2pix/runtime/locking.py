@@ -8,6 +8,9 @@ holder. A lock is stale, and taken over with a warning, when its process is gone
 (or the process id now belongs to another process: the start times differ), or, for a holder on
 another host (a shared file system), when it has not been refreshed for ``timeout`` seconds.
 Trainers of one process share its lock (the Python API may build several on one directory).
+
+The perceptual study's server locks its ``--output_dir`` the same way (``study.lock``): the class
+takes the lock file's name, what holds it and the flag that names the folder.
 """
 
 from __future__ import annotations
@@ -58,8 +61,11 @@ class ModelDirLock:
       heartbeat_every: least seconds between two refreshes by :meth:`heartbeat`.
     """
 
-    def __init__(self, model_dir: str, timeout: float = 600.0, heartbeat_every: float = 30.0):
-        self.path = os.path.join(model_dir, LOCK_FILENAME)
+    def __init__(self, model_dir: str, timeout: float = 600.0, heartbeat_every: float = 30.0,
+                 filename: str = LOCK_FILENAME, holder: str = "trainer",
+                 flag: str = "--model_dir"):
+        self.path = os.path.join(model_dir, filename)
+        self.holder, self.flag = holder, flag
         self.timeout = timeout
         self.heartbeat_every = heartbeat_every
         self._held = False
@@ -115,10 +121,10 @@ class ModelDirLock:
                 reason = self._stale_reason(holder)
                 if reason is None:
                     raise ModelDirLockedError(
-                        f"{os.path.dirname(self.path)} is in use by another trainer (pid "
+                        f"{os.path.dirname(self.path)} is in use by another {self.holder} (pid "
                         f"{holder.get('pid')} on {holder.get('host')}, started "
                         f"{holder.get('started')}); wait for it or stop it, or use another "
-                        f"--model_dir. If that process is gone, delete {self.path}") from None
+                        f"{self.flag}. If that process is gone, delete {self.path}") from None
                 if holder.get("pid") != os.getpid():
                     print(f"warning: taking over the stale lock {self.path} of pid "
                           f"{holder.get('pid')} on {holder.get('host')} ({reason})",
@@ -133,8 +139,8 @@ class ModelDirLock:
             self._held = True
             self._last_beat = time.monotonic()
             return self
-        raise ModelDirLockedError(f"{self.path}: another trainer keeps taking the lock; use "
-                                  "one trainer per --model_dir")
+        raise ModelDirLockedError(f"{self.path}: another {self.holder} keeps taking the lock; "
+                                  f"use one {self.holder} per {self.flag}")
 
     def heartbeat(self) -> None:
         """Refreshes the lock's modification time (at most every ``heartbeat_every`` s)."""

@@ -56,9 +56,11 @@ from typing import Any
 
 from tf_pix2pix.cli import UserError, from_flags
 from tf_pix2pix.configuration import option, option_of, write_atomic
+from tf_pix2pix.runtime.locking import ModelDirLock
 
 ANSWERS = "answers.jsonl"
 SETTINGS = "study.json"
+STUDY_LOCK = "study.lock"
 PAGE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "study_page.html")
 PARTICIPANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 METHOD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
@@ -180,12 +182,26 @@ class Study:
         self.path = os.path.join(config.output_dir, ANSWERS)
         self._sequences: dict[str, list[Trial]] = {}
         self.answers: dict[str, list[dict[str, Any]]] = {}
-        self._open()
+        # One server per study folder: two would both append (double counts, positions beyond
+        # the trials). Same-host holders are told apart by process; another host's lock (a
+        # shared file system) is refreshed by every request and stale after 10 minutes.
+        self.folder_lock = ModelDirLock(config.output_dir, filename=STUDY_LOCK,
+                                        holder="study server", flag="--output_dir").acquire()
+        try:
+            self._open()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Releases the study folder (the server's end)."""
+        self.folder_lock.release()
 
     def _settings(self) -> dict[str, Any]:
         c = self.config
         return {"real": os.path.abspath(c.real),
-                "fakes": {name: os.path.abspath(folder) for name, folder in c.fakes},
+                # A list: the methods' order drives every participant's draw.
+                "fakes": [[name, os.path.abspath(folder)] for name, folder in c.fakes],
                 "exposure_ms": c.exposure_ms, "practice": c.practice, "trials": c.trials,
                 "seed": c.seed, "stems": self.stems}
 
@@ -198,6 +214,8 @@ class Study:
         if os.path.exists(settings_path):
             with open(settings_path) as f:
                 saved = json.load(f)
+            if isinstance(saved.get("fakes"), dict):  # written before the order was kept:
+                saved["fakes"] = [list(item) for item in saved["fakes"].items()]  # file order
             if saved != settings:
                 changed = sorted(k for k in settings if saved.get(k) != settings[k])
                 raise UserError(f"--output_dir {self.config.output_dir} holds a study with other "
@@ -238,6 +256,7 @@ class Study:
     def status(self, participant: str) -> dict[str, Any]:
         c = self.config
         with self.lock:
+            self.folder_lock.heartbeat()
             done = self.position(participant)
         return {"participant": participant, "next": done, "total": c.total,
                 "practice": c.practice, "trials": c.trials, "exposure_ms": c.exposure_ms,
@@ -267,6 +286,7 @@ class Study:
             raise RequestError(400, "shown_ms must be a non-negative number")
         t = self.trial(participant, index)
         with self.lock:
+            self.folder_lock.heartbeat()
             done = self.position(participant)
             if index < done:  # a resent answer: the first one stands
                 record, repeated = self.answers[participant][index], True
@@ -438,7 +458,8 @@ def report(output_dir: str) -> list[dict[str, Any]]:
     settings = os.path.join(output_dir, SETTINGS)
     if os.path.isfile(settings):
         with open(settings) as f:
-            methods = list(json.load(f)["fakes"])
+            fakes = json.load(f)["fakes"]  # [[name, folder], ...]; a name -> folder dict before
+            methods = [item[0] if isinstance(item, list) else item for item in fakes]
     counts: dict[str, dict[str, list[int]]] = {}
     for r in read_answers(path)[0]:
         if r["phase"] != "test":
@@ -511,7 +532,11 @@ def main(argv: list[str]) -> None:
     config = from_flags(StudyConfig, real=f.real,
                         fakes=tuple(parse_fake(x) for x in f.fake))
     study = Study(config)
-    server = make_server(study, config.host, config.port)
+    try:
+        server = make_server(study, config.host, config.port)
+    except BaseException:
+        study.close()
+        raise
     host, port = server.server_address[:2]
     print(f"Perceptual study of {len(study.stems)} image(s) x {len(study.methods)} method(s) "
           f"({', '.join(study.methods)}): open http://{host}:{port}/ — answers go to "
@@ -527,6 +552,7 @@ def main(argv: list[str]) -> None:
         pass
     finally:
         server.server_close()
+        study.close()
     print(f"stopped; {sum(len(a) for a in study.answers.values())} answer(s) in {study.path}")
 
 
