@@ -1,8 +1,9 @@
 """The demos' data: the synthetic set of ``make_synthetic`` and its TFRecords, made once.
 
 ``run_train.py --preset=demo`` and ``tf_pix2pix.train(preset="demo")`` call
-:func:`with_demo_data`, which makes the set from the model's ``demo_data`` description (its folder, image size and layout), so a model
-describes its demo set and the tools make it; the models never write data.
+:func:`with_demo_data`, which makes the set from the model's ``demo_data`` description (its
+folder, image size and layout), so a model describes its demo set and the tools make it; the
+models never write data.
 """
 
 from __future__ import annotations
