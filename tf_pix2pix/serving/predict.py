@@ -148,8 +148,10 @@ def iterate_examples(source: str, path: str, config: ExperimentConfig, split: st
         raise ConfigError(f"--input_dir {path} has no files")
     for name in names:
         file_path = os.path.join(path, name)
-        try:
+        try:  # a file that cannot be read, or not as the model's input: one skip rule
             image = (read_aligned_pair if source == "aligned" else read_image)(file_path)
+            encoded = (encode_file(config, image.encoded, in_nc, file_path)
+                       if source == "images" else None)
         except BadImageError as e:
             if on_bad_image == "fail":
                 raise
@@ -158,14 +160,6 @@ def iterate_examples(source: str, path: str, config: ExperimentConfig, split: st
             continue
         stem = os.path.splitext(name)[0]
         if source == "images":
-            try:
-                encoded = encode_file(config, image.encoded, in_nc, file_path)
-            except BadImageError as e:
-                if on_bad_image == "fail":
-                    raise
-                if skipped is not None:
-                    skipped.append({"file": e.path, "reason": e.reason})
-                continue
             yield Example(stem, encoded, None)
             continue
         half = image.width // 2
