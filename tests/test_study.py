@@ -506,3 +506,268 @@ def test_a_restart_with_the_methods_in_another_order_is_refused(tmp_path):
     study.Study(_config(folders, tmp_path / "out", fakes=fakes)).close()
     with pytest.raises(UserError, match="fakes differ"):
         study.Study(_config(folders, tmp_path / "out", fakes=fakes[::-1]))
+
+
+# -- faults: a full disk, malformed requests, settings a user can get wrong (issue 33) ----------
+
+def test_a_failed_answer_write_leaves_the_file_as_it_was(tmp_path, monkeypatch):
+    """Issue 33, fault 7: a full disk while saving an answer left a partial line, the next answer
+    was glued onto it, and the server then refused to start. Now the failed write is cut back
+    (the page is told "not saved"), and a glued line of before is recovered."""
+    import errno
+
+    folders = _scenes(tmp_path, n=3)
+    out = tmp_path / "out"
+    s = study.Study(_config(folders, out, practice=0, trials=4))
+    server, base = _start(s)
+    real_write = os.write
+    try:
+        assert _post(base + "/api/answer", {"participant": "ann", "trial": 0,
+                                            "choice": "left"})[0] == 200
+        size = os.path.getsize(out / study.ANSWERS)
+
+        def full_disk(fd, data):  # writes part of the line, then the disk is full
+            real_write(fd, bytes(data[:10]))
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        monkeypatch.setattr(study.os, "write", full_disk)
+        status, reply = _post(base + "/api/answer", {"participant": "ann", "trial": 1,
+                                                     "choice": "right"})
+        assert status == 500 and reply["saved"] is False
+        assert "No space left on device" in reply["error"]
+        assert os.path.getsize(out / study.ANSWERS) == size  # as it was
+        monkeypatch.setattr(study.os, "write", real_write)
+        status, reply = _post(base + "/api/answer", {"participant": "ann", "trial": 1,
+                                                     "choice": "right"})
+        assert status == 200 and reply["repeated"] is False  # the page sends it again: saved
+    finally:
+        server.shutdown()
+        server.server_close()
+        s.close()
+    assert [r["trial"] for r in _lines(out / study.ANSWERS)] == [0, 1]
+    # A file of before: a line cut short by the full disk with the next, acknowledged answer
+    # glued on. Every whole answer is recovered, at the server's start and in the report.
+    first, second = (out / study.ANSWERS).read_text().splitlines()
+    (out / study.ANSWERS).write_text(first + "\n" + second[:25] + second + "\n")
+    again = study.Study(_config(folders, out, practice=0, trials=4))
+    assert [r["trial"] for r in again.answers["ann"]] == [0, 1] and again.position("ann") == 2
+    again.close()
+    assert sum(r["trials"] for r in study.report(str(out))) == 2
+
+
+def _raw(port, data, pause=None, read_timeout=20):
+    """Sends ``data`` (then, after ``pause`` seconds, nothing more: a stalled client) and
+    returns the status and the JSON body of the reply."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=read_timeout) as sock:
+        try:
+            sock.sendall(data)
+            if pause is None:
+                sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the server already answered and closed (a refusal before the whole request)
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except ConnectionResetError:
+            pass
+    head, _, body = reply.partition(b"\r\n\r\n")
+    status = int(head.split(b" ")[1]) if head.startswith(b"HTTP/") else None
+    return status, json.loads(body) if body else None
+
+
+def _answer_request(body, headers=None):
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    fields = {"Content-Length": str(len(data))} if headers is None else headers
+    lines = "".join(f"{k}: {v}\r\n" for k, v in fields.items())
+    return f"POST /api/answer HTTP/1.1\r\nHost: x\r\n{lines}\r\n".encode() + data
+
+
+def test_malformed_requests_get_a_json_refusal_and_write_nothing(tmp_path):
+    """Issue 33, fault 9: a negative Content-Length bypassed the body limit (a 5 MiB answer
+    saved); values of the wrong type, non-finite numbers and deep nesting dropped the
+    connection with a traceback; a stalled body held a thread forever."""
+    folders = _scenes(tmp_path, n=2)
+    out = tmp_path / "out"
+    s = study.Study(_config(folders, out, practice=0, trials=2))
+    server = study.make_server(s, "127.0.0.1", 0, timeout=1.0, max_connections=3)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    good = {"participant": "ann", "trial": 0, "choice": "left"}
+    post = lambda **change: _answer_request({**good, **change})  # noqa: E731
+    cases = [
+        (_answer_request(b"x" * 10, {"Content-Length": "-1"}), 400),
+        (_answer_request(b"{}", {"Content-Length": "abc"}), 400),
+        (_answer_request(b"{}", {"Content-Length": "2", "Transfer-Encoding": "chunked"}), 411),
+        (_answer_request(b"{}", {}), 411),
+        (_answer_request(b"{}", {"Content-Length": "5000000"}), 413),
+        (_answer_request(b'{"a": 1}', {"Content-Length": "8", "content-length": "2"}), 400),
+        (_answer_request(b"{}", {"Content-Length": "100"}), 400),  # the body ends early
+        (_answer_request(b"not json"), 400),
+        (_answer_request(b'{"participant": "ann", "trial": 0, "choice": "left", '
+                         b'"shown_ms": NaN}'), 400),
+        (_answer_request(b'{"participant": "ann", "trial": 0, "choice": "left", '
+                         b'"shown_ms": Infinity}'), 400),
+        (_answer_request(b"[" * 2000 + b"]" * 2000), 400),
+        (_answer_request(b'{"participant": ' + b"{\"a\":" * 600 + b"1" + b"}" * 601), 400),
+        (_answer_request([good]), 400),
+        (post(extra=1), 400), (post(trial="0"), 400), (post(trial=True), 400),
+        (post(trial=-1), 400), (post(trial=1.5), 400), (post(trial=10 ** 30), 404),
+        (post(choice=1), 400), (post(choice=["left"]), 400), (post(choice="up"), 400),
+        (post(participant=5), 400), (post(participant="../x"), 400),
+        (post(participant=None), 400), (post(shown_ms="fast"), 400), (post(shown_ms=-1), 400),
+        (post(shown_ms=1e300), 400), (post(shown_ms=True), 400), (post(trial=1), 409),
+        (b"GET /api/trial?participant=ann&trial=abc HTTP/1.1\r\n\r\n", 400),
+        (b"GET /api/trial?participant=ann&trial=-1 HTTP/1.1\r\n\r\n", 400),
+        (b"GET /api/trial?participant=ann&trial=1e3 HTTP/1.1\r\n\r\n", 400),
+        (b"GET /api/trial?participant=ann&trial=99999999999 HTTP/1.1\r\n\r\n", 400),
+        (b"GET /api/trial?participant=%ff%fe&trial=0 HTTP/1.1\r\n\r\n", 400),
+        (b"GET /api/image?participant=ann&trial=0&side=top HTTP/1.1\r\n\r\n", 400),
+        (b"GET /api/status?" + b"&".join(b"f%d=1" % i for i in range(40)) + b" HTTP/1.1\r\n\r\n",
+         400),
+        (b"GET /nosuch HTTP/1.1\r\n\r\n", 404),
+        (b"PUT /api/answer HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}", 405),
+        (b"DELETE /api/answer HTTP/1.1\r\n\r\n", 405),
+        (b"GET /api/answer HTTP/1.1\r\n\r\n", 405),
+        (b"BREW /pot HTTP/1.1\r\n\r\n", 501),
+        (b"HELLO\r\n\r\n", 400),
+        (b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n", 414),
+        (b"GET / HTTP/1.1\r\n" + b"X-A: b\r\n" * 120 + b"\r\n", 431),
+    ]
+    try:
+        for request, expected in cases:
+            status, body = _raw(port, request)
+            assert (status, sorted(body or {})) == (expected, ["error"]), (request[:120], body)
+        assert not (out / study.ANSWERS).exists()  # nothing was written
+        # A body that stalls: a 408 after the read timeout, the thread freed.
+        started = time.monotonic()
+        status, body = _raw(port, _answer_request(b'{"parti', {"Content-Length": "50"}),
+                            pause=True)
+        assert status == 408 and "did not arrive" in body["error"]
+        assert time.monotonic() - started < 10
+        # More clients at once than --max connections: a 503 each, not a thread each.
+        import socket
+
+        holders = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        for holder in holders:
+            holder.sendall(b"GET /api/sta")  # a request line that never ends
+        time.sleep(0.2)
+        status, body = _raw(port, b"GET / HTTP/1.1\r\n\r\n")
+        assert status == 503 and "busy" in body["error"]
+        for holder in holders:
+            holder.close()
+        time.sleep(1.5)  # their threads end (closed, or timed out after 1 s)
+        status, reply = _raw(port, _answer_request(good))
+        assert status == 200 and reply["saved"] is True  # the server still serves
+        assert server.errors == 0  # and nothing went to its error log
+    finally:
+        server.shutdown()
+        server.server_close()
+        s.close()
+    assert len(_lines(out / study.ANSWERS)) == 1
+
+
+def test_fuzzed_requests_never_break_the_server(tmp_path_factory):
+    """Property-based (Hypothesis, bounded): any answer body, any query, any Content-Length
+    gets a JSON 200 or 4xx from a live server, never a 5xx or a logged error; only valid
+    answers are written, each once."""
+    from hypothesis import HealthCheck, given, settings, strategies as st
+
+    root = tmp_path_factory.mktemp("fuzz")
+    folders = _scenes(root, n=2)
+    out = root / "out"
+    s = study.Study(_config(folders, out, practice=1, trials=2))
+    server = study.make_server(s, "127.0.0.1", 0, timeout=1.0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8)
+        | st.sampled_from(["left", "right", "ann", "bob"]),
+        lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
+                                                                    max_size=3), max_leaves=8)
+    bodies = st.one_of(
+        st.fixed_dictionaries({}, optional={"participant": json_values | st.sampled_from(
+            ["ann", "bob"]), "trial": json_values | st.integers(0, 3), "choice": json_values,
+            "shown_ms": json_values}).map(lambda d: json.dumps(d).encode()),
+        json_values.map(lambda v: json.dumps(v).encode()), st.binary(max_size=64))
+    saved = []
+
+    @settings(max_examples=150, deadline=None, derandomize=True,
+              suppress_health_check=list(HealthCheck))
+    @given(body=bodies, length=st.one_of(st.none(), st.integers(-10 ** 7, 10 ** 7),
+                                         st.text(max_size=6)),
+           query=st.text(max_size=30), path=st.sampled_from(["/api/status", "/api/trial",
+                                                            "/api/image", "/api/answer"]))
+    def check(body, length, query, path):
+        import urllib.parse as parse
+
+        if length is None:
+            request = _answer_request(body)
+        else:
+            text = str(length).replace("\r", "").replace("\n", "")
+            request = _answer_request(body, {"Content-Length": text})
+        status, reply = _raw(port, request, read_timeout=10)
+        assert status is not None and (status == 200 or 400 <= status < 500), (status, reply)
+        assert isinstance(reply, dict)
+        if status == 200 and not reply["repeated"]:
+            saved.append(reply)
+        status, reply = _raw(port, f"GET {path}?{parse.quote(query, safe='=&')} "
+                                   "HTTP/1.1\r\n\r\n".encode(), read_timeout=10)
+        assert status == 200 or 400 <= status < 500, (status, reply)
+
+    try:
+        check()
+        assert server.errors == 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        s.close()
+    lines = _lines(out / study.ANSWERS) if (out / study.ANSWERS).exists() else []
+    assert len(lines) == len(saved)
+    for participant in {r["participant"] for r in lines}:
+        assert [r["trial"] for r in lines if r["participant"] == participant] == list(
+            range(len([r for r in lines if r["participant"] == participant])))
+
+
+def test_study_settings_and_folders_a_user_can_get_wrong(tmp_path):
+    """Issue 33, part of fault 13: --port 99999, an --output_dir that is a file, a damaged or
+    list-valued study.json (at the start and in --report), a report folder that cannot be
+    written: each one line, never a traceback."""
+    folders = _scenes(tmp_path, n=2)
+    with pytest.raises(UserError, match="--port=99999: use 0"):
+        _config(folders, tmp_path / "out", port=99999)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="--output_dir .*file is a file, not a folder"):
+        study.Study(_config(folders, tmp_path / "file"))
+    out = tmp_path / "out"
+    study.Study(_config(folders, out)).close()
+    for damage in ("{not json", "[1, 2]", '{"fakes": 3}'):
+        (out / study.SETTINGS).write_text(damage)
+        with pytest.raises(UserError, match=r"study.json is damaged .*new --output_dir"):
+            study.Study(_config(folders, out))
+        (out / study.ANSWERS).write_text("")
+        with pytest.raises(UserError, match="study.json is damaged"):
+            study.report(str(out))
+    cli = [sys.executable, "-m", "tf_pix2pix.tools.study"]
+    runs = [
+        (["--real", folders["real"], "--fake", f"b={folders['blurry']}", "--port", "99999",
+          "--output_dir", str(tmp_path / "o2")], "error: --port=99999"),
+        (["--real", folders["real"], "--fake", f"b={folders['blurry']}",
+          "--output_dir", str(tmp_path / "file")], "is a file, not a folder"),
+        (["--report", str(out)], "study.json is damaged"),
+    ]
+    for args, message in runs:
+        run = subprocess.run(cli + args, cwd=REPO, capture_output=True, text=True, timeout=120)
+        assert run.returncode == 1 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.strip().splitlines()[-1].startswith("error:")
+        assert message in run.stderr
+    # A folder where report.md cannot be written: the report is printed, a warning says so.
+    os.remove(out / study.SETTINGS)
+    (out / "report.md").mkdir()
+    run = subprocess.run(cli + ["--report", str(out)], cwd=REPO, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0 and "method,fooling_rate" in run.stdout, run.stderr
+    assert "warning: could not write" in run.stderr and "Traceback" not in run.stderr
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]

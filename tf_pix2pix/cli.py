@@ -64,6 +64,8 @@ def writable_dir(path: str, flag: str) -> str:
     or read-only; the tools call this first so that the user's folder is used or refused.
     """
     folder = os.path.abspath(os.path.expanduser(path))
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError(f"{flag} {folder} is a file, not a folder; pass a folder")
     try:
         os.makedirs(folder, exist_ok=True)
     except OSError as e:

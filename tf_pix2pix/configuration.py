@@ -408,12 +408,19 @@ def write_atomic(path: str, data: str | bytes, sync: bool = False) -> None:
     """Writes ``data`` to ``path`` through a temporary file beside it, so that a reader (or a
     crash) never sees half a file; ``sync`` also flushes it to the disk before the rename."""
     tmp = path + ".tmp"
-    with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
-        f.write(data)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.remove(tmp)  # a full disk or a refused rename leaves no .tmp behind
+        except OSError:
+            pass
+        raise
 
 
 def save_config(config: ExperimentConfig, model_dir: str) -> str:

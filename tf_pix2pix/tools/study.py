@@ -54,7 +54,7 @@ import time
 import urllib.parse
 from typing import Any
 
-from tf_pix2pix.cli import UserError, from_flags
+from tf_pix2pix.cli import UserError, from_flags, writable_dir
 from tf_pix2pix.configuration import option, option_of, write_atomic
 from tf_pix2pix.runtime.locking import ModelDirLock
 
@@ -66,6 +66,12 @@ PARTICIPANT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 METHOD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 SIDES = ("left", "right")
 MAX_BODY = 4096
+MAX_CONNECTIONS = 64  # served at once; more get a 503 (each holds a thread)
+READ_TIMEOUT = 15.0  # seconds a request may leave the server waiting for its next bytes
+MAX_SHOWN_MS = 86_400_000.0  # a day: longer is not a time an image was on the screen
+# How every answer line starts (json.dumps of the record's first key): a line glued onto a line
+# cut short by a full disk (before answers were written whole or not at all) is found by it.
+_RECORD_START = b'{"participant": '
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "bmp": "image/bmp",
                  "gif": "image/gif"}
 
@@ -99,6 +105,8 @@ class StudyConfig:
             raise UserError(f"--fake: method names repeat ({', '.join(names)})")
         if self.exposure_ms < 1:
             raise UserError(f"--exposure_ms={self.exposure_ms}: use a positive time")
+        if not 0 <= self.port <= 65535:
+            raise UserError(f"--port={self.port}: use 0 (any free port) to 65535")
         if self.practice < 0 or self.trials < 1:
             raise UserError(f"--practice={self.practice} --trials={self.trials}: use 0 or more "
                             "practice trials and 1 or more test trials")
@@ -179,7 +187,9 @@ class Study:
                 self.files[(source, stem)] = (files[stem], CONTENT_TYPES.get(image.format,
                                                                               "image/png"))
         self.lock = threading.Lock()
+        writable_dir(config.output_dir, "--output_dir")
         self.path = os.path.join(config.output_dir, ANSWERS)
+        self._size = 0  # bytes of answers.jsonl that hold complete, acknowledged answers
         self._sequences: dict[str, list[Trial]] = {}
         self.answers: dict[str, list[dict[str, Any]]] = {}
         # One server per study folder: two would both append (double counts, positions beyond
@@ -212,10 +222,7 @@ class Study:
         settings_path = os.path.join(self.config.output_dir, SETTINGS)
         settings = self._settings()
         if os.path.exists(settings_path):
-            with open(settings_path) as f:
-                saved = json.load(f)
-            if isinstance(saved.get("fakes"), dict):  # written before the order was kept:
-                saved["fakes"] = [list(item) for item in saved["fakes"].items()]  # file order
+            saved = read_settings(self.config.output_dir)
             if saved != settings:
                 changed = sorted(k for k in settings if saved.get(k) != settings[k])
                 raise UserError(f"--output_dir {self.config.output_dir} holds a study with other "
@@ -229,6 +236,7 @@ class Study:
             if end < os.path.getsize(self.path):  # a line cut short by a crash: dropped
                 with open(self.path, "r+b") as f:
                     f.truncate(end)
+            self._size = end
             for record in records:
                 self.answers.setdefault(record["participant"], []).append(record)
 
@@ -275,15 +283,31 @@ class Study:
         t = self.trial(participant, index)
         return self.files[("real" if side == t.real_side else t.method, t.stem)]
 
+    def _append(self, line: bytes) -> None:
+        """Appends one answer line whole and on the disk, or not at all: a failed write (a full
+        disk) is cut back to the answers before it, so the next answer starts its own line, and
+        raises (the page is told the answer was not saved and may send it again)."""
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            view = memoryview(line)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        except OSError:
+            try:
+                os.ftruncate(fd, self._size)
+            except OSError:
+                pass  # read_answers drops a cut line at the next start and finds a glued one
+            raise
+        finally:
+            os.close(fd)
+        self._size += len(line)
+
     def record(self, participant: str, index: int, choice: str,
                shown_ms: float | None) -> dict[str, Any]:
         """Saves the answer to trial ``index`` (the participant's next one) and returns what the
         page needs: feedback on practice trials, the next trial."""
-        if choice not in SIDES:
-            raise RequestError(400, f"choice={choice!r}: use left or right")
-        if shown_ms is not None and not (isinstance(shown_ms, (int, float))
-                                         and math.isfinite(shown_ms) and shown_ms >= 0):
-            raise RequestError(400, "shown_ms must be a non-negative number")
+        choice, shown_ms = _choice(choice), _shown_ms(shown_ms)
         t = self.trial(participant, index)
         with self.lock:
             self.folder_lock.heartbeat()
@@ -299,11 +323,7 @@ class Study:
                           "choice": choice, "correct": choice == t.real_side,
                           "fooled": choice != t.real_side, "shown_ms": shown_ms,
                           "time": round(time.time(), 3)}
-                line = json.dumps(record) + "\n"
-                with open(self.path, "a") as f:
-                    f.write(line)
-                    f.flush()
-                    os.fsync(f.fileno())
+                self._append((json.dumps(record) + "\n").encode())
                 self.answers.setdefault(participant, []).append(record)
         reply = {"saved": True, "repeated": repeated, "next": index + 1,
                  "done": index + 1 >= self.config.total}
@@ -313,30 +333,70 @@ class Study:
         return reply
 
 
+def _answer_record(line: bytes) -> dict[str, Any] | None:
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(record, dict) or not {"participant", "phase", "method",
+                                            "fooled"} <= set(record):
+        return None
+    return record
+
+
 def read_answers(path: str) -> tuple[list[dict[str, Any]], int]:
     """The answer records of ``path`` and the byte length of its complete lines (a last line
     without its newline, cut short by a crash, is not counted).
 
+    A line that is a cut-short answer with a whole answer glued on (a full disk under a server
+    of before, which then saved and acknowledged the next answer) gives the whole one.
+
     Raises:
       UserError: a complete line that is not an answer record, by its number.
     """
-    with open(path, "rb") as f:
-        data = f.read()
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror})") from None
     end = data.rfind(b"\n") + 1
     records = []
-    for number, line in enumerate(data[:end].decode(errors="replace").splitlines(), 1):
+    for number, line in enumerate(data[:end].split(b"\n")[:-1], 1):
         if not line.strip():
             continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict) or not {"participant", "phase", "method",
-                                                    "fooled"} <= set(record):
-                raise ValueError(line)
-        except ValueError:
-            raise UserError(f"{path} line {number} is not an answer record; remove or mend "
-                            "it") from None
+        record = _answer_record(line)
+        start = line.rfind(_RECORD_START)
+        if record is None and start > 0:
+            record = _answer_record(line[start:])
+        if record is None:
+            raise UserError(f"{path} line {number} is not an answer record; remove or mend it")
         records.append(record)
     return records, end
+
+
+def read_settings(output_dir: str) -> dict[str, Any]:
+    """The settings in ``output_dir``'s ``study.json`` (methods as ``[name, folder]`` pairs, in
+    the study's order; a file of before, which held them as an object, in its file order).
+
+    Raises:
+      UserError: the file cannot be read or is not a study's settings.
+    """
+    path = os.path.join(output_dir, SETTINGS)
+    try:
+        with open(path, "rb") as f:
+            saved = json.loads(f.read())
+    except OSError as e:
+        raise UserError(f"{path}: cannot read it ({e.strerror})") from None
+    except (ValueError, RecursionError):
+        saved = None
+    if isinstance(saved, dict) and isinstance(saved.get("fakes"), dict):
+        saved["fakes"] = [list(item) for item in saved["fakes"].items()]
+    if not (isinstance(saved, dict) and isinstance(saved.get("fakes"), list)
+            and all(isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)
+                    for item in saved["fakes"])):
+        raise UserError(f"{path} is damaged (not the settings of a study); restore it, or move "
+                        "the folder away and start the study in a new --output_dir")
+    return saved
 
 
 class RequestError(Exception):
@@ -345,86 +405,167 @@ class RequestError(Exception):
         self.status = status
 
 
-def _participant(value: str | None) -> str:
-    if not value or not PARTICIPANT.fullmatch(value):
+def _participant(value: Any) -> str:
+    if not isinstance(value, str) or not PARTICIPANT.fullmatch(value):
         raise RequestError(400, "participant id: 1-64 letters, digits, _ and -, starting with a "
                                 "letter or digit")
     return value
 
 
-def _index(value: Any) -> int:
-    if isinstance(value, bool):
-        raise RequestError(400, "trial must be a whole number")
-    try:
+def _index(value: Any, query: bool = False) -> int:
+    """A trial number: digits in a query string, a JSON integer in a body."""
+    if query and isinstance(value, str) and re.fullmatch(r"[0-9]{1,9}", value):
         return int(value)
-    except (TypeError, ValueError):
-        raise RequestError(400, "trial must be a whole number") from None
+    if not query and isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise RequestError(400, "trial must be a whole number (0 or more)")
 
 
-def make_handler(study: Study) -> type[http.server.BaseHTTPRequestHandler]:
+def _choice(value: Any) -> str:
+    if not isinstance(value, str) or value not in SIDES:
+        raise RequestError(400, "choice must be \"left\" or \"right\"")
+    return value
+
+
+def _shown_ms(value: Any) -> float | None:
+    if value is None:
+        return None
+    if (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value) and 0 <= value <= MAX_SHOWN_MS):
+        return value
+    raise RequestError(400, f"shown_ms must be null or a number of milliseconds (0 to "
+                            f"{MAX_SHOWN_MS:.0f})")
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _answer_body(data: bytes) -> dict[str, Any]:
+    """The JSON object of an answer (strict JSON: no NaN or Infinity; nesting is refused)."""
+    try:
+        body = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        raise RequestError(400, "the body must be JSON") from None
+    if not isinstance(body, dict) or set(body) - {"participant", "trial", "choice",
+                                                  "shown_ms"}:
+        raise RequestError(400, "the body must be a JSON object of participant, trial, choice "
+                                "and shown_ms")
+    return body
+
+
+def make_handler(study: Study, timeout: float = READ_TIMEOUT
+                 ) -> type[http.server.BaseHTTPRequestHandler]:
+    """The request handler of ``study``: every request gets a JSON reply (4xx for a request it
+    cannot take, nothing written then), reads are bounded in size and in time (``timeout``
+    seconds per read: a stalled client gets a 408 and its thread back)."""
     with open(PAGE, "rb") as f:
         page = f.read()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "tf_pix2pix-study"
 
+        def setup(self) -> None:
+            self.timeout = timeout  # StreamRequestHandler sets it on the socket
+            super().setup()
+
         def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
             pass  # one line per request would drown the console; errors are printed
 
+        def send_error(self, code: int, message: str | None = None,
+                       explain: str | None = None) -> None:
+            """The standard library's refusals (a bad request line, headers too long, an
+            unknown method) as JSON, like every other reply (with a status line also when
+            the request line was too broken to say its HTTP version)."""
+            if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":
+                self.request_version = "HTTP/1.0"
+            self._json(code, {"error": message or http.HTTPStatus(code).phrase})
+
         def _send(self, status: int, body: bytes, content_type: str) -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(body)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", content_type)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Cache-Control", "no-store")
+                if status >= 400:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+            except (ConnectionError, TimeoutError):
+                self.close_connection = True  # the client left: nothing to tell it
 
         def _json(self, status: int, value: dict[str, Any]) -> None:
             self._send(status, json.dumps(value).encode(), "application/json")
 
+        def _body(self) -> bytes:
+            """The request body, by its one decimal Content-Length (at most MAX_BODY)."""
+            if self.headers.get("Transfer-Encoding") is not None:
+                raise RequestError(411, "send the body with a Content-Length, not chunked")
+            values = self.headers.get_all("Content-Length") or []
+            if not values:
+                raise RequestError(411, "a POST needs a Content-Length")
+            if len(set(values)) > 1:
+                raise RequestError(400, "Content-Length is given twice, differently")
+            text = values[0].strip()
+            if not re.fullmatch(r"[0-9]{1,9}", text):
+                raise RequestError(400, f"Content-Length {text[:20]!r} is not a byte count")
+            length = int(text)
+            if length > MAX_BODY:
+                raise RequestError(413, f"request body over {MAX_BODY} bytes")
+            data = b""
+            try:
+                while len(data) < length:
+                    chunk = self.rfile.read(length - len(data))
+                    if not chunk:
+                        raise RequestError(400, f"the body ended after {len(data)} of "
+                                                f"{length} bytes")
+                    data += chunk
+            except TimeoutError:
+                raise RequestError(408, f"the body did not arrive within {timeout:g} s") from None
+            return data
+
         def _handle(self, method: str) -> None:
             url = urllib.parse.urlsplit(self.path)
-            query = dict(urllib.parse.parse_qsl(url.query))
             try:
+                try:
+                    query = dict(urllib.parse.parse_qsl(url.query, max_num_fields=16))
+                except ValueError:
+                    raise RequestError(400, "too many query fields (16 at most)") from None
                 if method == "GET" and url.path in ("/", "/index.html"):
                     self._send(200, page, "text/html; charset=utf-8")
                 elif method == "GET" and url.path == "/api/status":
                     self._json(200, study.status(_participant(query.get("participant"))))
                 elif method == "GET" and url.path == "/api/trial":
-                    p, i = _participant(query.get("participant")), _index(query.get("trial"))
+                    p = _participant(query.get("participant"))
+                    i = _index(query.get("trial"), query=True)
                     t = study.trial(p, i)
                     images = {side: "/api/image?" + urllib.parse.urlencode(
                         {"participant": p, "trial": i, "side": side}) for side in SIDES}
                     self._json(200, {"trial": i, "phase": t.phase, **images})
                 elif method == "GET" and url.path == "/api/image":
                     path, content_type = study.image(_participant(query.get("participant")),
-                                                     _index(query.get("trial")),
+                                                     _index(query.get("trial"), query=True),
                                                      query.get("side", ""))
                     with open(path, "rb") as f:
                         self._send(200, f.read(), content_type)
                 elif method == "POST" and url.path == "/api/answer":
-                    length = int(self.headers.get("Content-Length") or 0)
-                    if length > MAX_BODY:
-                        raise RequestError(413, f"request body over {MAX_BODY} bytes")
-                    try:
-                        body = json.loads(self.rfile.read(length) or b"null")
-                    except (ValueError, UnicodeDecodeError):
-                        raise RequestError(400, "the body must be JSON") from None
-                    if not isinstance(body, dict) or set(body) - {"participant", "trial",
-                                                                  "choice", "shown_ms"}:
-                        raise RequestError(400, "the body must be a JSON object of participant, "
-                                                "trial, choice and shown_ms")
+                    body = _answer_body(self._body())
                     self._json(200, study.record(_participant(body.get("participant")),
                                                  _index(body.get("trial")), body.get("choice"),
                                                  body.get("shown_ms")))
                 else:
-                    raise RequestError(404 if method == "GET" else 405,
-                                       f"no {method} {url.path} here")
+                    known = url.path in ("/", "/index.html", "/api/status", "/api/trial",
+                                         "/api/image", "/api/answer")
+                    raise RequestError(405 if known or method != "GET" else 404,
+                                       f"no {method} {url.path[:200]} here")
             except RequestError as e:
                 self._json(e.status, {"error": str(e)})
             except OSError as e:  # the answers file or an image could not be written/read
                 print(f"study: {method} {url.path}: {e}", file=sys.stderr, flush=True)
-                self._json(500, {"error": f"the server could not read or save: {e.strerror}"})
+                self._json(500, {"saved": False,
+                                 "error": f"the server could not read or save: {e.strerror}"})
 
         def do_GET(self) -> None:  # noqa: N802
             self._handle("GET")
@@ -432,18 +573,63 @@ def make_handler(study: Study) -> type[http.server.BaseHTTPRequestHandler]:
         def do_POST(self) -> None:  # noqa: N802
             self._handle("POST")
 
+        def _refuse(self) -> None:
+            self._json(405, {"error": f"{self.command} is not served here (GET and POST are)"})
+
+        do_HEAD = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = _refuse  # noqa: N815
+
     return Handler
 
 
-def make_server(study: Study, host: str, port: int) -> http.server.ThreadingHTTPServer:
+_BUSY = (b"HTTP/1.0 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+         b"Connection: close\r\nRetry-After: 1\r\n\r\n"
+         b'{"error": "the study server is busy; try again in a moment"}')
+
+
+class StudyServer(http.server.ThreadingHTTPServer):
+    """A threaded server that holds at most ``MAX_CONNECTIONS`` requests at once (more get a
+    503, not a thread each) and reports a request that failed in one line, counted in
+    ``errors``, instead of a traceback."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type, max_connections: int):
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self.errors = 0
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(_BUSY)
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        self.errors += 1
+        error = sys.exc_info()[1]
+        print(f"study: a request from {client_address[0]} failed: {type(error).__name__}: "
+              f"{error}", file=sys.stderr, flush=True)
+
+
+def make_server(study: Study, host: str, port: int, timeout: float = READ_TIMEOUT,
+                max_connections: int = MAX_CONNECTIONS) -> StudyServer:
     """A threaded HTTP server of ``study`` (port 0: a free one, see ``server_address``)."""
     try:
-        server = http.server.ThreadingHTTPServer((host, port), make_handler(study))
-    except OSError as e:
-        raise UserError(f"--host {host} --port {port}: cannot listen there ({e.strerror}); "
+        return StudyServer((host, port), make_handler(study, timeout), max_connections)
+    except (OSError, OverflowError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise UserError(f"--host {host} --port {port}: cannot listen there ({reason}); "
                         "pick another --port") from None
-    server.daemon_threads = True
-    return server
 
 
 # -- the report --------------------------------------------------------------------------------
@@ -457,9 +643,7 @@ def report(output_dir: str) -> list[dict[str, Any]]:
     methods: list[str] = []
     settings = os.path.join(output_dir, SETTINGS)
     if os.path.isfile(settings):
-        with open(settings) as f:
-            fakes = json.load(f)["fakes"]  # [[name, folder], ...]; a name -> folder dict before
-            methods = [item[0] if isinstance(item, list) else item for item in fakes]
+        methods = [name for name, _ in read_settings(output_dir)["fakes"]]
     counts: dict[str, dict[str, list[int]]] = {}
     for r in read_answers(path)[0]:
         if r["phase"] != "test":
@@ -521,11 +705,14 @@ def main(argv: list[str]) -> None:
     f = flags.FLAGS
     if f.report:
         markdown, text = report_text(report(f.report))
-        for name, content in (("report.md", markdown), ("report.csv", text)):
-            with open(os.path.join(f.report, name), "w") as out:
-                out.write(content)
         print(markdown)
-        print(text, end="")
+        print(text, end="", flush=True)
+        for name, content in (("report.md", markdown), ("report.csv", text)):
+            try:
+                write_atomic(os.path.join(f.report, name), content)
+            except OSError as e:  # the table is printed above: the report is not lost
+                print(f"warning: could not write {os.path.join(f.report, name)} "
+                      f"({e.strerror}); the report is printed above", file=sys.stderr)
         return
     if not f.real:
         raise UserError("pass --real DIR and --fake NAME=DIR (or --report DIR)")
