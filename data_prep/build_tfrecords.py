@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import hashlib
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -44,7 +45,8 @@ from absl import flags
 from data_prep.atomic import atomic_output_dir, check_output_dir
 from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
 from tf_pix2pix.configuration import option
-from tf_pix2pix.data import MANIFEST, SCHEMA_VERSION, SPLITS, make_example, make_label_example
+from tf_pix2pix.data import (MANIFEST, SCHEMA_VERSION, SPLITS, make_example, make_label_example,
+                             manifest_checksum)
 from tf_pix2pix.image_io import (BadImageError, ImageFile, encode_ids, list_files,
                                  read_aligned_pair, read_id_map, read_image)
 from tf_pix2pix.label_maps import label_key
@@ -342,8 +344,9 @@ def build(config: BuildConfig) -> dict[str, Any]:
       UserError: bad paths, or an existing non-empty output without ``overwrite``.
       BadImageError: a bad file when ``on_bad_image == "fail"``; nothing is left behind.
     """
-    out = check_output_dir(config.output_dir, config.overwrite,
-                           sources={"--input_dir": config.input_dir}, owned=written_by_build)
+    check = functools.partial(check_output_dir, config.output_dir, config.overwrite,
+                              sources={"--input_dir": config.input_dir}, owned=written_by_build)
+    out = check()
     items, unmatched = _collect_items(config)
     if not any(items.values()):
         raise UserError(f"no files found in --input_dir {config.input_dir}")
@@ -353,7 +356,27 @@ def build(config: BuildConfig) -> dict[str, Any]:
                             f" ({len(unmatched)} unmatched; --on_bad_image=skip skips them)")
 
     skipped = list(unmatched)
-    with atomic_output_dir(out) as workdir:
+    import tensorflow as tf
+
+    try:
+        return _write(config, out, check, items, skipped)
+    except (OSError, tf.errors.OpError) as e:
+        filename = getattr(e, "filename", None)
+        if isinstance(e, OSError) and filename and not os.path.abspath(filename).startswith(
+                os.path.dirname(out) + os.sep):
+            raise  # not the output's (an input file: its own error)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else (
+            getattr(e, "message", "") or str(e)).strip().splitlines()[0]
+        if os.sep in reason.split("; ", 1)[0]:  # TensorFlow's "PATH; No space left on device"
+            reason = reason.split("; ", 1)[-1]
+        raise UserError(f"--output_dir {out}: cannot write the TFRecords ({reason}); nothing "
+                        "was written: free space there or choose another --output_dir") from None
+
+
+def _write(config: BuildConfig, out: str, check: Any, items: dict[str, Any],
+           skipped: list[dict[str, str]]) -> dict[str, Any]:
+    """Writes the shards and the manifest of ``items`` into ``out`` (all or nothing)."""
+    with atomic_output_dir(out, recheck=check, holder="build_tfrecords") as workdir:
         splits = {}
         for split, split_items in items.items():
             if config.layout != "unaligned":
@@ -375,6 +398,7 @@ def build(config: BuildConfig) -> dict[str, Any]:
             "num_skipped": len(skipped),
             "skipped": skipped,
         }
+        manifest["checksum"] = manifest_checksum(manifest)  # a hand edit is detected
         with open(os.path.join(workdir, MANIFEST), "w") as f:
             json.dump(manifest, f, indent=2)
     return manifest

@@ -12,6 +12,7 @@ with ``--on_bad_image=fail`` (default) the first one stops the run and nothing i
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -32,14 +33,16 @@ def combine(fold_a: str, fold_b: str, fold_ab: str, on_bad_image: str = "fail",
         raise UserError(f"--on_bad_image={on_bad_image!r}: use fail or skip")
     if output_format not in ("png", "jpeg"):
         raise UserError(f"--output_format={output_format!r}: use png or jpeg")
-    out = check_output_dir(fold_ab, overwrite, flag="--fold_AB",
-                           sources={"--fold_A": fold_a, "--fold_B": fold_b})
+    check = functools.partial(check_output_dir, fold_ab, overwrite, flag="--fold_AB",
+                              sources={"--fold_A": fold_a, "--fold_B": fold_b})
+    out = check()
     items, skipped = pair_folders(fold_a, fold_b)
     if skipped and on_bad_image == "fail":
         raise BadImageError(skipped[0]["file"], skipped[0]["reason"])
     flat = list(items) == ["train"] and not os.path.isdir(os.path.join(fold_a, "train"))
     counts = {}
-    with atomic_output_dir(out) as workdir:
+    with atomic_output_dir(out, recheck=check, holder="combine_a_and_b",
+                           flag="--fold_AB") as workdir:
         for split, pairs in items.items():
             folder = workdir if flat else os.path.join(workdir, split)
             os.makedirs(folder, exist_ok=True)

@@ -29,6 +29,7 @@ bicubic), as ``--layout=labels`` TFRecords.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import re
@@ -40,6 +41,7 @@ from typing import Any
 
 from data_prep.atomic import atomic_output_dir, check_output_dir
 from data_prep.build_tfrecords import sha256_of
+from tf_pix2pix import data as data_lib
 from tf_pix2pix.cli import UserError, writable_dir, run_main
 
 PIX2PIX_DATASETS = ("facades", "maps", "edges2shoes", "edges2handbags", "night2day")
@@ -240,10 +242,12 @@ def download(config: DownloadConfig) -> dict[str, Any]:
     """
     from data_prep.build_tfrecords import BuildConfig, build
 
-    final = check_output_dir(os.path.join(config.output_dir, config.dataset), config.overwrite,
-                             flag="--output_dir/<dataset>")
+    check = functools.partial(check_output_dir, os.path.join(config.output_dir, config.dataset),
+                              config.overwrite, flag="--output_dir/<dataset>")
+    final = check()
     source: dict[str, Any] = {"dataset": config.dataset}
-    with atomic_output_dir(final) as work:
+    with atomic_output_dir(final, recheck=check, holder="download",
+                           flag="--output_dir") as work:
         images = os.path.join(work, "images")
         if config.dataset.startswith("cityscapes"):
             source["cityscapes_dir"] = os.path.abspath(config.cityscapes_dir)
@@ -268,6 +272,7 @@ def download(config: DownloadConfig) -> dict[str, Any]:
             manifest = build(BuildConfig(input_dir=images, output_dir=records, layout=layout,
                                          on_bad_image="skip", progress=config.progress))
             manifest["source"] = source
+            manifest["checksum"] = data_lib.manifest_checksum(manifest)
             with open(os.path.join(records, "manifest.json"), "w") as f:
                 json.dump(manifest, f, indent=2)
             summary["tfrecords"] = os.path.join(final, "tfrecords")

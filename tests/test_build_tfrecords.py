@@ -350,3 +350,81 @@ def test_overwrite_replaces_only_this_tools_output(tmp_path):
     with pytest.raises(UserError, match="'thesis.tex'.*did not write"):
         build(BuildConfig(input_dir=folder, output_dir=str(out), overwrite=True, progress=False))
     assert (out / "thesis.tex").read_text() == "mine"
+
+
+def test_one_build_per_output_and_what_killed_runs_left_is_removed(tmp_path, capsys):
+    """Issue 33, faults 2 and 3: two builds into one output both exited 0 and one result was
+    silently lost; a killed build's ``.OUT.partial-PID`` was never removed."""
+    import functools
+    import socket
+
+    from data_prep.atomic import atomic_output_dir, check_output_dir
+    from tf_pix2pix.runtime.locking import ModelDirLockedError, _process_start
+
+    folder = _good_folder(str(tmp_path / "in"))
+    out = tmp_path / "out"
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / ".out.lock").write_text(json.dumps({
+            "host": socket.gethostname(), "pid": other.pid,
+            "process_start": _process_start(other.pid), "started": "now"}))
+        with pytest.raises(ModelDirLockedError, match=rf"{out} is in use by another "
+                                                      rf"build_tfrecords \(pid {other.pid}"):
+            build(BuildConfig(input_dir=folder, output_dir=str(out), progress=False))
+        assert not out.exists()
+    finally:
+        other.kill()
+        other.wait()
+    # Its holder is gone: the lock is taken over; a dead build's partial folder is removed.
+    (tmp_path / f".out.partial-{other.pid}").mkdir()
+    (tmp_path / f".out.partial-{other.pid}" / "train-00000-of-00001.tfrecord").write_bytes(b"x")
+    build(BuildConfig(input_dir=folder, output_dir=str(out), progress=False))
+    err = capsys.readouterr().err
+    assert "taking over the stale lock" in err and f".out.partial-{other.pid}, the partial " \
+                                                   "output of a run that was killed" in err
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"]  # no lock, no partial folder left
+    # A second run that checked the output before the first one finished is refused under the
+    # lock, not allowed to replace the first one's result.
+    target = tmp_path / "second"
+    check = functools.partial(check_output_dir, str(target), False)
+    check()  # empty: fine now ...
+    target.mkdir()
+    (target / "manifest.json").write_text("{}")  # ... then another run finishes first
+    with pytest.raises(UserError, match="is not empty; pass --overwrite"):
+        with atomic_output_dir(str(target), recheck=check):
+            pass
+    assert (target / "manifest.json").read_text() == "{}"
+
+
+def test_mount_point_and_full_disk_outputs_are_one_line(tmp_path, monkeypatch):
+    """Issue 33, part of fault 13: an output that is a mount point, and a full disk, raised
+    tracebacks."""
+    folder = _good_folder(str(tmp_path / "in"))
+    mount = "/dev/shm" if os.path.ismount("/dev/shm") else "/proc"
+    with pytest.raises(UserError, match=f"--output_dir {mount} is a mount point"):
+        build(BuildConfig(input_dir=folder, output_dir=mount, overwrite=True, progress=False))
+
+    class FullDisk(tf.io.TFRecordWriter):
+        def write(self, record):
+            raise tf.errors.ResourceExhaustedError(
+                None, None, f"{tmp_path}/.out.partial-1/train-00000-of-00001.tfrecord; No space "
+                            "left on device")
+
+    monkeypatch.setattr(tf.io, "TFRecordWriter", FullDisk)
+    with pytest.raises(UserError, match=r"--output_dir .*out: cannot write the TFRecords \(No "
+                                        r"space left on device\); nothing was written"):
+        build(BuildConfig(input_dir=folder, output_dir=str(tmp_path / "out"), progress=False))
+    assert sorted(os.listdir(tmp_path)) == ["in"]
+    monkeypatch.undo()
+    real_dump = json.dump
+
+    def dump_fails(value, f, **kw):
+        if not str(f.name).endswith("manifest.json"):
+            return real_dump(value, f, **kw)
+        raise OSError(28, "No space left on device", f.name)
+
+    monkeypatch.setattr(json, "dump", dump_fails)
+    with pytest.raises(UserError, match=r"cannot write the TFRecords \(No space left on device"):
+        build(BuildConfig(input_dir=folder, output_dir=str(tmp_path / "out"), progress=False))
+    monkeypatch.setattr(json, "dump", real_dump)
+    assert sorted(os.listdir(tmp_path)) == ["in"]

@@ -45,3 +45,51 @@ def test_a_good_folder_passes_and_bad_shards_are_each_named(records_dir, unpaire
     assert any(line.startswith(f"{bad}/{flipped}: corrupted record at ") for line in lines)
     assert lines[-1] == f"checked 6 shard(s) of {bad}: 2 bad; rebuild them with " \
                         "data_prep.build_tfrecords (or train with --on_corrupt_record=skip)"
+
+
+def test_labels_builds_verify_and_counts_are_checked(label_records, tmp_path):
+    """Issue 33, fault 11: verify decoded label records with another layout's schema (every
+    clean --layout=labels build was reported corrupt, rc 1) and never checked num_examples; a
+    hand-edited manifest was trusted by training."""
+    import pytest
+
+    from tf_pix2pix import data as data_lib
+
+    result = verify(VerifyConfig(data_dir=label_records))
+    assert result["problems"] == {} and result["shards"] >= 2
+    run = _run(label_records)
+    assert run.returncode == 0 and "all good" in run.stdout, run.stdout
+
+    edited = tmp_path / "edited"
+    shutil.copytree(label_records, edited)
+    manifest = json.load(open(edited / "manifest.json"))
+    train = manifest["splits"]["train"]
+    held = (train["num_examples"], train["max_label"])
+    train["num_examples"] += 5
+    train["max_label"] += 7
+    (edited / "manifest.json").write_text(json.dumps(manifest))
+    problems = verify(VerifyConfig(data_dir=str(edited)))["problems"]
+    assert problems == {"manifest.json": [
+        "changed after data_prep.build_tfrecords wrote it (its checksum differs)",
+        f"train: num_examples is {held[0] + 5}, the shards hold {held[0]} records",
+        f"train: max_label is {held[1] + 7}, the largest class id in the shards is {held[1]}"]}
+    run = _run(str(edited))
+    assert run.returncode == 1 and run.stdout.strip().splitlines()[-1].endswith(
+        "manifest.json does not match its shards; rebuild the data with "
+        "data_prep.build_tfrecords")
+    # Training reads the manifest's counts: an edited one is refused, naming verify.
+    with pytest.raises(data_lib.DataError, match="was changed after data_prep.build_tfrecords "
+                                                 "wrote it.*data_prep.verify"):
+        data_lib.read_manifest(str(edited))
+    # Even with the checksum dropped too (a manifest of before had none), verify sees the
+    # counts that differ from the shards.
+    del manifest["checksum"]
+    (edited / "manifest.json").write_text(json.dumps(manifest))
+    assert len(verify(VerifyConfig(data_dir=str(edited)))["problems"]["manifest.json"]) == 2
+    for damage in ("{not json", "[]", '{"splits": []}'):
+        (edited / "manifest.json").write_text(damage)
+        with pytest.raises(data_lib.DataError, match="is damaged .*rebuild"):
+            verify(VerifyConfig(data_dir=str(edited)))
+        run = _run(str(edited))
+        assert run.returncode == 1 and "Traceback" not in run.stderr
+        assert run.stderr.strip().splitlines()[-1].startswith("error: ")

@@ -24,6 +24,7 @@ independent draws.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -181,6 +182,21 @@ def decode_record(serialized: tf.Tensor, layout: str) -> dict[str, tf.Tensor]:
     return {"A": a, "B": b, "filename": parsed["image/filename"]}
 
 
+def decode_label_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    """Parses a record of the ``labels`` layout into ``{"label", "instance", "image",
+    "filename"}``: the label map as ``[H, W, 1]`` int32 ids (an RGB label image, channels 3, as
+    uint8 RGB), the instance ids (None when the record has none) and the photo (uint8 RGB)."""
+    spec = {**_LABEL_SPEC, "label/channels": tf.io.FixedLenFeature([], tf.int64,
+                                                                    default_value=1)}
+    parsed = tf.io.parse_single_example(serialized, spec)
+    ids = int(parsed["label/channels"]) == 1
+    label = decode_ids(parsed["label/encoded"]) if ids else decode_rgb(parsed["label/encoded"])
+    has_instance = int(tf.strings.length(parsed["instance/encoded"])) > 0
+    return {"label": label,
+            "instance": decode_ids(parsed["instance/encoded"]) if has_instance else None,
+            "image": decode_rgb(parsed["image/encoded"]), "filename": parsed["image/filename"]}
+
+
 def decode_image_record(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     """Parses a record of the ``unaligned`` layout into ``{"image", "filename"}`` (uint8 RGB)."""
     parsed = tf.io.parse_single_example(serialized, _feature_spec("aligned"))
@@ -336,18 +352,45 @@ def preprocess_image(image: tf.Tensor, channels: int, config: DataConfig, traini
     return _jitter(to_channels(image, channels), config, training, seed)
 
 
-def read_manifest(data_dir: str) -> dict[str, Any]:
-    """Loads ``manifest.json`` of a TFRecord directory, with a clear error when it is missing."""
+def manifest_checksum(manifest: dict[str, Any]) -> str:
+    """The SHA-256 of a manifest's content (without its ``checksum`` field), as
+    ``data_prep.build_tfrecords`` records it: a hand edit of the manifest is detected."""
+    content = {k: v for k, v in manifest.items() if k != "checksum"}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
+def manifest_intact(manifest: dict[str, Any]) -> bool:
+    """Whether the manifest is as written (one written before the checksum was kept: True)."""
+    return "checksum" not in manifest or manifest["checksum"] == manifest_checksum(manifest)
+
+
+def read_manifest(data_dir: str, check: bool = True) -> dict[str, Any]:
+    """Loads ``manifest.json`` of a TFRecord directory, with a clear error when it is missing,
+    damaged or (``check``) changed after it was written: its counts and label statistics are
+    what training trusts, so a hand edit is refused (``data_prep.verify`` reads it with
+    ``check=False`` and reports what differs from the shards)."""
     path = os.path.join(data_dir, MANIFEST)
     if not os.path.isfile(path):
         raise DataError(f"{path} not found; build the data with "
                         "`python -m data_prep.build_tfrecords --input_dir IN --output_dir "
                         f"{data_dir}`")
-    with open(path) as f:
-        manifest = json.load(f)
+    try:
+        with open(path, "rb") as f:
+            manifest = json.loads(f.read())
+    except (ValueError, RecursionError):
+        manifest = None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict) or not all(
+            isinstance(v, dict) for v in manifest["splits"].values()):
+        raise DataError(f"{path} is damaged (not a manifest of data_prep.build_tfrecords); "
+                        "rebuild the data with data_prep.build_tfrecords")
     if manifest.get("schema_version") != SCHEMA_VERSION:
         raise DataError(f"{path} has schema_version {manifest.get('schema_version')!r}, expected "
                         f"{SCHEMA_VERSION}; rebuild it with data_prep.build_tfrecords")
+    if check and not manifest_intact(manifest):
+        raise DataError(f"{path} was changed after data_prep.build_tfrecords wrote it (its "
+                        "counts and label statistics are what training trusts); rebuild the data, "
+                        f"or run `python -m data_prep.verify --data_dir {data_dir}` to see how it "
+                        "differs from the shards")
     return manifest
 
 

@@ -9,8 +9,9 @@ holder. A lock is stale, and taken over with a warning, when its process is gone
 another host (a shared file system), when it has not been refreshed for ``timeout`` seconds.
 Trainers of one process share its lock (the Python API may build several on one directory).
 
-The perceptual study's server locks its ``--output_dir`` the same way (``study.lock``): the class
-takes the lock file's name, what holds it and the flag that names the folder.
+The perceptual study's server locks its ``--output_dir`` the same way (``study.lock``), and the
+data tools the output folder they build (``.NAME.lock`` beside it): the class takes the lock
+file's name, what holds it, the flag that names the folder and the folder it guards.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def _process_start(pid: int) -> str | None:
         return None
 
 
-def _alive(pid: int, start: str | None) -> bool:
+def process_alive(pid: int, start: str | None) -> bool:
+    """Whether process ``pid`` of this host runs (and, given its ``start`` time, is the same
+    process, not a new one that got the id)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -63,9 +66,10 @@ class ModelDirLock:
 
     def __init__(self, model_dir: str, timeout: float = 600.0, heartbeat_every: float = 30.0,
                  filename: str = LOCK_FILENAME, holder: str = "trainer",
-                 flag: str = "--model_dir"):
+                 flag: str = "--model_dir", locks: str | None = None):
         self.path = os.path.join(model_dir, filename)
         self.holder, self.flag = holder, flag
+        self.locks = model_dir if locks is None else locks  # what the lock guards, in messages
         self.timeout = timeout
         self.heartbeat_every = heartbeat_every
         self._held = False
@@ -92,7 +96,7 @@ class ModelDirLock:
         if holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid():
             return "it is this process's own"  # a trainer of this process built before
         if holder.get("host") == socket.gethostname():
-            if not _alive(int(holder.get("pid", -1)), holder.get("process_start")):
+            if not process_alive(int(holder.get("pid", -1)), holder.get("process_start")):
                 return f"process {holder.get('pid')} is gone"
             return None
         try:
@@ -121,7 +125,7 @@ class ModelDirLock:
                 reason = self._stale_reason(holder)
                 if reason is None:
                     raise ModelDirLockedError(
-                        f"{os.path.dirname(self.path)} is in use by another {self.holder} (pid "
+                        f"{self.locks} is in use by another {self.holder} (pid "
                         f"{holder.get('pid')} on {holder.get('host')}, started "
                         f"{holder.get('started')}); wait for it or stop it, or use another "
                         f"{self.flag}. If that process is gone, delete {self.path}") from None
@@ -134,8 +138,12 @@ class ModelDirLock:
                 except FileNotFoundError:
                     pass
                 continue
-            with os.fdopen(fd, "w") as f:
-                json.dump(self._record(), f)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(self._record(), f)
+            except BaseException:  # a full disk: leave no empty lock behind
+                os.remove(self.path)
+                raise
             self._held = True
             self._last_beat = time.monotonic()
             return self
