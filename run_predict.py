@@ -57,19 +57,19 @@ flags.DEFINE_enum("protocol", "native", ["native", "reference"],
                   "reference's test.py, inputs resized to 256x256 and paper test mode.")
 flags.DEFINE_bool("plot_losses", False, "Write <output_dir>/losses.png from --model_dir's "
                   "TensorBoard events.")
+flags.DEFINE_bool("overwrite", False, "Replace an --output_dir that holds an earlier "
+                  "prediction (without it the folder must be new or empty).")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
 flags.mark_flag_as_required("output_dir")
 
 
 def main(argv: list[str]) -> None:
     f = FLAGS
-    if f.plot_losses:
-        if not f.model_dir:
-            raise UserError("--plot_losses needs --model_dir")
-        path = predict_lib.plot_losses(f.model_dir, os.path.join(f.output_dir, "losses.png"))
-        print(f"wrote {path}")
-        if not (f.input_dir or f.tfrecord_dir):
-            return
+    if f.plot_losses and not f.model_dir:
+        raise UserError("--plot_losses needs --model_dir")
+    if f.plot_losses and not (f.input_dir or f.tfrecord_dir):
+        _plot_losses()
+        return
     if bool(f.model_dir) == bool(f.saved_model):
         raise UserError("pass exactly one of --model_dir and --saved_model")
     if bool(f.input_dir) == bool(f.tfrecord_dir):
@@ -82,6 +82,7 @@ def main(argv: list[str]) -> None:
         model_dir or f.saved_model, f.output_dir, f.input_dir or "", f.tfrecord_dir or "",
         f.source, f.split, checkpoint=f.checkpoint, on_bad_image=f.on_bad_image,
         metrics=tuple(f.metrics), protocol=f.protocol, progress=f.progress,
+        overwrite=f.overwrite,
         # With --model_dir the flags choose; a SavedModel keeps what it was exported with.
         direction=f.direction if model_dir else None,
         test_mode=(f.test_mode if model_dir or f["test_mode"].present else None),
@@ -102,6 +103,13 @@ def main(argv: list[str]) -> None:
     print(f"skipped: {summary['num_skipped']}")
     for s in summary["skipped"]:
         print(f"  skipped {s['file']}: {s['reason']}")
+    if f.plot_losses:  # after the predictions, which replace the folder as a whole
+        _plot_losses()
+
+
+def _plot_losses() -> None:
+    path = predict_lib.plot_losses(FLAGS.model_dir, os.path.join(FLAGS.output_dir, "losses.png"))
+    print(f"wrote {path}")
 
 
 def run() -> None:

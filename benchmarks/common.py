@@ -29,7 +29,7 @@ def facades_records(cache_dir: str = "") -> str:
 
         source = os.path.join(cache_dir, "synthetic256")
         make_synthetic(SyntheticConfig(output_dir=source, num_train=64, num_val=8, num_test=0,
-                                       size=256))
+                                       size=256, overwrite=True))
     build(BuildConfig(input_dir=source, output_dir=out, num_shards=4, overwrite=True,
                       progress=False))
     return out
@@ -47,7 +47,8 @@ def _synthetic_records(name: str, layout: str, cache_dir: str, num_shards: int =
     if os.path.isfile(os.path.join(out, "manifest.json")):
         return out
     source = os.path.join(cache_dir, name)
-    make_synthetic(SyntheticConfig(output_dir=source, num_val=0, num_test=0, **synthetic))
+    make_synthetic(SyntheticConfig(output_dir=source, num_val=0, num_test=0, overwrite=True,
+                                   **synthetic))
     build(BuildConfig(input_dir=source, output_dir=out, layout=layout, num_shards=num_shards,
                       overwrite=True, progress=False))
     return out

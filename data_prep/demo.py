@@ -36,7 +36,7 @@ def synthetic_demo_data(folder: str, size: int, unpaired: bool = False, labels: 
     if not os.path.isfile(os.path.join(records, MANIFEST)):
         print(f"Generating the synthetic demo set in {images} ...")
         make_synthetic(SyntheticConfig(output_dir=images, size=size, unpaired=unpaired,
-                                       labels=labels, width=width))
+                                       labels=labels, width=width, overwrite=True))
         build(BuildConfig(input_dir=images, output_dir=records, overwrite=True, progress=False,
                           layout="labels" if labels else "unaligned" if unpaired else "aligned"))
     return records

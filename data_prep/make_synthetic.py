@@ -25,11 +25,15 @@ renderings), ``--size`` high and ``--width`` wide.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import re
 
 import numpy as np
 
-from tf_pix2pix.cli import UserError, run_main
+from data_prep.atomic import atomic_output_dir, check_output_dir
+from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
+from tf_pix2pix.configuration import option
 
 # Label colours of background, rectangle, disc and triangle.
 PALETTE = np.array([[20, 30, 110], [230, 60, 40], [40, 200, 70], [250, 220, 50]], np.float32)
@@ -38,15 +42,22 @@ _SPLIT_IDS = {"train": 0, "val": 1, "test": 2}
 
 @dataclasses.dataclass(frozen=True)
 class SyntheticConfig:
-    output_dir: str
-    num_train: int = 400
-    num_val: int = 50
-    num_test: int = 50
-    size: int = 128
-    seed: int = 0
-    unpaired: bool = False
-    labels: bool = False
-    width: int = 0  # 0 = size
+    """What to generate (each field is a flag of ``python -m data_prep.make_synthetic``)."""
+
+    output_dir: str = option(dataclasses.MISSING, "Folder to write train/, val/, test/ into "
+                                                  "(new or empty).")
+    num_train: int = option(400, "Training pairs.")
+    num_val: int = option(50, "Validation pairs.")
+    num_test: int = option(50, "Test pairs.")
+    size: int = option(128, "Height and width of each of A and B.")
+    seed: int = option(0, "Seed; the same seed gives the same images.")
+    unpaired: bool = option(False, "Write CycleGAN's {split}A/ and {split}B/ folders of "
+                                   "unrelated label maps and renderings instead of A|B pairs.")
+    labels: bool = option(False, "Write pix2pixHD's {split}_label/ (class ids), {split}_inst/ "
+                                 "(instance ids) and {split}_img/ folders.")
+    width: int = option(0, "With --labels: image width (0 = --size).")
+    overwrite: bool = option(False, "Replace a non-empty --output_dir that holds only this "
+                                    "tool's split folders.")
 
     def __post_init__(self) -> None:
         if self.size < 16 or (self.width and self.width < 16):
@@ -137,9 +148,31 @@ def _write(path: str, data: bytes) -> None:
         f.write(data)
 
 
+_OWN = re.compile(r"(train|val|test)(|A|B|_label|_inst|_img)")
+
+
+def written_by_synthetic(name: str) -> bool:
+    """Whether an entry of an output folder is one this tool writes (a split folder):
+    ``--overwrite`` replaces only folders that hold nothing else."""
+    return bool(_OWN.fullmatch(name))
+
+
 def make_synthetic(config: SyntheticConfig) -> dict[str, int]:
     """Writes ``{split}/{index:05d}.jpg`` A|B images (or, ``unpaired``, ``{split}A/`` and
-    ``{split}B/`` folders of unrelated scenes); returns the count of each split."""
+    ``{split}B/`` folders of unrelated scenes); returns the count of each split.
+
+    The folder is written whole or not at all (beside it, then renamed): a folder that already
+    holds files is refused (``overwrite`` replaces one of this tool's own), so a set is never
+    mixed with files of another run.
+    """
+    check = functools.partial(check_output_dir, config.output_dir, config.overwrite,
+                              owned=written_by_synthetic)
+    out = check()
+    with atomic_output_dir(out, recheck=check, holder="make_synthetic") as workdir:
+        return _generate(dataclasses.replace(config, output_dir=workdir))
+
+
+def _generate(config: SyntheticConfig) -> dict[str, int]:
     import tensorflow as tf
 
     counts = {"train": config.num_train, "val": config.num_val, "test": config.num_test}
@@ -180,12 +213,7 @@ def make_synthetic(config: SyntheticConfig) -> dict[str, int]:
 
 
 def main(argv: list[str]) -> None:
-    from absl import flags
-
-    f = flags.FLAGS
-    config = SyntheticConfig(output_dir=f.output_dir, num_train=f.num_train, num_val=f.num_val,
-                             num_test=f.num_test, size=f.size, seed=f.seed, unpaired=f.unpaired,
-                             labels=f.labels, width=f.width)
+    config = from_flags(SyntheticConfig)
     counts = make_synthetic(config)
     what = ("label/instance/photo triplets" if config.labels else
             "unpaired images per domain" if config.unpaired else "A|B images")
@@ -193,25 +221,8 @@ def main(argv: list[str]) -> None:
           f"{config.output_dir}")
 
 
-def define_flags() -> None:
-    from absl import flags
-
-    flags.DEFINE_string("output_dir", None, "Folder to write train/, val/, test/ into.")
-    flags.DEFINE_integer("num_train", 400, "Training pairs.")
-    flags.DEFINE_integer("num_val", 50, "Validation pairs.")
-    flags.DEFINE_integer("num_test", 50, "Test pairs.")
-    flags.DEFINE_integer("size", 128, "Height and width of each of A and B.")
-    flags.DEFINE_integer("seed", 0, "Seed; the same seed gives the same images.")
-    flags.DEFINE_bool("unpaired", False, "Write CycleGAN's {split}A/ and {split}B/ folders of "
-                      "unrelated label maps and renderings instead of A|B pairs.")
-    flags.DEFINE_bool("labels", False, "Write pix2pixHD's {split}_label/ (class ids), "
-                      "{split}_inst/ (instance ids) and {split}_img/ folders.")
-    flags.DEFINE_integer("width", 0, "With --labels: image width (0 = --size).")
-    flags.mark_flag_as_required("output_dir")
-
-
 def run() -> None:
-    define_flags()
+    define_flags(SyntheticConfig)  # one flag per field, with its default and help
     run_main(main)
 
 

@@ -83,3 +83,32 @@ def test_unpaired_layout_has_two_domains_and_no_pairs(tmp_path):
     for i in range(4):
         labels_of_b_scene, _ = render_pair(0, "train", 2 * i + 1, 32)
         assert not np.array_equal(labels_of_b_scene, a[i].pixels)
+
+
+def test_a_folder_with_files_is_refused_and_overwrite_replaces_only_its_own(tmp_path):
+    """Issue 33, fault 2: into a non-empty folder it overwrote same-named files and left the
+    others beside them (a mixed data set)."""
+    out = tmp_path / "data"
+    make_synthetic(SyntheticConfig(output_dir=str(out), num_train=3, num_val=1, num_test=1,
+                                   size=32))
+    before = _digest(out)
+    with pytest.raises(UserError, match="is not empty; pass --overwrite"):
+        make_synthetic(SyntheticConfig(output_dir=str(out), num_train=2, num_val=1, num_test=1,
+                                       size=32, seed=5))
+    assert _digest(out) == before
+    # --overwrite replaces the whole set: no file of the first run is left beside the new ones.
+    make_synthetic(SyntheticConfig(output_dir=str(out), num_train=2, num_val=1, num_test=1,
+                                   size=32, overwrite=True))
+    assert sorted(os.listdir(out / "train")) == ["00000.jpg", "00001.jpg"]
+    # ... but never a folder holding something it did not write.
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(UserError, match="'notes.txt'.*did not write"):
+        make_synthetic(SyntheticConfig(output_dir=str(out), num_train=2, num_val=0, num_test=0,
+                                       size=32, overwrite=True))
+    assert (out / "notes.txt").read_text() == "mine"
+    result = subprocess.run([sys.executable, "-m", "data_prep.make_synthetic", "--output_dir",
+                             str(out), "--num_train=2", "--size=32"], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"error: --output_dir {out}")
+    assert sorted(os.listdir(tmp_path)) == ["data"]  # no lock or partial folder left

@@ -352,3 +352,33 @@ def test_label_maps_with_ids_beyond_label_nc_or_in_colour_are_refused_or_skipped
     assert reasons["c_40000.png"].startswith("the label map holds class id 40000")
     assert reasons["d_exactly.png"].startswith("the label map holds class id 4 ")
     assert reasons["e_rgb.png"].startswith("the label map is not a grayscale PNG of ids")
+
+
+def test_an_earlier_prediction_is_never_mixed_with_a_new_one(tmp_path):
+    """Issue 33, fault 2: into an existing results folder run_predict left the old model's
+    outputs beside the new ones (index.html listed only the new; a study then scored both as
+    one model)."""
+    from tf_pix2pix.cli import UserError
+
+    _aligned_folder(str(tmp_path / "in"), n=3)
+    out = str(tmp_path / "out")
+    first = lambda: iterate_examples("aligned", str(tmp_path / "in"), ExperimentConfig())  # noqa: E731
+    predict(_identity(), first(), out, progress=False)
+    os.remove(os.path.join(tmp_path, "in", "p2.png"))  # the second run sees fewer inputs
+    with pytest.raises(UserError, match="is not empty; pass --overwrite"):
+        predict(_identity(), first(), out, progress=False)
+    assert len(os.listdir(os.path.join(out, "images"))) == 9  # the first result, untouched
+    predict(_identity(), first(), out, progress=False, overwrite=True)
+    assert sorted(os.listdir(os.path.join(out, "images"))) == sorted(
+        f"p{i}_{k}.png" for i in (0, 1) for k in ("input", "output", "target"))
+    with open(os.path.join(out, "notes.txt"), "w") as f:
+        f.write("mine")
+    with pytest.raises(UserError, match="'notes.txt'.*did not write"):
+        predict(_identity(), first(), out, progress=False, overwrite=True)
+    # A run that fails part-way leaves the earlier result as it was, and nothing beside it.
+    os.remove(os.path.join(out, "notes.txt"))
+    (tmp_path / "in" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnope")
+    with pytest.raises(BadImageError):
+        predict(_identity(), first(), out, progress=False, overwrite=True)
+    assert len(os.listdir(os.path.join(out, "images"))) == 6
+    assert sorted(os.listdir(tmp_path)) == ["in", "out"]

@@ -324,7 +324,7 @@ def predict(model: str | Translator, output_dir: str, input_dir: str = "",
             tfrecord_dir: str = "", source: str = "images", split: str = "test", *,
             direction: str | None = None, test_mode: str | None = None, checkpoint: str = "",
             on_bad_image: str = "fail", metrics: Sequence[str] = ("l1", "psnr", "ssim"),
-            protocol: str = "native", progress: bool = True,
+            protocol: str = "native", progress: bool = True, overwrite: bool = False,
             **metric_options: Any) -> dict[str, Any]:
     """Translates a folder (``input_dir``: plain images, or A|B pairs with ``source="aligned"``)
     or a TFRecord split (``tfrecord_dir``, ``split``) into ``output_dir`` as ``run_predict.py``
@@ -337,6 +337,8 @@ def predict(model: str | Translator, output_dir: str, input_dir: str = "",
         and paper test mode, as the reference's test.py).
       metrics: any of ``l1``, ``psnr``, ``ssim``, ``fid``, ``kid``, ``fcn``.
       on_bad_image: ``fail`` or ``skip`` (skipped files are counted and listed).
+      overwrite: replace an ``output_dir`` that holds an earlier prediction (otherwise it must
+        be new or empty; a folder holding anything else is never replaced).
       **metric_options: the fields of [`MetricsConfig`][tf_pix2pix.configuration.MetricsConfig]
         (``inception_weights``, ``segmenter``, ``fcn_labels``, ...).
 
@@ -364,7 +366,8 @@ def predict(model: str | Translator, output_dir: str, input_dir: str = "",
                                             inner.direction)
     fcn, fcn_labels = predict_lib.fcn_scorer(metric_config)
     return predict_lib.predict(inner, examples, output_dir, progress, skipped, tuple(metrics),
-                               protocol, metric_config.inception_weights, fcn, fcn_labels)
+                               protocol, metric_config.inception_weights, fcn, fcn_labels,
+                               overwrite=overwrite)
 
 
 def import_pretrained(model_dir: str, name: str = "", pth: str = "",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import functools
 import html
 import json
 import os
@@ -17,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from data_prep.atomic import atomic_output_dir, check_output_dir
 from tf_pix2pix import data as data_lib
 from tf_pix2pix import label_maps, models
 from tf_pix2pix.configuration import ConfigError, ExperimentConfig, MetricsConfig
@@ -218,15 +220,28 @@ def reference_resize(image: np.ndarray, size: int = REFERENCE_SIZE) -> np.ndarra
     return tf.clip_by_value(resized, -1.0, 1.0).numpy()
 
 
+_OWN = ("images", "index.html", "metrics.json", "metrics.csv", "losses.png")
+
+
+def written_by_predict(name: str) -> bool:
+    """Whether an entry of an output folder is one :func:`predict` (or ``--plot_losses``)
+    writes: ``overwrite`` replaces only folders that hold nothing else."""
+    return name in _OWN
+
+
 def predict(translator: Translator, examples: Iterator[Example], output_dir: str,
             progress: bool = True, skipped: list[dict[str, str]] | None = None,
             metrics: tuple[str, ...] = ("l1", "psnr", "ssim"), protocol: str = "native",
-            inception_weights: str = "", fcn=None, fcn_labels=None) -> dict:
+            inception_weights: str = "", fcn=None, fcn_labels=None,
+            overwrite: bool = False) -> dict:
     """Translates ``examples`` into ``output_dir``: images, gallery, and metrics with targets.
 
     Writes ``images/<name>_{input,output,target}.png``, ``index.html``, and when targets exist
     ``metrics.json`` (means of L1, PSNR, SSIM; FID and KID over the whole set when asked) and
-    ``metrics.csv`` (one row per image).
+    ``metrics.csv`` (one row per image). The folder is new or empty, or (``overwrite``) holds
+    only an earlier prediction, which is replaced as a whole: a gallery, and a perceptual study
+    reading it, never mixes two models' outputs. It is written beside and renamed at the end,
+    so a failed run leaves no half of one.
 
     Args:
       protocol: ``native`` translates every image at its own size; ``reference`` resizes inputs
@@ -258,6 +273,17 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
         from tf_pix2pix.metrics.inception import InceptionFeatures
 
         features = InceptionFeatures(inception_weights)
+    check = functools.partial(check_output_dir, output_dir, overwrite, owned=written_by_predict)
+    final = check()
+    with atomic_output_dir(final, recheck=check, holder="run_predict") as workdir:
+        return _predict_into(workdir, translator, examples, progress, skipped, metrics, protocol,
+                             features, fcn, fcn_labels, label_nc)
+
+
+def _predict_into(output_dir: str, translator: Translator, examples: Iterator[Example],
+                  progress: bool, skipped: list[dict[str, str]] | None,
+                  metrics: tuple[str, ...], protocol: str, features: Any, fcn: Any,
+                  fcn_labels: Any, label_nc: int) -> dict:
     image_dir = os.path.join(output_dir, "images")
     os.makedirs(image_dir, exist_ok=True)
     scorer = Scorer(metrics, features)
