@@ -41,6 +41,8 @@ def test_defaults_are_the_papers():
     (lambda: CycleGANConfig(lambda_A=-1.0), "lambda_A=-1.0 is not valid; it must be >= 0"),
     (lambda: TrainConfig(beta1=1.5), "beta1=1.5"),
     (lambda: TrainConfig(n_epochs=0, n_epochs_decay=0), "nothing to train"),
+    # Issue 33, fault 12: a rate of 1e6 trained to losses of ~6e13 and exited 0.
+    (lambda: TrainConfig(lr=1e6), "lr=1e[+]06: Adam learning rates above 1"),
     (lambda: RuntimeConfig(precision="int8"), "precision='int8'"),
 ])
 def test_invalid_values_name_the_field(factory, message):
@@ -101,6 +103,9 @@ def test_a_corrupt_config_file_is_a_config_error(tmp_path):
     (tmp_path / "config.json").write_text("[1, 2]")
     with pytest.raises(ConfigError, match="not a valid config file"):
         read_config_file(str(tmp_path))
+    # A --model_dir that is a file (run_train, run_export, import_torch all read it first).
+    with pytest.raises(ConfigError, match="--model_dir .*config.json is a file, not a folder"):
+        read_config_file(str(tmp_path / "config.json"))
 
 
 def test_options_and_replace_speak_flag_names():
@@ -136,6 +141,10 @@ def test_write_atomic_replaces_whole_files_and_leaves_no_temporary(tmp_path):
     write_atomic(path, '{"new": 1}\n', sync=True)
     assert open(path).read() == '{"new": 1}\n'
     write_atomic(path, b"\x89PNG")
+    assert open(path, "rb").read() == b"\x89PNG" and os.listdir(tmp_path) == ["f.json"]
+    # A write that fails (a full disk) leaves the file as it was and no temporary beside it.
+    with pytest.raises(TypeError):
+        write_atomic(path, 12345)
     assert open(path, "rb").read() == b"\x89PNG" and os.listdir(tmp_path) == ["f.json"]
 
 

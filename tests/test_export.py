@@ -4,6 +4,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -194,6 +195,10 @@ def test_cli_exports_and_reports(model_dir, tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("error: ")
+    # Issue 33, part of fault 13: an --export_dir that is a file raised a traceback.
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ConfigError, match="--export_dir .*file is a file, not a folder"):
+        export(ExportConfig(model_dir=model_dir, export_dir=str(tmp_path / "file")))
 
 
 @pytest.fixture(scope="module")
@@ -367,3 +372,41 @@ def test_two_exports_into_one_folder_at_once_give_two_complete_versions(model_di
         loaded = tf.saved_model.load(os.path.join(export_dir, version))
         assert read_export_info(os.path.join(export_dir, version))["version"] == int(version)
         assert "serving_default" in loaded.signatures
+
+
+def test_claims_and_partial_versions_of_killed_exports_are_removed(tmp_path, capsys):
+    """Issue 33, fault 3: after kill -9 an export's ``.claim-N`` and ``.N.partial-*`` were never
+    removed (the next export was version 5 after 3)."""
+    import socket
+
+    from tf_pix2pix.runtime.locking import _process_start
+    from tf_pix2pix.serving import export as export_lib
+
+    out = tmp_path / "e"
+    (out / "3").mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    owner = lambda pid: json.dumps({"host": socket.gethostname(), "pid": pid,  # noqa: E731
+                                    "process_start": _process_start(pid)})
+    (out / ".claim-4").mkdir()
+    (out / ".claim-4" / "owner.json").write_text(owner(dead.pid))
+    (out / f".4.partial-{dead.pid}-0123456789ab").mkdir()
+    (out / f".4.partial-{dead.pid}-0123456789ab" / "saved_model.pb").write_bytes(b"half")
+    (out / ".claim-5").mkdir()  # a claim of before (no owner), two hours old
+    (out / ".5.partial-0123456789ab").mkdir()
+    for name in (".claim-5", ".5.partial-0123456789ab"):
+        os.utime(out / name, (time.time() - 7200, time.time() - 7200))
+    (out / ".claim-9").mkdir()  # a claim of before, fresh: it may be an export running now
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (out / ".claim-7").mkdir()
+        (out / ".claim-7" / "owner.json").write_text(owner(live.pid))
+        assert export_lib.claim_version(str(out)) == 10
+        assert sorted(os.listdir(out)) == [".claim-10", ".claim-7", ".claim-9", "3"]
+        assert "removed .4.partial-" in capsys.readouterr().err
+    finally:
+        live.kill()
+        live.wait()
+    os.rmdir(out / ".claim-9")
+    assert export_lib.claim_version(str(out)) == 11  # 7 is gone now, 10 is this process's
+    assert sorted(os.listdir(out)) == [".claim-10", ".claim-11", "3"]

@@ -133,6 +133,10 @@ def test_mismatched_and_hostile_files_are_one_line_errors(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "pass the file's --netG/--norm/--ngf" in result.stderr.splitlines()[-1]
     assert not os.path.exists(tmp_path / "c" / "config.json")
+    # Issue 33, part of fault 13: a --model_dir that is a file raised a traceback.
+    with pytest.raises(UserError, match="--model_dir .*resnet.pth is a file, not a folder"):
+        import_generator(ImportConfig(model_dir=resnet_pth, pth=resnet_pth, model="cycle_gan",
+                                      ngf=8))
     import pickle
 
     class Payload:

@@ -587,3 +587,37 @@ def test_instance_features_train_cluster_and_serve_a_chosen_style(label_records,
     save_config(tiny_config(label_records, tmp_path / "plain"), str(tmp_path / "plain"))
     with pytest.raises(UserError, match="trained without --instance_feat"):
         encode_features(EncodeConfig(model_dir=str(tmp_path / "plain")))
+
+
+def test_one_discriminator_scale_trains(label_records, tmp_path):
+    """Issue 33, part of fault 13: ``--num_D 1`` crashed at the first step (Keras returns a
+    one-element output list unwrapped, so the loss took the layers for scales)."""
+    from tf_pix2pix.networks import multiscale_discriminator, scale_outputs
+    from tf_pix2pix.runtime.training import train
+
+    D = multiscale_discriminator(5, 3, ndf=4, n_layers=2, num_D=1)
+    outputs = scale_outputs(D([tf.zeros([1, 32, 32, 5]), tf.zeros([1, 32, 32, 3])]))
+    assert len(outputs) == 1 and len(outputs[0]) == 4  # one scale, n_layers + 2 outputs
+    two = multiscale_discriminator(5, 3, ndf=4, n_layers=2, num_D=2)
+    assert [len(s) for s in scale_outputs(two([tf.zeros([1, 32, 32, 5]),
+                                               tf.zeros([1, 32, 32, 3])]))] == [4, 4]
+    result = train(tiny_config(label_records, tmp_path / "m", max_steps=2).replace(num_D=1),
+                   progress=False)
+    assert result.step == 2 and all(np.isfinite(v) for v in result.losses.values())
+
+
+def test_load_pretrain_errors_name_the_flag_and_a_random_global_part_is_warned(
+        label_records, tmp_path, capsys):
+    """Issue 33, fault 12 and part of 13: ``--load_pretrain nosuch`` named --model_dir;
+    ``--niter_fix_global`` without ``--load_pretrain`` trained around a random frozen global
+    generator without a word."""
+    from tf_pix2pix.runtime.training import build_trainer
+
+    with pytest.raises(ConfigError, match=r"nosuch/config.json not found; is --load_pretrain a "
+                                          "training directory"):
+        build_trainer(local_config(label_records, tmp_path / "a",
+                                   load_pretrain=str(tmp_path / "nosuch")), progress=False)
+    build_trainer(local_config(label_records, tmp_path / "b"), progress=False)
+    assert ("warning: --niter_fix_global 1 without --load_pretrain: for those epochs the local "
+            "enhancer trains around an untrained, frozen global generator") in \
+        capsys.readouterr().err

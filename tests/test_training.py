@@ -319,6 +319,23 @@ def test_a_failed_checkpoint_write_is_one_line_and_leaves_the_last_complete_one(
     assert resumed.restore() == 6 and resumed.run().step == 8
 
 
+def test_a_full_disk_at_the_first_checkpoint_is_one_line(records_dir, tmp_path, monkeypatch):
+    """Issue 33, part of fault 13: with no checkpoint yet, the error handler estimated the size
+    from ``v.dtype.size`` and raised (Keras 3 names a variable's dtype as a string)."""
+    from tf_pix2pix.runtime.checkpointing import CheckpointWriteError
+
+    def full_disk(manager, checkpoint_number=None, **kwargs):
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
+    cfg = tiny_config(records_dir, tmp_path / "m", max_steps=2)
+    with pytest.raises(CheckpointWriteError, match=r"ckpt-2 \(ResourceExhaustedError: No space "
+                                                   r"left on device; it needs about [0-9.]+ MiB"
+                                                   r".*the newest complete checkpoint is none "
+                                                   r"yet"):
+        train(cfg, progress=False)
+
+
 def test_sample_grids_that_cannot_be_written_are_reported_once(records_dir, tmp_path,
                                                                monkeypatch, capsys):
     from tf_pix2pix import visualize
@@ -352,3 +369,23 @@ def test_skipping_corrupt_records_counts_them_and_resumes_exactly(records_dir, t
     train(config(tmp_path / "b", 4), progress=False)
     resumed = train(config(tmp_path / "b", 10), progress=False)
     assert resumed.weights_sha256 == straight.weights_sha256
+
+
+def test_data_of_another_layout_and_a_model_dir_of_another_model_are_named(records_dir,
+                                                                           tmp_path):
+    """Issue 33, part of fault 13: an unpaired model on aligned data said "no training
+    examples"; resuming a model_dir with another --model listed every field as differing."""
+    from tf_pix2pix.data import DataError
+
+    cycle = models.resolve("cycle_gan", data_dir=records_dir, model_dir=str(tmp_path / "c"),
+                           max_steps=1)
+    with pytest.raises(DataError, match=r"holds aligned data, but cycle_gan trains on unaligned "
+                                        r"data: build it with `python -m "
+                                        r"data_prep.build_tfrecords --layout=unaligned` from "
+                                        r"IN/trainA and IN/trainB"):
+        build_trainer(cycle, progress=False)
+    train(tiny_config(records_dir, tmp_path / "m", max_steps=1), progress=False)
+    other = models.resolve("cut", data_dir=records_dir, model_dir=str(tmp_path / "m"))
+    with pytest.raises(ConfigError, match=r"holds a pix2pix model, not cut; resume it with "
+                                          r"--model=pix2pix, or use a new --model_dir"):
+        build_trainer(other, progress=False)

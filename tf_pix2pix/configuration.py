@@ -255,6 +255,10 @@ class TrainConfig:
             raise ConfigError("n_epochs + n_epochs_decay is 0 and max_steps is 0; nothing to train")
         if not 0.0 <= self.beta1 < 1.0 or not 0.0 <= self.beta2 < 1.0:
             raise ConfigError(f"beta1={self.beta1}, beta2={self.beta2}: both must be in [0, 1)")
+        if self.lr > 1.0:  # Adam's step is about lr per weight: above 1 the GAN only diverges
+            raise ConfigError(f"lr={self.lr:g}: Adam learning rates above 1 make every step "
+                              "larger than the weights (the reference trains with 0.0002); "
+                              "use a rate in (0, 1]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,6 +442,9 @@ def checkpoint_dir(model_dir: str) -> str:
 
 def read_config_file(model_dir: str) -> dict[str, Any] | None:
     """The raw contents of ``model_dir/config.json``; ``None`` when there is none."""
+    if os.path.exists(model_dir) and not os.path.isdir(model_dir):
+        raise ConfigError(f"--model_dir {model_dir} is a file, not a folder; pass a training "
+                          "directory (or a new folder to create one)")
     path = os.path.join(model_dir, CONFIG_FILENAME)
     if not os.path.exists(path):
         return None

@@ -394,6 +394,32 @@ def read_manifest(data_dir: str, check: bool = True) -> dict[str, Any]:
     return manifest
 
 
+# The manifest layouts a model's ``data_layout`` reads, and how to build them.
+READS_LAYOUTS = {"paired": ("aligned", "paired"), "unaligned": ("unaligned",),
+                 "labels": ("labels",)}
+BUILD_HINTS = {
+    "paired": ("--layout=aligned", "from A|B images (or --layout=paired_folders from IN/A and "
+                                   "IN/B)"),
+    "unaligned": ("--layout=unaligned", "from IN/trainA and IN/trainB (and testA, testB), the "
+                                        "two domains' images unpaired"),
+    "labels": ("--layout=labels", "from IN/train_label, IN/train_inst and IN/train_img"),
+}
+
+
+def check_layout(data_dir: str, data_layout: str, model: str) -> None:
+    """Refuses TFRecords of a layout that a model of ``data_layout`` does not read, naming both
+    and how to build the right one (instead of "no training examples").
+
+    Raises:
+      DataError: the manifest's layout is not one ``data_layout`` reads.
+    """
+    layout = read_manifest(data_dir).get("layout", "aligned")
+    if layout not in READS_LAYOUTS[data_layout]:
+        raise DataError(f"--data_dir {data_dir} holds {layout} data, but {model} trains on "
+                        f"{data_layout} data: build it with `python -m data_prep.build_tfrecords "
+                        f"{BUILD_HINTS[data_layout][0]}` {BUILD_HINTS[data_layout][1]}")
+
+
 def num_examples(data_dir: str, split: str) -> int:
     """Number of examples of ``split`` according to the manifest (0 when the split is absent).
 

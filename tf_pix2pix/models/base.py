@@ -419,14 +419,15 @@ def pad_multiple(config: ExperimentConfig) -> int:
     return resolution.for_config(config).pad_multiple(config)
 
 
-def restore_generator(model_dir: str, checkpoint: str = "",
-                      direction: str = "AtoB") -> tuple[keras.Model, ExperimentConfig, str]:
+def restore_generator(model_dir: str, checkpoint: str = "", direction: str = "AtoB",
+                      flag: str = "--model_dir") -> tuple[keras.Model, ExperimentConfig, str]:
     """Builds a generator from ``model_dir/config.json`` and restores its weights.
 
     Args:
       model_dir: training directory.
       checkpoint: checkpoint prefix; empty for the latest.
       direction: ``AtoB`` (pix2pix's generator, CycleGAN's G_A) or ``BtoA`` (CycleGAN's G_B).
+      flag: the flag that gave ``model_dir``, named in errors.
 
     Returns:
       ``(generator, config, checkpoint_path)``.
@@ -441,7 +442,7 @@ def restore_generator(model_dir: str, checkpoint: str = "",
         # beside its checkpoints (pix2pixHD's feature clusters) are read from here.
         config = resolution.with_model_dir(config, model_dir)
     if config is None:
-        raise ConfigError(f"{model_dir}/config.json not found; is --model_dir a training "
+        raise ConfigError(f"{model_dir}/config.json not found; is {flag} a training "
                           "directory of run_train.py?")
     path = checkpoint or tf.train.latest_checkpoint(checkpoint_dir(model_dir))
     if not path:

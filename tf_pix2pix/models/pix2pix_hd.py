@@ -36,6 +36,7 @@ import dataclasses
 import functools
 import json
 import os
+import sys
 from typing import Any
 
 import keras
@@ -50,6 +51,7 @@ from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr,
                                     dtype_policy, make_optimizer, register, restore_generator,
                                     scaled)
 from tf_pix2pix.networks import (GeneratorLayout, multiscale_discriminator, receptive_field,
+                                 scale_outputs,
                                  resnet_generator)
 from tf_pix2pix.networks.enhancer import GLOBAL, finest_enhancer_variables, local_enhancer
 from tf_pix2pix.networks.vgg import FEATURE_WEIGHTS, WEIGHTS_FILE, vgg19_features
@@ -186,7 +188,7 @@ def load_pretrained_global(generator: keras.Model, model_dir: str) -> None:
     Raises:
       ConfigError: not a global generator, or one whose layers do not fit.
     """
-    pretrained, config, path = restore_generator(model_dir)
+    pretrained, config, path = restore_generator(model_dir, flag="--load_pretrain")
     if config.model.netG != "global":
         raise ConfigError(f"--load_pretrain {model_dir}: its generator is netG="
                           f"{config.model.netG}; the local enhancer starts from a netG=global "
@@ -387,6 +389,12 @@ class Pix2PixHD(TranslationModel):
         encoder_variables = self.encoder.trainable_variables if self.encoder else []
         if m.load_pretrain:
             load_pretrained_global(self.generator, m.load_pretrain)
+        elif m.niter_fix_global:
+            # The reference trains so; the paper's schedule starts from a trained global G.
+            print(f"warning: --niter_fix_global {m.niter_fix_global} without --load_pretrain: "
+                  "for those epochs the local enhancer trains around an untrained, frozen "
+                  "global generator; pass --load_pretrain DIR of a trained --netG global run",
+                  file=sys.stderr)
         # pix2pixHD's schedule: the rate falls by lr / niter_decay after each epoch past niter.
         # Coarse to fine (the paper's Sec. 3.2): for niter_fix_global epochs only the finest
         # local enhancer trains, with an Adam of its own; then all of G, with a fresh Adam that
@@ -435,8 +443,8 @@ class Pix2PixHD(TranslationModel):
         """The per-example losses of one step given G's output ``fake``."""
         m = self.config.model
         D = self.discriminator
-        pred_fake = D([inputs, fake], training=True)
-        pred_real = D([inputs, targets], training=True)
+        pred_fake = scale_outputs(D([inputs, fake], training=True))
+        pred_real = scale_outputs(D([inputs, targets], training=True))
         out = {"G_GAN": losses.multiscale_gan_loss(pred_fake, True, m.gan_mode),
                "D_real": losses.multiscale_gan_loss(pred_real, True, m.gan_mode),
                "D_fake": losses.multiscale_gan_loss(pred_fake, False, m.gan_mode)}

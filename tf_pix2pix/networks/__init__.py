@@ -7,7 +7,7 @@ from typing import NamedTuple
 import keras
 
 from tf_pix2pix.configuration import ModelConfig
-from tf_pix2pix.networks.multiscale import multiscale_discriminator
+from tf_pix2pix.networks.multiscale import multiscale_discriminator, scale_outputs
 from tf_pix2pix.networks.patchgan import (discriminator_layers, nlayer_discriminator,
                                           pixel_discriminator, receptive_field)
 from tf_pix2pix.networks.resnet import resnet_generator, resnet_module_names
@@ -15,7 +15,7 @@ from tf_pix2pix.networks.unet import unet_generator
 
 __all__ = ["GeneratorLayout", "generator_layout", "build_generator", "build_discriminator", "count_params", "num_downs", "n_blocks",
            "unet_generator", "resnet_generator", "resnet_module_names", "nlayer_discriminator",
-           "pixel_discriminator", "multiscale_discriminator", "receptive_field",
+           "pixel_discriminator", "multiscale_discriminator", "scale_outputs", "receptive_field",
            "discriminator_layers"]
 
 # Stride-2 downsamplings of the generators of ``config.GENERATORS`` (image sides must divide

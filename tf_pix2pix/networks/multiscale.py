@@ -11,6 +11,8 @@ loss.
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import tensorflow as tf
 
@@ -59,6 +61,15 @@ def hd_patchgan(channels: int, ndf: int = 64, n_layers: int = 3, norm: str = "in
     x = conv(1, 4, 1, True, gain, "logits", init_type=init_type)(x)
     outputs.append(keras.layers.Activation("linear", dtype="float32", name="logits_f32")(x))
     return keras.Model(inputs, outputs, name=name)
+
+
+def scale_outputs(outputs: Any) -> list[list[Any]]:
+    """A :func:`multiscale_discriminator`'s outputs as one list per scale. Keras unwraps a model
+    output list of one element, so with ``num_D`` 1 the call returns the scale's own list of
+    layer outputs, which the losses would take for that many scales."""
+    if outputs and not isinstance(outputs[0], (list, tuple)):
+        return [list(outputs)]
+    return [list(scale) for scale in outputs]
 
 
 def multiscale_discriminator(input_nc: int, output_nc: int, ndf: int = 64, n_layers: int = 3,

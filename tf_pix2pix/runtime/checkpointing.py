@@ -27,6 +27,11 @@ def check_resume_config(config: ExperimentConfig) -> None:
     saved = load_config(config.train.model_dir)
     if saved is None:
         return
+    if saved.model.model != config.model.model:
+        raise ConfigError(
+            f"--model_dir {config.train.model_dir} holds a {saved.model.model} model, not "
+            f"{config.model.model}; resume it with --model={saved.model.model}, or use a new "
+            "--model_dir")
     diffs = architecture_differences(saved, config)
     if diffs:
         raise ConfigError(

@@ -55,6 +55,21 @@ def process_alive(pid: int, start: str | None) -> bool:
     return start is None or _process_start(pid) in (None, start)
 
 
+def holder_record() -> dict:
+    """Who this process is (host, process id and start time, start date), as lock files and
+    the exporter's version claims record it."""
+    return {"host": socket.gethostname(), "pid": os.getpid(),
+            "process_start": _process_start(os.getpid()),
+            "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+
+
+def holder_gone(record: dict) -> bool:
+    """Whether the process a :func:`holder_record` names is known to be gone: on this host, not
+    running (or its id now belongs to another process). Another host's: not known."""
+    return record.get("host") == socket.gethostname() and not process_alive(
+        int(record.get("pid", -1)), record.get("process_start"))
+
+
 class ModelDirLock:
     """The lock of one model directory (see the module doc); a context manager.
 
@@ -76,9 +91,7 @@ class ModelDirLock:
         self._last_beat = 0.0
 
     def _record(self) -> dict:
-        return {"host": socket.gethostname(), "pid": os.getpid(),
-                "process_start": _process_start(os.getpid()),
-                "started": datetime.datetime.now().astimezone().isoformat(timespec="seconds")}
+        return holder_record()
 
     def _read(self) -> dict | None:
         try:
@@ -96,7 +109,7 @@ class ModelDirLock:
         if holder.get("host") == socket.gethostname() and holder.get("pid") == os.getpid():
             return "it is this process's own"  # a trainer of this process built before
         if holder.get("host") == socket.gethostname():
-            if not process_alive(int(holder.get("pid", -1)), holder.get("process_start")):
+            if holder_gone(holder):
                 return f"process {holder.get('pid')} is gone"
             return None
         try:

@@ -73,6 +73,9 @@ class _Trainer:
         if config.data.batch_size % replicas:
             raise ConfigError(f"batch_size={config.data.batch_size} is not divisible by the "
                               f"{replicas} replicas of --strategy={runtime.strategy}")
+        if config.data.data_dir:
+            data_lib.check_layout(config.data.data_dir, self.model_class.data_layout,
+                                  self.model_class.name)
         n_train = self.model_class.split_size(config, "train")
         if not n_train:
             source = config.data.tfds_name or config.data.data_dir
@@ -223,7 +226,8 @@ class _Trainer:
         latest = self.latest_checkpoint()
         if latest:
             return ckpt.checkpoint_bytes(latest)
-        return 3 * sum(int(np.prod(v.shape)) * v.dtype.size
+        # Keras 3 variables name their dtype as a string: tf.as_dtype reads both kinds.
+        return 3 * sum(int(np.prod(v.shape)) * tf.as_dtype(v.dtype).size
                        for v in self.model.trainable_variables())
 
     def _save_failed(self, step: int, error: Exception) -> ckpt.CheckpointWriteError:

@@ -31,8 +31,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
+import socket
+import sys
 import tempfile
+import time
 import uuid
 
 import keras
@@ -43,6 +47,7 @@ from tf_pix2pix.configuration import DIRECTIONS, TEST_MODES, ConfigError, Experi
 from tf_pix2pix.image_io import declared_size
 from tf_pix2pix.inference import check_test_mode, mode_call, padded_translate
 from tf_pix2pix.models import pad_multiple, restore_generator
+from tf_pix2pix.runtime import locking
 
 EXPORT_INFO = "export_info.json"
 
@@ -202,14 +207,59 @@ def next_version(export_dir: str) -> int:
 _CLAIM = ".claim-"
 
 
+_OWNER = "owner.json"  # in a claim: the exporting process (locking.holder_record)
+_PARTIAL = re.compile(r"\.([0-9]+)\.partial-(?:([0-9]+)-)?[0-9a-f]{12}")
+_UNNAMED_STALE_S = 3600.0  # a claim or partial folder of before (no owner): stale after an hour
+
+
+def remove_leftovers(export_dir: str) -> list[str]:
+    """Removes the version claims and partial SavedModels that exports killed before they could
+    clean up (``kill -9``, a power cut) left in ``export_dir``: those whose process is gone on
+    this host, or, written before claims named their process, older than an hour. Their
+    claims would otherwise hold version numbers forever (the next export is 5 after 3).
+    Returns the removed names."""
+    removed = []
+    for name in sorted(os.listdir(export_dir)):
+        path = os.path.join(export_dir, name)
+        partial = _PARTIAL.fullmatch(name)
+        if name.startswith(_CLAIM) and name[len(_CLAIM):].isdigit():
+            try:
+                with open(os.path.join(path, _OWNER)) as f:
+                    stale = locking.holder_gone(json.load(f))
+            except (OSError, ValueError):  # being written, or a claim of before
+                stale = _older_than(path, _UNNAMED_STALE_S)
+        elif partial:
+            stale = (locking.holder_gone({"host": socket.gethostname(), "pid": int(partial[2])})
+                     if partial[2] else _older_than(path, _UNNAMED_STALE_S))
+        else:
+            continue
+        if stale:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(name)
+    if removed:
+        print(f"note: removed {', '.join(removed)} from {export_dir}, left by exports that were "
+              "killed", file=sys.stderr)
+    return removed
+
+
+def _older_than(path: str, seconds: float) -> bool:
+    try:
+        return time.time() - os.path.getmtime(path) > seconds
+    except OSError:
+        return False
+
+
 def claim_version(export_dir: str, version: int = 0) -> int:
     """Claims a version number in ``export_dir`` atomically and returns it.
 
     The claim is the folder ``.claim-<version>`` (``mkdir`` is atomic), so exports started at the
     same moment into one folder get different versions (1 and 2, ...), as TF Serving's version
-    watcher expects. ``version`` 0 takes the next free number; a given one must be free.
+    watcher expects; it names its process (``owner.json``), so a claim of a killed export is
+    removed by the next one (:func:`remove_leftovers`). ``version`` 0 takes the next free
+    number; a given one must be free.
     """
     os.makedirs(export_dir, exist_ok=True)
+    remove_leftovers(export_dir)
     while True:
         candidate = version or next_version(export_dir)
         final = os.path.join(export_dir, str(candidate))
@@ -224,6 +274,8 @@ def claim_version(export_dir: str, version: int = 0) -> int:
                                       ) from None
                 continue
             if not os.path.exists(final):
+                with open(os.path.join(claim, _OWNER), "w") as f:
+                    json.dump(locking.holder_record(), f)
                 return candidate
             os.rmdir(claim)  # another export finished this version meanwhile
         if version:
@@ -239,6 +291,9 @@ def export(config: ExportConfig) -> str:
     leaves nothing behind. The version folder gets the permissions of any folder the user
     creates (umask), so a server running as another user can read it.
     """
+    if os.path.exists(config.export_dir) and not os.path.isdir(config.export_dir):
+        raise ConfigError(f"--export_dir {config.export_dir} is a file, not a folder; pass a "
+                          "folder (versions go into <export_dir>/<version>)")
     generator, exp_config, ckpt = restore_generator(config.model_dir, config.checkpoint,
                                                     config.direction)
     models.check_test_mode(exp_config, config.test_mode)
@@ -246,7 +301,8 @@ def export(config: ExportConfig) -> str:
     claim = os.path.join(config.export_dir, f"{_CLAIM}{version}")
     final = os.path.join(config.export_dir, str(version))
     # Not tempfile.mkdtemp: its folders are private (0700) whatever the umask.
-    staging = os.path.join(config.export_dir, f".{version}.partial-{uuid.uuid4().hex[:12]}")
+    staging = os.path.join(config.export_dir,
+                           f".{version}.partial-{os.getpid()}-{uuid.uuid4().hex[:12]}")
     os.mkdir(staging)
     info_dir = tempfile.mkdtemp()
     try:
