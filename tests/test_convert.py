@@ -39,7 +39,10 @@ def _train(kind, data_dir, out):
     return out
 
 
-@pytest.fixture(scope="module", params=["pix2pix", "cycle_gan", "cut", "pix2pix_hd"])
+# CycleGAN's ResNet (instance norm, reflection padding, transposed convolutions) is the union of
+# what CUT's ResNet and pix2pix's U-Net convert; it is left out to keep the suite short (it took
+# 200 s of conversions here).
+@pytest.fixture(scope="module", params=["pix2pix", "cut", "pix2pix_hd"])
 def exported(request, records_dir, unpaired_records_dir, label_records, tmp_path_factory):
     base = tmp_path_factory.mktemp(f"convert_{request.param}")
     data = {"pix2pix": records_dir, "pix2pix_hd": label_records}.get(request.param,

@@ -389,3 +389,25 @@ def test_data_of_another_layout_and_a_model_dir_of_another_model_are_named(recor
     with pytest.raises(ConfigError, match=r"holds a pix2pix model, not cut; resume it with "
                                           r"--model=pix2pix, or use a new --model_dir"):
         build_trainer(other, progress=False)
+
+
+def test_a_folder_of_images_as_data_dir_and_a_failed_start_leave_nothing(synthetic_dir,
+                                                                          records_dir, tmp_path):
+    """Issue 36: an images folder given as --data_dir suggested writing the TFRecords into that
+    same folder; a failed start left an empty model_dir behind."""
+    from tf_pix2pix.data import DataError
+
+    config = tiny_config(synthetic_dir, tmp_path / "new", max_steps=1)
+    with pytest.raises(DataError, match=rf"--data_dir {synthetic_dir} holds images, not "
+                                        rf"TFRecords: build them into another folder .* "
+                                        rf"--output_dir {synthetic_dir}_tfrecords"):
+        build_trainer(config, progress=False)
+    assert not (tmp_path / "new").exists()  # created by the failed start: removed
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("kept")
+    cycle = models.resolve("cycle_gan", data_dir=records_dir, model_dir=str(tmp_path / "mine"),
+                           max_steps=1)
+    with pytest.raises(DataError, match="holds aligned data"):
+        build_trainer(cycle, progress=False)
+    assert (tmp_path / "mine" / "notes.txt").read_text() == "kept"  # not ours: kept
+    assert sorted(os.listdir(tmp_path / "mine")) == ["notes.txt"]  # and its lock released

@@ -364,6 +364,17 @@ def manifest_intact(manifest: dict[str, Any]) -> bool:
     return "checksum" not in manifest or manifest["checksum"] == manifest_checksum(manifest)
 
 
+def _holds_images(folder: str) -> bool:
+    """Whether ``folder`` or one of its subfolders (train/, trainA/, train_label/, ...) holds
+    image files."""
+    if not os.path.isdir(folder):
+        return False
+    folders = [folder] + [os.path.join(folder, n) for n in sorted(os.listdir(folder))[:50]
+                          if os.path.isdir(os.path.join(folder, n))]
+    return any(name.lower().endswith(image_io.IMAGE_EXTENSIONS)
+               for f in folders for name in image_io.list_files(f))
+
+
 def read_manifest(data_dir: str, check: bool = True) -> dict[str, Any]:
     """Loads ``manifest.json`` of a TFRecord directory, with a clear error when it is missing,
     damaged or (``check``) changed after it was written: its counts and label statistics are
@@ -371,6 +382,12 @@ def read_manifest(data_dir: str, check: bool = True) -> dict[str, Any]:
     ``check=False`` and reports what differs from the shards)."""
     path = os.path.join(data_dir, MANIFEST)
     if not os.path.isfile(path):
+        if _holds_images(data_dir):  # a folder of images given where TFRecords belong
+            out = os.path.normpath(data_dir) + "_tfrecords"
+            raise DataError(f"--data_dir {data_dir} holds images, not TFRecords: build them "
+                            "into another folder with `python -m data_prep.build_tfrecords "
+                            f"--input_dir {data_dir} --output_dir {out}` (see its --layout) "
+                            f"and pass --data_dir {out}")
         raise DataError(f"{path} not found; build the data with "
                         "`python -m data_prep.build_tfrecords --input_dir IN --output_dir "
                         f"{data_dir}`")

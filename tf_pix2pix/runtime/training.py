@@ -56,6 +56,15 @@ class _Trainer:
     """State of one training run; see :func:`train`."""
 
     def __init__(self, config: ExperimentConfig, progress: bool):
+        self.lock = None
+        try:
+            self._setup(config, progress)
+        except BaseException:  # a start that fails frees the model_dir at once
+            if self.lock is not None:
+                self.lock.release()
+            raise
+
+    def _setup(self, config: ExperimentConfig, progress: bool) -> None:
         self.config = config
         self.progress = progress
         t, runtime = config.train, config.runtime
@@ -451,7 +460,19 @@ def build_trainer(config: ExperimentConfig, progress: bool = True) -> _Trainer:
     if config.data.data_dir and config.data.tfds_name:
         raise ConfigError("pass one of --data_dir and --tfds_name, not both")
     ckpt.check_resume_config(config)
-    trainer = _Trainer(config, progress)
+    model_dir = config.train.model_dir
+    created = not os.path.exists(model_dir)
+    try:
+        trainer = _Trainer(config, progress)
+    except BaseException as e:
+        # A start that fails (bad data, a layout the model does not read) leaves no model_dir
+        # behind that this call created; one that existed before, or that another trainer
+        # holds (it may have created it meanwhile), is never removed.
+        if created and not isinstance(e, locking.ModelDirLockedError) and os.path.isdir(
+                model_dir) and not tf.train.latest_checkpoint(
+                ckpt.checkpoint_dir(model_dir)):
+            shutil.rmtree(model_dir, ignore_errors=True)
+        raise
     if trainer.is_chief:
         save_config(config, config.train.model_dir)
     return trainer
