@@ -4,8 +4,9 @@ Examples:
   # A|B pairs (input | target): outputs, index.html, metrics.json, metrics.csv
   python run_predict.py --model_dir runs/demo --input_dir data/demo/images/test \
       --source=aligned --output_dir results/demo
-  # Plain input images through an exported SavedModel version
+  # Plain input images through an exported SavedModel version (a folder, a file or a pattern)
   python run_predict.py --saved_model exported/demo/1 --input_dir photos --output_dir out
+  python run_predict.py --saved_model exported/demo/1 --input 'shots/*.jpg' --output_dir out
   # A TFRecord split built by data_prep.build_tfrecords
   python run_predict.py --model_dir runs/demo --tfrecord_dir data/demo/tfrecords --split=test \
       --output_dir results/test
@@ -33,8 +34,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model_dir", None, "Training directory to restore the generator from.")
 flags.DEFINE_string("checkpoint", "", "Checkpoint prefix; default: the latest in --model_dir.")
 flags.DEFINE_string("saved_model", None, "An exported version folder (export_dir/<version>).")
-flags.DEFINE_string("input_dir", None, "Folder of images (--source=images) or A|B pairs "
-                    "(--source=aligned).")
+flags.DEFINE_string("input_dir", None, "Images to translate (--source=images) or A|B pairs "
+                    "(--source=aligned): a folder, one file, or a quoted pattern such as "
+                    "'shots/*.jpg'.")
+flags.DEFINE_alias("input", "input_dir")
 flags.DEFINE_enum("source", "images", ["images", "aligned"],
                   "What --input_dir holds: plain input images, or A|B pairs with targets.")
 flags.DEFINE_string("tfrecord_dir", None, "TFRecord folder (instead of --input_dir).")

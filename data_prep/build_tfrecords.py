@@ -45,6 +45,7 @@ from absl import flags
 from data_prep.atomic import atomic_output_dir, check_output_dir
 from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
 from tf_pix2pix.configuration import option
+from tf_pix2pix.runtime.progress import progress_bar
 from tf_pix2pix.data import (MANIFEST, SCHEMA_VERSION, SPLITS, make_example, make_label_example,
                              manifest_checksum)
 from tf_pix2pix.image_io import (BadImageError, ImageFile, encode_ids, list_files,
@@ -258,9 +259,7 @@ def _shard_count(config: BuildConfig, items: list[Item]) -> int:
 
 
 def progress(total: int, enabled: bool) -> Iterator[None]:
-    import keras
-
-    bar = keras.utils.Progbar(total, unit_name="image") if enabled and total else None
+    bar = progress_bar(total, "image") if enabled and total else None
     for i in range(total):
         yield
         if bar is not None:

@@ -25,11 +25,11 @@ def _identity(config=None):
     return Translator(lambda x: x, config or ExperimentConfig(), "eval", "identity")
 
 
-def _aligned_folder(folder, n=3, same_halves=True):
+def _aligned_folder(folder, n=3, same_halves=True, size=16):
     os.makedirs(folder, exist_ok=True)
     for i in range(n):
-        half = random_image(16, 16, seed=i)
-        other = half if same_halves else random_image(16, 16, seed=100 + i)
+        half = random_image(size, size, seed=i)
+        other = half if same_halves else random_image(size, size, seed=100 + i)
         write_image(os.path.join(folder, f"p{i}.png"), np.concatenate([half, other], axis=1))
 
 
@@ -147,7 +147,16 @@ def test_cli_from_model_dir_and_saved_model(records_dir, tmp_path):
     bad = run("--model_dir", model_dir, "--input_dir", str(tmp_path / "none"), "--output_dir",
               str(tmp_path / "pc"))
     assert bad.returncode == 1 and "Traceback" not in bad.stderr
-    assert "is not a directory" in bad.stderr.strip().splitlines()[-1]
+    assert "is not a file, a folder or a pattern" in bad.stderr.strip().splitlines()[-1]
+    # A|B pairs without --source=aligned: translated whole, with a warning; --input (the
+    # alias) takes a pattern; the bar in a pipe is plain lines that know the total.
+    _aligned_folder(str(tmp_path / "pairs"), n=2, size=32)
+    pairs = run("--saved_model", saved, "--input", str(tmp_path / "pairs" / "*.png"),
+                "--output_dir", str(tmp_path / "pf"))
+    assert pairs.returncode == 0, pairs.stderr
+    assert "warning: every image of" in pairs.stderr and "--source=aligned" in pairs.stderr
+    assert "image 2/2 (100%)" in pairs.stdout and "\r" not in pairs.stdout
+    assert "translated 2 image(s)" in pairs.stdout
 
     # The FCN-score from the command line: label-id PNGs named as the split's images, a
     # segmenter that always answers class 2 (a .keras file): both rows score what the formulas
@@ -382,3 +391,33 @@ def test_an_earlier_prediction_is_never_mixed_with_a_new_one(tmp_path):
         predict(_identity(), first(), out, progress=False, overwrite=True)
     assert len(os.listdir(os.path.join(out, "images"))) == 6
     assert sorted(os.listdir(tmp_path)) == ["in", "out"]
+
+
+def test_one_file_a_pattern_or_a_folder_and_a_b_pairs_are_noticed(tmp_path):
+    """Issue 36: one image answered "is not a directory"; A|B pairs given without
+    --source=aligned were translated whole without a word."""
+    from tf_pix2pix.serving.predict import example_count, input_files, looks_aligned
+
+    _aligned_folder(str(tmp_path / "pairs"), n=3)  # 32x16 A|B images
+    write_image(str(tmp_path / "shot.jpg"), random_image(12, 20))
+    files = input_files(str(tmp_path / "pairs"))
+    assert [os.path.basename(f) for f in files] == ["p0.png", "p1.png", "p2.png"]
+    assert input_files(str(tmp_path / "shot.jpg")) == [str(tmp_path / "shot.jpg")]
+    assert input_files(str(tmp_path / "pairs" / "p[01].png")) == files[:2]
+    assert looks_aligned(files) and not looks_aligned([str(tmp_path / "shot.jpg")])
+    assert example_count("images", str(tmp_path / "pairs" / "*.png"), ExperimentConfig()) == 3
+    with pytest.raises(ConfigError, match="matches no file"):
+        input_files(str(tmp_path / "*.bmp"))
+    with pytest.raises(ConfigError, match="is not a file, a folder or a pattern"):
+        input_files(str(tmp_path / "nothing.png"))
+    os.makedirs(tmp_path / "other")
+    write_image(str(tmp_path / "other" / "p0.jpg"), random_image(8, 8))
+    with pytest.raises(ConfigError, match=r"p0.jpg and .*p0.png have one name \(p0\)"):
+        input_files(str(tmp_path / "*" / "p0.*"))
+    # One file through the whole prediction: one output of its stem.
+    summary = predict(_identity(), iterate_examples("images", str(tmp_path / "shot.jpg"),
+                                                    ExperimentConfig()),
+                      str(tmp_path / "out"), progress=False)
+    assert summary["count"] == 1
+    assert sorted(os.listdir(tmp_path / "out" / "images")) == ["shot_input.png",
+                                                               "shot_output.png"]

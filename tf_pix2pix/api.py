@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from typing import Any, Sequence
 
 import numpy as np
@@ -326,9 +327,11 @@ def predict(model: str | Translator, output_dir: str, input_dir: str = "",
             on_bad_image: str = "fail", metrics: Sequence[str] = ("l1", "psnr", "ssim"),
             protocol: str = "native", progress: bool = True, overwrite: bool = False,
             **metric_options: Any) -> dict[str, Any]:
-    """Translates a folder (``input_dir``: plain images, or A|B pairs with ``source="aligned"``)
-    or a TFRecord split (``tfrecord_dir``, ``split``) into ``output_dir`` as ``run_predict.py``
-    does: ``images/``, ``index.html``, and with targets ``metrics.json`` and ``metrics.csv``.
+    """Translates images (``input_dir``: a folder, one file or a pattern such as
+    ``"shots/*.jpg"``; plain images, or A|B pairs with ``source="aligned"``) or a TFRecord split
+    (``tfrecord_dir``, ``split``) into ``output_dir`` as ``run_predict.py`` does: ``images/``,
+    ``index.html``, and with targets ``metrics.json`` and ``metrics.csv``. A folder of images
+    all twice as wide as high without ``source="aligned"`` is warned about (A|B pairs).
 
     Args:
       model: a training directory or export (read by [`load`][tf_pix2pix.api.load]), or a
@@ -362,12 +365,18 @@ def predict(model: str | Translator, output_dir: str, input_dir: str = "",
     skipped: list[dict[str, str]] = []
     inner = translator._inner
     where = (("tfrecord", tfrecord_dir) if tfrecord_dir else (source, input_dir))
+    if source == "images" and not tfrecord_dir and predict_lib.looks_aligned(
+            predict_lib.input_files(input_dir)):
+        print(f"warning: every image of {input_dir} is twice as wide as high, as A|B pairs are; "
+              "they are translated whole. Pass source=\"aligned\" (--source=aligned) to "
+              "translate the left half and score the output against the right", file=sys.stderr)
     examples = predict_lib.iterate_examples(*where, inner.config, split, on_bad_image, skipped,
                                             inner.direction)
     fcn, fcn_labels = predict_lib.fcn_scorer(metric_config)
+    total = predict_lib.example_count(*where, inner.config, split, inner.direction)
     return predict_lib.predict(inner, examples, output_dir, progress, skipped, tuple(metrics),
                                protocol, metric_config.inception_weights, fcn, fcn_labels,
-                               overwrite=overwrite)
+                               overwrite=overwrite, total=total)
 
 
 def import_pretrained(model_dir: str, name: str = "", pth: str = "",

@@ -33,6 +33,7 @@ from tf_pix2pix import hardware, models, visualize
 from tf_pix2pix.runtime import locking
 from tf_pix2pix.runtime import checkpointing as ckpt
 from tf_pix2pix.runtime import workers
+from tf_pix2pix.runtime.progress import progress_bar
 from tf_pix2pix.configuration import ConfigError, ExperimentConfig, save_config
 from tf_pix2pix.errors import TrainingDivergedError  # noqa: F401
 
@@ -333,9 +334,8 @@ class _Trainer:
             return TrainResult(step, self.total_steps, {}, self.latest_checkpoint(), {},
                                weights_sha256=self.weights_sha256())
         self._last_save = step
-        bar = keras.utils.Progbar(self.total_steps,
-                                  stateful_metrics=list(self.model.loss_names) + ["lr"],
-                                  verbose=1 if self.progress else 0, unit_name="step")
+        bar = progress_bar(self.total_steps, "step", self.progress,
+                           stateful_metrics=list(self.model.loss_names) + ["lr"])
         bar.update(step)
         if self.config.data.on_corrupt_record == "skip":
             with self.train_writer.as_default(step=step):

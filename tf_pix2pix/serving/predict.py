@@ -9,12 +9,12 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import glob
 import html
 import json
 import os
 from typing import Any, Callable, Iterator
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -25,9 +25,11 @@ from tf_pix2pix.configuration import ConfigError, ExperimentConfig, MetricsConfi
 from tf_pix2pix.metrics import fcn_score
 from tf_pix2pix.metrics.scoring import PSNR_CAP, Scorer
 from tf_pix2pix.serving.export import read_export_info
-from tf_pix2pix.image_io import BadImageError, list_files, read_aligned_pair, read_image
+from tf_pix2pix.image_io import (BadImageError, declared_size, list_files, read_aligned_pair,
+                                 read_image)
 from tf_pix2pix.inference import mode_call, padded_translate
 from tf_pix2pix.models import pad_multiple, restore_generator
+from tf_pix2pix.runtime.progress import progress_bar
 from tf_pix2pix.visualize import save_png, to_uint8
 
 SOURCES = ("images", "aligned", "tfrecord")
@@ -143,13 +145,8 @@ def iterate_examples(source: str, path: str, config: ExperimentConfig, split: st
         return
     if source not in ("images", "aligned"):
         raise ConfigError(f"source={source!r}: use one of {', '.join(SOURCES)}")
-    if not os.path.isdir(path):
-        raise ConfigError(f"--input_dir {path} is not a directory")
-    names = list_files(path)
-    if not names:
-        raise ConfigError(f"--input_dir {path} has no files")
-    for name in names:
-        file_path = os.path.join(path, name)
+    for file_path in input_files(path):
+        name = os.path.basename(file_path)
         try:  # a file that cannot be read, or not as the model's input: one skip rule
             image = (read_aligned_pair if source == "aligned" else read_image)(file_path)
             encoded = (encode_file(config, image.encoded, in_nc, file_path)
@@ -169,6 +166,60 @@ def iterate_examples(source: str, path: str, config: ExperimentConfig, split: st
         if swap:
             a, b = b, a
         yield Example(stem, _normalise(a, in_nc), _normalise(b, out_nc))
+
+
+def input_files(path: str) -> list[str]:
+    """The files ``--input_dir`` names: the files of a folder, one file, or those a pattern
+    (``'shots/*.jpg'``) matches, sorted; every one gives an output of its own stem.
+
+    Raises:
+      ConfigError: nothing to read, or two files of one stem (their outputs would collide).
+    """
+    if glob.has_magic(path):
+        files = sorted(p for p in glob.glob(os.path.expanduser(path)) if os.path.isfile(p))
+        if not files:
+            raise ConfigError(f"--input_dir {path} matches no file")
+    elif os.path.isfile(path):
+        files = [path]
+    elif os.path.isdir(path):
+        files = [os.path.join(path, name) for name in list_files(path)]
+        if not files:
+            raise ConfigError(f"--input_dir {path} has no files")
+    else:
+        raise ConfigError(f"--input_dir {path} is not a file, a folder or a pattern that "
+                          "matches files")
+    stems: dict[str, str] = {}
+    for file in files:
+        stem = os.path.splitext(os.path.basename(file))[0]
+        if stem in stems:
+            raise ConfigError(f"--input_dir {path}: {stems[stem]} and {file} have one name "
+                              f"({stem}); their outputs would overwrite each other")
+        stems[stem] = file
+    return files
+
+
+def looks_aligned(files: list[str]) -> bool:
+    """Whether every one of ``files`` is twice as wide as high, as A|B pairs are (read from the
+    headers; a file whose size cannot be read counts against it)."""
+    for file in files:
+        with open(file, "rb") as f:
+            height, width = (int(v) for v in declared_size(tf.constant(f.read())).numpy())
+        if not height or width != 2 * height:
+            return False
+    return bool(files)
+
+
+def example_count(source: str, path: str, config: ExperimentConfig, split: str = "test",
+                  direction: str = "AtoB") -> int:
+    """How many examples :func:`iterate_examples` reads (skipped files included)."""
+    if source != "tfrecord":
+        return len(input_files(path))
+    manifest = data_lib.read_manifest(path)
+    info = manifest["splits"].get(split, {})
+    if manifest.get("layout") == "unaligned":
+        swap = (config.data.direction == "BtoA") != (direction == "BtoA")
+        info = info.get("B" if swap else "A", {})
+    return int(info.get("num_examples", 0))
 
 
 def _png(image: np.ndarray) -> bytes:
@@ -233,7 +284,7 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
             progress: bool = True, skipped: list[dict[str, str]] | None = None,
             metrics: tuple[str, ...] = ("l1", "psnr", "ssim"), protocol: str = "native",
             inception_weights: str = "", fcn=None, fcn_labels=None,
-            overwrite: bool = False) -> dict:
+            overwrite: bool = False, total: int | None = None) -> dict:
     """Translates ``examples`` into ``output_dir``: images, gallery, and metrics with targets.
 
     Writes ``images/<name>_{input,output,target}.png``, ``index.html``, and when targets exist
@@ -277,18 +328,18 @@ def predict(translator: Translator, examples: Iterator[Example], output_dir: str
     final = check()
     with atomic_output_dir(final, recheck=check, holder="run_predict") as workdir:
         return _predict_into(workdir, translator, examples, progress, skipped, metrics, protocol,
-                             features, fcn, fcn_labels, label_nc)
+                             features, fcn, fcn_labels, label_nc, total)
 
 
 def _predict_into(output_dir: str, translator: Translator, examples: Iterator[Example],
                   progress: bool, skipped: list[dict[str, str]] | None,
                   metrics: tuple[str, ...], protocol: str, features: Any, fcn: Any,
-                  fcn_labels: Any, label_nc: int) -> dict:
+                  fcn_labels: Any, label_nc: int, total: int | None) -> dict:
     image_dir = os.path.join(output_dir, "images")
     os.makedirs(image_dir, exist_ok=True)
     scorer = Scorer(metrics, features)
     rows, per_image = [], []
-    bar = keras.utils.Progbar(None, unit_name="image") if progress else None
+    bar = progress_bar(total or None, "image") if progress else None
     model_class = models.for_config(translator.config)
     for i, ex in enumerate(examples):
         original_input = ex.input
@@ -315,6 +366,8 @@ def _predict_into(output_dir: str, translator: Translator, examples: Iterator[Ex
         rows.append(row)
         if bar is not None:
             bar.update(i + 1)
+    if bar is not None and rows:
+        bar.update(len(rows), finalize=True)  # skipped files make it end short of its total
     if not rows:
         raise ConfigError("nothing to translate: every input was skipped or the source is empty")
     model = translator.config.model.model
