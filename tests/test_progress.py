@@ -41,3 +41,42 @@ def test_build_tfrecords_progress_in_a_pipe_has_no_redraws(synthetic_dir, tmp_pa
     assert result.returncode == 0, result.stderr
     assert b"\r" not in result.stdout and len(result.stdout) < 4000
     assert result.stdout.decode().strip().splitlines()[-1].startswith("wrote ")
+
+
+def test_on_a_terminal_an_error_starts_on_a_line_of_its_own():
+    """Issue 36: result and error lines were printed on the progress bar's line."""
+    import pty
+
+    code = """
+from tf_pix2pix.cli import UserError, run_main
+from tf_pix2pix.runtime.progress import progress_bar
+
+def main(argv):
+    bar = progress_bar(10, "step")
+    for step in range(1, 4):
+        bar.update(step)
+    raise UserError("the data ran out")
+
+run_main(main)
+"""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-c", code], stdin=follower, stdout=follower,
+                            stderr=follower, cwd=REPO, close_fds=True)
+    os.close(follower)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(leader)
+    assert proc.wait(timeout=120) == 1
+    import re
+
+    text = re.sub(r"\x1b\[[0-9;]*m", "", out.decode(errors="replace"))
+    assert re.search(r"\b[123]/10 ", text)  # the bar was drawn (in place, on the terminal)
+    before = text[:text.index("error: the data ran out")]
+    assert before.endswith("\n"), repr(before[-80:])

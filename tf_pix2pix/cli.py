@@ -31,6 +31,19 @@ from tf_pix2pix.errors import OS_USER_ERRORS, UserError  # noqa: E402,F401 (tool
 # that --help lists them as that command's own.
 flags.disclaim_key_flags()
 
+# Whether a progress bar redrawn in place (a terminal) has left its line open: an error printed
+# then would continue the bar's line (set by ``runtime.progress``).
+bar_line_open = False
+
+
+def end_bar_line() -> None:
+    """Ends the line a terminal's progress bar left open, so the next line is one of its own."""
+    global bar_line_open
+    if bar_line_open:
+        bar_line_open = False
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+
 
 def run_main(main: Callable[[list[str]], int | None], positional: bool = False) -> None:
     """Runs ``main`` under ``absl.app.run`` with one-line errors for user mistakes.
@@ -50,6 +63,7 @@ def run_main(main: Callable[[list[str]], int | None], positional: bool = False) 
                 raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
             return main(argv)
         except (UserError, *OS_USER_ERRORS) as e:
+            end_bar_line()
             print(f"error: {e}", file=sys.stderr)
             sys.exit(1)
 

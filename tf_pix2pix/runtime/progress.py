@@ -17,6 +17,8 @@ from typing import Any
 
 import keras
 
+from tf_pix2pix import cli
+
 LOG_EVERY_S = 30.0
 
 
@@ -68,6 +70,18 @@ class LogLines:
         print(" ".join(parts), flush=True)
 
 
+class TerminalBar(keras.utils.Progbar):
+    """Keras's bar, recording whether it left its line open (``cli.end_bar_line`` ends it
+    before an error or a result is printed)."""
+
+    def update(self, current: int, values: list[tuple[str, Any]] | None = None,
+               finalize: bool | None = None) -> None:
+        super().update(current, values, finalize)
+        done = finalize or (finalize is None and self.target is not None
+                            and current >= self.target)
+        cli.bar_line_open = self.verbose == 1 and not done
+
+
 def progress_bar(target: int | None, unit_name: str = "step", enabled: bool = True,
                  stateful_metrics: list[str] | None = None,
                  log_every_s: float = LOG_EVERY_S) -> keras.utils.Progbar | LogLines:
@@ -76,5 +90,5 @@ def progress_bar(target: int | None, unit_name: str = "step", enabled: bool = Tr
     elsewhere."""
     if enabled and not writes_to_terminal():
         return LogLines(target, unit_name, log_every_s)
-    return keras.utils.Progbar(target, verbose=1 if enabled else 0, unit_name=unit_name,
-                               stateful_metrics=stateful_metrics)
+    return TerminalBar(target, verbose=1 if enabled else 0, unit_name=unit_name,
+                       stateful_metrics=stateful_metrics)
