@@ -1,6 +1,7 @@
 """Flags generated from config fields, and the folder checks shared by the tools."""
 
 import dataclasses
+import os
 
 import pytest
 from absl import flags
@@ -102,3 +103,20 @@ def test_cli_tools_refuse_stray_arguments_unless_they_take_them():
     taken = run("yes", "--", "--data_dir", "d")
     assert taken.returncode == 0 and "main ['--data_dir', 'd']" in taken.stdout
     assert run("no").returncode == 0
+
+
+def test_tensorflows_start_up_banner_is_hidden_unless_asked_for(records_dir):
+    """Issue 36: every command started with TensorFlow's start-up log lines (written while its
+    libraries load, before TF_CPP_MIN_LOG_LEVEL applies)."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    command = [sys.executable, "-m", "data_prep.verify", "--data_dir", records_dir]
+    quiet = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=repo)
+    assert quiet.returncode == 0 and quiet.stdout.startswith("checked ")
+    assert "absl::InitializeLog" not in quiet.stderr and "I0000" not in quiet.stderr, quiet.stderr
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0")
+    loud = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=repo,
+                          env=env)
+    assert loud.returncode == 0 and "I0000" in loud.stderr  # the banner, when asked for

@@ -15,12 +15,72 @@ dataclass back from the parsed flags, so no default or help text is written twic
 from __future__ import annotations
 
 import dataclasses
+import importlib.abc
+import importlib.util
 import os
+import re
 import sys
+import tempfile
 from typing import Any, Callable, TypeVar
 
 # Quiet TensorFlow's C++ start-up banner before TensorFlow is imported by any CLI.
+_USER_LOG_LEVEL = os.environ.get("TF_CPP_MIN_LOG_LEVEL")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Lines TensorFlow's libraries write to the process's stderr while they load, before their
+# logging is set up (TF_CPP_MIN_LOG_LEVEL does not reach them): informational only.
+_BANNER = re.compile(r"WARNING: All log messages before absl::InitializeLog\(\) is called are "
+                     r"written to STDERR|I\d{4} .*")
+
+
+class _QuietLoader(importlib.abc.Loader):
+    """Runs TensorFlow's package import with file descriptor 2 sent to a temporary file, then
+    writes back to stderr every line but the start-up banner (warnings and errors stay)."""
+
+    def __init__(self, loader: importlib.abc.Loader):
+        self._loader = loader
+
+    def __getattr__(self, name: str) -> Any:  # the wrapped loader's resources etc.
+        return getattr(self._loader, name)
+
+    def create_module(self, spec: Any) -> Any:
+        return self._loader.create_module(spec)
+
+    def exec_module(self, module: Any) -> None:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with tempfile.TemporaryFile() as sink:
+            os.dup2(sink.fileno(), 2)
+            failed = True
+            try:
+                self._loader.exec_module(module)
+                failed = False
+            finally:
+                sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                sink.seek(0)
+                for line in sink.read().decode(errors="replace").splitlines(keepends=True):
+                    if failed or not _BANNER.fullmatch(line.rstrip("\n")):
+                        sys.stderr.write(line)
+                sys.stderr.flush()
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Finds ``tensorflow`` once, with :class:`_QuietLoader` around its loader."""
+
+    def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+# Not when TensorFlow is loaded already, nor when the user asked for its INFO logs.
+if "tensorflow" not in sys.modules and _USER_LOG_LEVEL not in ("0", "1"):
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
 
 from absl import app, flags  # noqa: E402
 
