@@ -216,8 +216,10 @@ def test_training_writes_the_cycle_gan_summaries_and_samples(unpaired_records_di
     assert event_tags(tmp_path / "m" / "val") >= {
         "metrics/rec_A_l1", "metrics/rec_B_ssim", "val/real_A_fake_B_rec_A"}
     png = tf.io.decode_png(open(tmp_path / "m" / "samples" / "val_latest.png", "rb").read())
-    # Validation batches hold up to 4 images in eval mode: 2 val images x two grids, 3 columns.
-    assert png.shape == (2 * 2 * 32, 3 * 32, 3)
+    # Validation batches hold up to 4 images in eval mode: 2 val images x two grids, 3 columns,
+    # each grid under its captions (real_A | fake_B | rec_A, real_B | fake_A | rec_B), the 32-px
+    # tiles enlarged to 128.
+    assert png.shape == (2 * (16 + 2 * 128), 3 * 128, 3)
     assert result.val_metrics["count"] == 2
 
 

@@ -47,7 +47,9 @@ def test_end_to_end_writes_checkpoints_config_events_and_samples(records_dir, tm
     samples = os.listdir(tmp_path / "m" / "samples")
     assert {"train_latest.png", "val_latest.png", "train_step0000004.png"} <= set(samples)
     png = tf.io.decode_png(open(tmp_path / "m" / "samples" / "val_latest.png", "rb").read())
-    assert png.shape == (4 * 32, 3 * 32, 3)  # eval-mode val batches hold 4 rows: in | out | target
+    # Eval-mode val batches hold 4 rows: input | output | target, under a strip naming them;
+    # the 32-px tiles enlarged 4x (nearest) to 128.
+    assert png.shape == (16 + 4 * 128, 3 * 128, 3)
 
 
 def test_resume_continues_the_step_and_restores_optimizer_state(records_dir, tmp_path):

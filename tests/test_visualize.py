@@ -27,3 +27,26 @@ def test_grid_png_stacks_rows_and_saves(tmp_path):
 
 def test_to_uint8():
     assert to_uint8(tf.constant([-1.0, 0.0, 1.0])).numpy().tolist() == [0, 128, 255]
+
+
+def test_sample_pngs_name_their_columns_and_enlarge_small_tiles():
+    """Issue 36: the sample grids were 64-px tiles without captions."""
+    from tf_pix2pix.visualize import CAPTION_HEIGHT, captioned_png, column_captions
+
+    assert column_captions("real_A | fake_B, then real_B | idt_B (G(B), which should stay B)") \
+        == [["real_A", "fake_B"], ["real_B", "idt_B"]]
+    dark, light = -tf.ones([2, 32, 32, 3]), tf.ones([2, 32, 32, 3])
+    grid = comparison_grid(dark, light)
+    image = tf.io.decode_png(captioned_png([(grid, ["input", "output"]),
+                                            (grid, None)])).numpy()
+    # 32-px tiles enlarged 4x (nearest) to 128; one caption strip, above the first grid only.
+    assert image.shape == (CAPTION_HEIGHT + 2 * 2 * 128, 2 * 128, 3)
+    strip, tiles = image[:CAPTION_HEIGHT], image[CAPTION_HEIGHT:]
+    for column in (0, 1):  # text (dark pixels) over each column, on white
+        part = strip[:, column * 128:(column + 1) * 128]
+        assert (part < 100).any() and (part == 255).mean() > 0.7
+    assert (tiles[:, :128] == 0).all() and (tiles[:, 128:] == 255).all()
+    # Large tiles stay as they are.
+    big = tf.io.decode_png(captioned_png([(comparison_grid(tf.zeros([1, 200, 300, 3])),
+                                           None)])).numpy()
+    assert big.shape == (200, 300, 3)

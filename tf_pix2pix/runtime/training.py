@@ -272,13 +272,16 @@ class _Trainer:
         if not self.is_chief:
             return
         grids = self.model.sample_grids(tuple(t[:4] for t in batch), self.config.train.test_mode)
-        rows = []
+        captions = visualize.column_captions(self.model_class.sample_columns)
+        blocks = []
         with writer.as_default(step=step):
-            for tag, columns in grids.items():
+            for i, (tag, columns) in enumerate(grids.items()):
                 grid = visualize.comparison_grid(*columns)
                 tf.summary.image(f"{name}/{tag}", grid, max_outputs=4)
-                rows.append(grid)
-        png = visualize.rows_png(tf.concat(rows, axis=0))
+                shown = [c for c in columns if c is not None]
+                names = captions[i] if i < len(captions) else None
+                blocks.append((grid, names if names and len(names) == len(shown) else None))
+        png = visualize.captioned_png(blocks)
         samples = os.path.join(self.model_dir, SAMPLES_SUBDIR)
         try:
             visualize.save_png(os.path.join(samples, f"{name}_step{step:07d}.png"), png)
