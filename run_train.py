@@ -34,7 +34,7 @@ from absl import flags
 
 # First: cli quiets TensorFlow's start-up banner before anything imports TensorFlow.
 from tf_pix2pix.cli import define_flags, run_main  # noqa: I001
-from data_prep.demo import with_demo_data
+from data_prep.demo import truth_scores, with_demo_data
 from tf_pix2pix import configuration as cfg
 from tf_pix2pix import models
 from tf_pix2pix.errors import ConfigError
@@ -119,6 +119,11 @@ def main(argv: list[str]) -> None:
     metrics = " ".join(f"val_{k}={v:.4f}" for k, v in result.val_metrics.items() if k != "count")
     print(f"step={result.step}/{result.total_steps} checkpoint={result.checkpoint} {metrics}")
     print(f"weights_sha256={result.weights_sha256}")
+    truth = truth_scores(config, FLAGS.demo_data_dir) if FLAGS.preset == "demo" else None
+    if truth:  # an unpaired demo: the synthetic set knows what each translation should be
+        print(f"val A->B against the true renderings ({truth['count']} label maps the unpaired "
+              f"set leaves out): L1={truth['l1']:.4f} PSNR={truth['psnr']:.2f} "
+              f"SSIM={truth['ssim']:.4f}")
     samples = os.path.join(config.train.model_dir, "samples")
     print(f"Samples ({model.sample_columns}): {samples}/val_latest.png and train_latest.png; "
           f"TensorBoard: tensorboard --logdir {config.train.model_dir}")

@@ -16,6 +16,8 @@ from data_prep.make_synthetic import SyntheticConfig, make_synthetic
 from tf_pix2pix import models
 from tf_pix2pix.configuration import ExperimentConfig
 from tf_pix2pix.data import MANIFEST
+from tf_pix2pix.metrics.scoring import evaluate
+from tf_pix2pix.serving import predict as predict_lib
 
 
 def synthetic_demo_data(folder: str, size: int, unpaired: bool = False, labels: bool = False,
@@ -56,3 +58,21 @@ def with_demo_data(config: ExperimentConfig, preset: str | None,
     if preset != "demo" or config.data.data_dir or config.data.tfds_name:
         return config
     return config.replace(data_dir=demo_data(models.for_config(config).demo_data, folder))
+
+
+def truth_scores(config: ExperimentConfig, folder: str = "") -> dict[str, float] | None:
+    """For a model trained on its unpaired demo set (made in ``folder``, default the model's
+    own): its A -> B translations of the validation label maps scored against their true
+    renderings (``images/valAB``, which the synthetic generator writes and training never
+    reads), ``{"l1", "psnr", "ssim", "count"}`` as for paired data; None for other data (or a
+    demo set made before the pairs were written: delete it to have it made again)."""
+    spec = models.for_config(config).demo_data
+    root = folder or spec["folder"]
+    pairs = os.path.join(root, "images", "valAB")
+    if not spec.get("unpaired") or not os.path.isdir(pairs) or os.path.abspath(
+            config.data.data_dir) != os.path.abspath(os.path.join(root, "tfrecords")):
+        return None
+    translator = predict_lib.translator_from_model_dir(config.train.model_dir,
+                                                       config.train.test_mode)
+    examples = predict_lib.iterate_examples("aligned", pairs, translator.config)
+    return evaluate(translator, ((ex.input[None], ex.target[None]) for ex in examples))

@@ -15,7 +15,10 @@ only on ``(seed, split, index)``, so the set is identical on every machine for a
 ``--unpaired`` writes the same two domains without pairs, in the reference's CycleGAN layout:
 ``{split}A/`` holds label maps (PNG) of the even-numbered scenes and ``{split}B/`` renderings
 (JPEG) of the odd-numbered ones, so no image of one domain is the counterpart of an image of the
-other.
+other. ``valAB/`` and ``testAB/`` pair each label map of ``valA/`` and ``testA/`` with its true
+rendering (A|B PNGs, the same names), which the unpaired domains leave out: training never reads
+them, but an A -> B translation can be scored against them (``run_train.py --preset=demo`` does
+for the unpaired demos).
 
 ``--labels`` writes pix2pixHD's layout: ``{split}_label/`` (8-bit PNGs of the class ids 0..3),
 ``{split}_inst/`` (16-bit PNGs of instance ids, ``1000 * class + k``) and ``{split}_img/`` (JPEG
@@ -148,7 +151,7 @@ def _write(path: str, data: bytes) -> None:
         f.write(data)
 
 
-_OWN = re.compile(r"(train|val|test)(|A|B|_label|_inst|_img)")
+_OWN = re.compile(r"(train|val|test)(|A|B|AB|_label|_inst|_img)")
 
 
 def written_by_synthetic(name: str) -> bool:
@@ -195,13 +198,19 @@ def _generate(config: SyntheticConfig) -> dict[str, int]:
         if config.unpaired:
             for domain in ("A", "B"):
                 os.makedirs(os.path.join(config.output_dir, f"{split}{domain}"), exist_ok=True)
+            truth = os.path.join(config.output_dir, f"{split}AB")
+            if split != "train" and count:
+                os.makedirs(truth, exist_ok=True)
             for i in range(count):
-                labels, _ = render_pair(config.seed, split, 2 * i, config.size)
+                labels, rendered = render_pair(config.seed, split, 2 * i, config.size)
                 _, photo = render_pair(config.seed, split, 2 * i + 1, config.size)
                 _write(os.path.join(config.output_dir, f"{split}A", f"{i:05d}.png"),
                        tf.io.encode_png(labels).numpy())
                 _write(os.path.join(config.output_dir, f"{split}B", f"{i:05d}.jpg"),
                        tf.io.encode_jpeg(photo, quality=95).numpy())
+                if split != "train":  # the label map and its true rendering, for scoring
+                    _write(os.path.join(truth, f"{i:05d}.png"), tf.io.encode_png(
+                        np.concatenate([labels, rendered], axis=1)).numpy())
             continue
         folder = os.path.join(config.output_dir, split)
         os.makedirs(folder, exist_ok=True)

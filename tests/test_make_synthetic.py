@@ -72,7 +72,12 @@ def test_cli(tmp_path):
 def test_unpaired_layout_has_two_domains_and_no_pairs(tmp_path):
     make_synthetic(SyntheticConfig(output_dir=str(tmp_path), num_train=4, num_val=0, num_test=2,
                                    size=32, unpaired=True))
-    assert sorted(os.listdir(tmp_path)) == ["testA", "testB", "trainA", "trainB", "valA", "valB"]
+    assert sorted(os.listdir(tmp_path)) == ["testA", "testAB", "testB", "trainA", "trainB", "valA",
+                                            "valB"]
+    # testAB pairs each test label map with its true rendering (for scoring A -> B only).
+    pair = read_image(str(tmp_path / "testAB" / "00001.png")).pixels
+    assert (pair[:, :32] == read_image(str(tmp_path / "testA" / "00001.png")).pixels).all()
+    np.testing.assert_array_equal(pair[:, 32:], render_pair(0, "test", 2, 32)[1])
     a = [read_image(str(tmp_path / "trainA" / n)) for n in sorted(os.listdir(tmp_path / "trainA"))]
     b = [read_image(str(tmp_path / "trainB" / n)) for n in sorted(os.listdir(tmp_path / "trainB"))]
     assert len(a) == len(b) == 4 and a[0].format == "png" and b[0].format == "jpeg"

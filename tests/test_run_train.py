@@ -84,6 +84,11 @@ def test_cycle_gan_demo_preset_generates_unpaired_data_and_trains(tmp_path):
     assert saved["model"]["netG"] == "resnet_6blocks" and saved["data"]["crop_size"] == 64
     assert "real_A | fake_B | rec_A" in result.stdout and "val_rec_A_l1=" in result.stdout
     assert os.path.exists(tmp_path / "run" / "samples" / "val_latest.png")
+    # Issue 36: an objective measure for the unpaired demo, its A -> B translations against
+    # the true renderings the synthetic generator knows (valAB, never read by training).
+    line = [x for x in result.stdout.splitlines() if x.startswith("val A->B against the true")]
+    assert line and "(50 label maps the unpaired set leaves out): L1=" in line[0], result.stdout
+    assert float(line[0].split("SSIM=")[1]) < 1.0
 
 
 def test_dry_run_of_the_paper_ablations():
