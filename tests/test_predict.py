@@ -101,7 +101,7 @@ def test_bad_images_fail_or_are_skipped_and_counted(tmp_path):
 def test_tfrecord_split_source(records_dir, tmp_path):
     examples = list(iterate_examples("tfrecord", records_dir, ExperimentConfig(), split="val"))
     assert len(examples) == 4 and examples[0].input.shape == (64, 64, 3)
-    with pytest.raises(ConfigError, match="not a directory"):
+    with pytest.raises(ConfigError, match="is not a file, a folder or a pattern"):
         list(iterate_examples("images", str(tmp_path / "missing"), ExperimentConfig()))
 
 
