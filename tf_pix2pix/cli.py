@@ -5,7 +5,10 @@ The ``run_*.py`` scripts and the ``data_prep`` tools call :func:`run_main`; erro
 (``errors.UserError`` and its subclasses: bad paths, bad images, invalid flags, mismatched
 checkpoints; and missing or unreadable files) are printed as ``error: ...`` on stderr with exit
 code 1 and no traceback. Anything else is a bug and keeps its traceback. This module imports no
-TensorFlow: a tool that fails early fails fast.
+TensorFlow: a tool that fails early fails fast. Importing it holds back TensorFlow's start-up
+banner (the lines its libraries print while loading, before any log level applies) for the
+import that follows: the tools' output starts with their own first line
+(``TF_CPP_MIN_LOG_LEVEL=0`` or ``1`` keeps the banner).
 
 :func:`define_flags` defines one absl flag per field of config dataclasses (name, type, default,
 choices and help from the field, see ``config.option``), and :func:`from_flags` builds the
