@@ -592,7 +592,7 @@ def test_malformed_requests_get_a_json_refusal_and_write_nothing(tmp_path):
     folders = _scenes(tmp_path, n=2)
     out = tmp_path / "out"
     s = study.Study(_config(folders, out, practice=0, trials=2))
-    server = study.make_server(s, "127.0.0.1", 0, timeout=1.0, max_connections=3)
+    server = study.make_server(s, "127.0.0.1", 0, timeout=1.0)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     port = server.server_address[1]
     good = {"participant": "ann", "trial": 0, "choice": "left"}
@@ -647,18 +647,23 @@ def test_malformed_requests_get_a_json_refusal_and_write_nothing(tmp_path):
                             pause=True)
         assert status == 408 and "did not arrive" in body["error"]
         assert time.monotonic() - started < 10
-        # More clients at once than --max connections: a 503 each, not a thread each.
+        # More clients at once than the server holds: a 503 each, not a thread each (a server
+        # of 3 connections on the same study; its stalled clients time out after 10 s).
         import socket
 
-        holders = [socket.create_connection(("127.0.0.1", port)) for _ in range(3)]
+        small = study.make_server(s, "127.0.0.1", 0, timeout=10.0, max_connections=3)
+        threading.Thread(target=small.serve_forever, daemon=True).start()
+        small_port = small.server_address[1]
+        holders = [socket.create_connection(("127.0.0.1", small_port)) for _ in range(3)]
         for holder in holders:
             holder.sendall(b"GET /api/sta")  # a request line that never ends
-        time.sleep(0.2)
-        status, body = _raw(port, b"GET / HTTP/1.1\r\n\r\n")
+        time.sleep(0.5)
+        status, body = _raw(small_port, b"GET / HTTP/1.1\r\n\r\n")
         assert status == 503 and "busy" in body["error"]
         for holder in holders:
             holder.close()
-        time.sleep(1.5)  # their threads end (closed, or timed out after 1 s)
+        small.shutdown()
+        small.server_close()
         status, reply = _raw(port, _answer_request(good))
         assert status == 200 and reply["saved"] is True  # the server still serves
         assert server.errors == 0  # and nothing went to its error log
