@@ -46,8 +46,8 @@ from data_prep.atomic import atomic_output_dir, check_output_dir
 from tf_pix2pix.cli import UserError, define_flags, from_flags, run_main
 from tf_pix2pix.configuration import option
 from tf_pix2pix.runtime.progress import progress_bar
-from tf_pix2pix.data import (MANIFEST, SCHEMA_VERSION, SPLITS, make_example, make_label_example,
-                             manifest_checksum)
+from tf_pix2pix.data import (MANIFEST, SCHEMA_VERSION, SPLITS, error_text, make_example,
+                             make_label_example, manifest_checksum)
 from tf_pix2pix.image_io import (BadImageError, ImageFile, encode_ids, list_files,
                                  read_aligned_pair, read_id_map, read_image)
 from tf_pix2pix.label_maps import label_key
@@ -364,8 +364,7 @@ def build(config: BuildConfig) -> dict[str, Any]:
         if isinstance(e, OSError) and filename and not os.path.abspath(filename).startswith(
                 os.path.dirname(out) + os.sep):
             raise  # not the output's (an input file: its own error)
-        reason = e.strerror if isinstance(e, OSError) and e.strerror else (
-            getattr(e, "message", "") or str(e)).strip().splitlines()[0]
+        reason = (e.strerror or str(e)) if isinstance(e, OSError) else error_text(e)
         if os.sep in reason.split("; ", 1)[0]:  # TensorFlow's "PATH; No space left on device"
             reason = reason.split("; ", 1)[-1]
         raise UserError(f"--output_dir {out}: cannot write the TFRecords ({reason}); nothing "
@@ -397,10 +396,16 @@ def _write(config: BuildConfig, out: str, check: Any, items: dict[str, Any],
             "num_skipped": len(skipped),
             "skipped": skipped,
         }
-        manifest["checksum"] = manifest_checksum(manifest)  # a hand edit is detected
-        with open(os.path.join(workdir, MANIFEST), "w") as f:
-            json.dump(manifest, f, indent=2)
+        write_manifest(workdir, manifest)
     return manifest
+
+
+def write_manifest(folder: str, manifest: dict[str, Any]) -> None:
+    """Writes ``folder/manifest.json`` with the checksum of its content (a hand edit is
+    detected: ``data.read_manifest`` refuses it)."""
+    manifest["checksum"] = manifest_checksum(manifest)
+    with open(os.path.join(folder, MANIFEST), "w") as f:
+        json.dump(manifest, f, indent=2)
 
 
 def summary(manifest: dict[str, Any], output_dir: str) -> str:

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import re
 import shutil
@@ -41,7 +40,6 @@ from typing import Any
 
 from data_prep.atomic import atomic_output_dir, check_output_dir
 from data_prep.build_tfrecords import sha256_of
-from tf_pix2pix import data as data_lib
 from tf_pix2pix.cli import UserError, writable_dir, run_main
 
 PIX2PIX_DATASETS = ("facades", "maps", "edges2shoes", "edges2handbags", "night2day")
@@ -240,7 +238,7 @@ def download(config: DownloadConfig) -> dict[str, Any]:
     Everything is written to a temporary folder and renamed to ``OUT/<dataset>`` only on success,
     so a failure leaves nothing behind but the (verified) cache.
     """
-    from data_prep.build_tfrecords import BuildConfig, build
+    from data_prep.build_tfrecords import BuildConfig, build, write_manifest
 
     check = functools.partial(check_output_dir, os.path.join(config.output_dir, config.dataset),
                               config.overwrite, flag="--output_dir/<dataset>")
@@ -272,9 +270,7 @@ def download(config: DownloadConfig) -> dict[str, Any]:
             manifest = build(BuildConfig(input_dir=images, output_dir=records, layout=layout,
                                          on_bad_image="skip", progress=config.progress))
             manifest["source"] = source
-            manifest["checksum"] = data_lib.manifest_checksum(manifest)
-            with open(os.path.join(records, "manifest.json"), "w") as f:
-                json.dump(manifest, f, indent=2)
+            write_manifest(records, manifest)
             summary["tfrecords"] = os.path.join(final, "tfrecords")
             summary["manifest"] = manifest
     return summary

@@ -117,8 +117,8 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path):
         study.parse_fake("nodir")
 
 
-def _start(s):
-    server = study.make_server(s, "127.0.0.1", 0)
+def _start(s, **options):
+    server = study.make_server(s, "127.0.0.1", 0, **options)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     return server, f"http://127.0.0.1:{server.server_address[1]}"
@@ -592,8 +592,7 @@ def test_malformed_requests_get_a_json_refusal_and_write_nothing(tmp_path):
     folders = _scenes(tmp_path, n=2)
     out = tmp_path / "out"
     s = study.Study(_config(folders, out, practice=0, trials=2))
-    server = study.make_server(s, "127.0.0.1", 0, timeout=1.0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, _ = _start(s, timeout=1.0)
     port = server.server_address[1]
     good = {"participant": "ann", "trial": 0, "choice": "left"}
     post = lambda **change: _answer_request({**good, **change})  # noqa: E731
@@ -651,8 +650,7 @@ def test_malformed_requests_get_a_json_refusal_and_write_nothing(tmp_path):
         # of 3 connections on the same study; its stalled clients time out after 10 s).
         import socket
 
-        small = study.make_server(s, "127.0.0.1", 0, timeout=10.0, max_connections=3)
-        threading.Thread(target=small.serve_forever, daemon=True).start()
+        small, _ = _start(s, timeout=10.0, max_connections=3)
         small_port = small.server_address[1]
         holders = [socket.create_connection(("127.0.0.1", small_port)) for _ in range(3)]
         for holder in holders:
@@ -684,8 +682,7 @@ def test_fuzzed_requests_never_break_the_server(tmp_path_factory):
     folders = _scenes(root, n=2)
     out = root / "out"
     s = study.Study(_config(folders, out, practice=1, trials=2))
-    server = study.make_server(s, "127.0.0.1", 0, timeout=1.0)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server, _ = _start(s, timeout=1.0)
     port = server.server_address[1]
     json_values = st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8)

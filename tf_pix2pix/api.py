@@ -365,15 +365,19 @@ def predict(model: str | Translator, output_dir: str, input_dir: str = "",
     skipped: list[dict[str, str]] = []
     inner = translator._inner
     where = (("tfrecord", tfrecord_dir) if tfrecord_dir else (source, input_dir))
-    if source == "images" and not tfrecord_dir and predict_lib.looks_aligned(
-            predict_lib.input_files(input_dir)):
-        print(f"warning: every image of {input_dir} is twice as wide as high, as A|B pairs are; "
-              "they are translated whole. Pass source=\"aligned\" (--source=aligned) to "
-              "translate the left half and score the output against the right", file=sys.stderr)
+    if tfrecord_dir:
+        total = predict_lib.example_count(*where, inner.config, split, inner.direction)
+    else:
+        files = predict_lib.input_files(input_dir)
+        total = len(files)
+        if source == "images" and predict_lib.looks_aligned(files):
+            print(f"warning: every image of {input_dir} is twice as wide as high, as A|B pairs "
+                  "are; they are translated whole. Pass source=\"aligned\" (--source=aligned) "
+                  "to translate the left half and score the output against the right",
+                  file=sys.stderr)
     examples = predict_lib.iterate_examples(*where, inner.config, split, on_bad_image, skipped,
                                             inner.direction)
     fcn, fcn_labels = predict_lib.fcn_scorer(metric_config)
-    total = predict_lib.example_count(*where, inner.config, split, inner.direction)
     return predict_lib.predict(inner, examples, output_dir, progress, skipped, tuple(metrics),
                                protocol, metric_config.inception_weights, fcn, fcn_labels,
                                overwrite=overwrite, total=total)

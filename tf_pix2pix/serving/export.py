@@ -33,7 +33,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import time
@@ -229,8 +228,8 @@ def remove_leftovers(export_dir: str) -> list[str]:
             except (OSError, ValueError):  # being written, or a claim of before
                 stale = _older_than(path, _UNNAMED_STALE_S)
         elif partial:
-            stale = (locking.holder_gone({"host": socket.gethostname(), "pid": int(partial[2])})
-                     if partial[2] else _older_than(path, _UNNAMED_STALE_S))
+            stale = (not locking.process_alive(int(partial[2]), None) if partial[2]
+                     else _older_than(path, _UNNAMED_STALE_S))
         else:
             continue
         if stale:

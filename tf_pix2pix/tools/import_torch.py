@@ -309,9 +309,6 @@ def import_generator(config: ImportConfig) -> dict[str, object]:
     Returns:
       A summary: the checkpoint, the configuration, tensors copied, dropout detection.
     """
-    if os.path.exists(config.model_dir) and not os.path.isdir(config.model_dir):
-        raise UserError(f"--model_dir {config.model_dir} is a file, not a folder; pass a new "
-                        "folder for the imported model")
     if models.load_config(config.model_dir) is not None:
         raise UserError(f"--model_dir {config.model_dir} already holds a model; use a new one")
     try:

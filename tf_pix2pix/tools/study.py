@@ -189,7 +189,6 @@ class Study:
         self.lock = threading.Lock()
         writable_dir(config.output_dir, "--output_dir")
         self.path = os.path.join(config.output_dir, ANSWERS)
-        self._size = 0  # bytes of answers.jsonl that hold complete, acknowledged answers
         self._sequences: dict[str, list[Trial]] = {}
         self.answers: dict[str, list[dict[str, Any]]] = {}
         # One server per study folder: two would both append (double counts, positions beyond
@@ -236,7 +235,6 @@ class Study:
             if end < os.path.getsize(self.path):  # a line cut short by a crash: dropped
                 with open(self.path, "r+b") as f:
                     f.truncate(end)
-            self._size = end
             for record in records:
                 self.answers.setdefault(record["participant"], []).append(record)
 
@@ -289,19 +287,20 @@ class Study:
         raises (the page is told the answer was not saved and may send it again)."""
         fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            view = memoryview(line)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        except OSError:
+            size = os.fstat(fd).st_size  # the acknowledged answers (one server: study.lock)
             try:
-                os.ftruncate(fd, self._size)
+                view = memoryview(line)
+                while view:
+                    view = view[os.write(fd, view):]
+                os.fsync(fd)
             except OSError:
-                pass  # read_answers drops a cut line at the next start and finds a glued one
-            raise
+                try:
+                    os.ftruncate(fd, size)
+                except OSError:
+                    pass  # read_answers drops a cut line at the next start, finds a glued one
+                raise
         finally:
             os.close(fd)
-        self._size += len(line)
 
     def record(self, participant: str, index: int, choice: str,
                shown_ms: float | None) -> dict[str, Any]:
