@@ -1,6 +1,7 @@
 """Shared fixtures: small data sets the project makes itself, and two logical CPU devices."""
 
 import os
+import shutil
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -138,3 +139,23 @@ def encode_special(pixels, kind):
     else:
         raise ValueError(kind)
     return buf.getvalue()
+
+
+def chromium_browser(window="1280,900", network_log=False):
+    """Debian's headless Chromium through Selenium (skips the test, saying why, without it).
+    ``network_log``: record the page's requests (``browser.get_log("performance")``)."""
+    webdriver = pytest.importorskip("selenium.webdriver")
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium "
+                    "chromium-driver; .ci/run installs them)")
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                f"--window-size={window}", "--hide-scrollbars"):
+        options.add_argument(arg)
+    if network_log:
+        options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    return webdriver.Chrome(service=Service(driver), options=options)

@@ -5,7 +5,6 @@ at once."""
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 from tf_pix2pix.tools import study
 from tf_pix2pix.cli import UserError
 
-from conftest import write_image
+from conftest import chromium_browser, write_image
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # README screenshots: set TF_PIX2PIX_SCREENSHOTS=docs/images to write them there.
@@ -310,19 +309,7 @@ def test_the_command_line_serves_stops_and_reports(tmp_path):
 # -- the page in a real browser ------------------------------------------------------------------
 
 def _browser():
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
-    if not (chromium and driver):
-        pytest.skip("needs Debian's chromium and chromium-driver (apt-get install chromium "
-                    "chromium-driver; .ci/run installs them)")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--window-size=1100,760", "--hide-scrollbars"):
-        options.add_argument(arg)
-    return webdriver.Chrome(service=Service(driver), options=options)
+    return chromium_browser("1100,760")
 
 
 def _wait(browser, predicate, timeout=15.0):

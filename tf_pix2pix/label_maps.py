@@ -25,6 +25,13 @@ CITYSCAPES_COLORS = (
     (0, 60, 100), (0, 0, 90), (0, 0, 110), (0, 80, 100), (0, 0, 230), (119, 11, 32),
     (0, 0, 142))
 CITYSCAPES_LABEL_NC = len(CITYSCAPES_COLORS)
+# The names of those ids (cityscapesScripts ``labels.py``; id 34 is its license plate, -1 there).
+CITYSCAPES_LABEL_NAMES = (
+    "unlabeled", "ego vehicle", "rectification border", "out of roi", "static", "dynamic",
+    "ground", "road", "sidewalk", "parking", "rail track", "building", "wall", "fence",
+    "guard rail", "bridge", "tunnel", "pole", "polegroup", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "caravan",
+    "trailer", "train", "motorcycle", "bicycle", "license plate")
 
 # Suffixes of Cityscapes' file names, ignored when label, instance and photo files are matched.
 LABEL_SUFFIXES = ("_gtFine_labelIds", "_gtFine_instanceIds", "_leftImg8bit")
@@ -56,6 +63,55 @@ def palette(label_nc: int) -> np.ndarray:
             c >>= 3
         colors[i] = (r, g, b)
     return colors
+
+
+def label_names(label_nc: int) -> tuple[str, ...]:
+    """The names of label ids ``0..label_nc-1``: Cityscapes' for 35, else ``class N``."""
+    if label_nc == CITYSCAPES_LABEL_NC:
+        return CITYSCAPES_LABEL_NAMES
+    return tuple(f"class {i}" for i in range(label_nc))
+
+
+def frequent_colours(images: np.ndarray, max_colours: int = 24, coverage: float = 0.75,
+                     near: int = 32, min_share: float = 0.01) -> np.ndarray | None:
+    """The label colours of label-like RGB images, or None when they are not label-like.
+
+    ``images``: ``[..., 3]`` uint8. Colours are counted in bins of 8 levels per channel; bins
+    holding at least ``min_share`` of the pixels are taken, each as its most frequent exact colour
+    (a bin within ``near`` levels per channel of a colour already taken joins it). The images are
+    label-like when the pixels within ``near`` levels of a taken colour make ``coverage`` of all
+    (the rest: blends at the edges of resized or JPEG'd maps) with at most ``max_colours``
+    colours; photos and shaded sketches are not: None.
+    """
+    pixels = np.asarray(images, np.uint8).reshape(-1, 3).astype(np.int64)
+    if not len(pixels):
+        return None
+    bins = (pixels[:, 0] >> 3) * 1024 + (pixels[:, 1] >> 3) * 32 + (pixels[:, 2] >> 3)
+    counts = np.bincount(bins, minlength=32768)
+    exact = pixels[:, 0] * 65536 + pixels[:, 1] * 256 + pixels[:, 2]
+    chosen: list[np.ndarray] = []
+    covered = np.zeros(len(pixels), bool)
+    for b in np.argsort(-counts, kind="stable"):
+        if counts[b] < min_share * len(pixels):
+            break
+        values, n = np.unique(exact[bins == b], return_counts=True)
+        v = int(values[np.argmax(n)])
+        colour = np.array([v >> 16, (v >> 8) & 255, v & 255])
+        if any(np.abs(colour - c).max() <= near for c in chosen):
+            continue
+        chosen.append(colour)
+        if len(chosen) > max_colours:
+            return None
+        covered |= np.abs(pixels - colour).max(axis=1) <= near
+    return np.array(chosen, np.uint8) if chosen and covered.mean() >= coverage else None
+
+
+def nearest_colour(image: np.ndarray, colours: np.ndarray) -> np.ndarray:
+    """``[H, W]`` int32: the index in ``colours`` (``[K, 3]``) of each ``[H, W, 3]`` pixel's
+    nearest colour (squared distance; ties to the first)."""
+    image = np.asarray(image, np.int32)[..., :3]
+    d = ((image[..., None, :] - np.asarray(colours, np.int32)) ** 2).sum(-1)
+    return np.argmin(d, axis=-1).astype(np.int32)
 
 
 def one_hot(labels: tf.Tensor, label_nc: int) -> tf.Tensor:
@@ -166,14 +222,19 @@ def segmentation_classes(classes: str | int) -> tuple[np.ndarray, tuple[str, ...
     return lut, tuple(f"class {i}" for i in range(n))
 
 
-def colorize_classes(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
-    """``[..., H, W]`` class indices (:data:`IGNORE` black) as colours in [-1, 1]: Cityscapes'
-    colours of its 19 train ids, otherwise the :func:`palette` of ``num_classes``."""
+def class_colours(num_classes: int) -> np.ndarray:
+    """``[num_classes, 3]`` uint8 colours of a segmenter's classes: Cityscapes' colours of its
+    19 train ids, otherwise the :func:`palette` of ``num_classes``."""
     if num_classes == len(CITYSCAPES_CLASSES):
         label_ids = [CITYSCAPES_TRAIN_IDS.index(i) for i in range(num_classes)]
-        colors = np.array([CITYSCAPES_COLORS[i] for i in label_ids], np.uint8)
-    else:
-        colors = palette(num_classes)
+        return np.array([CITYSCAPES_COLORS[i] for i in label_ids], np.uint8)
+    return palette(num_classes)
+
+
+def colorize_classes(classes: tf.Tensor, num_classes: int) -> tf.Tensor:
+    """``[..., H, W]`` class indices (:data:`IGNORE` black) as colours in [-1, 1]
+    (:func:`class_colours`)."""
+    colors = class_colours(num_classes)
     table = np.concatenate([colors, np.zeros([256 - num_classes, 3], np.uint8)])
     ids = tf.cast(classes, tf.int32)
     return tf.gather(tf.constant(table, tf.float32) / 127.5 - 1.0, tf.clip_by_value(ids, 0, 255))

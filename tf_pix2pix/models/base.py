@@ -20,10 +20,11 @@ import contextlib
 from typing import Any, ClassVar, Iterator, NamedTuple
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_pix2pix import data as data_lib
-from tf_pix2pix import inference, networks
+from tf_pix2pix import inference, label_maps, networks
 from tf_pix2pix.configuration import ExperimentConfig, ModelConfig, checkpoint_dir
 from tf_pix2pix.errors import ConfigError
 from tf_pix2pix.image_io import decode
@@ -212,6 +213,31 @@ class TranslationModel(abc.ABC):
         return False
 
     @classmethod
+    def editor_info(cls, config: ExperimentConfig, direction: str = "AtoB") -> dict[str, Any]:
+        """What the interactive editor (``tf_pix2pix.tools.editor``) needs to know about the
+        input and output of the generator of ``direction``, written into the export's
+        ``export_info.json`` (``editor``).
+
+        Keys: ``input`` — ``rgb_labels`` (flat label colours: the editor paints with
+        ``palette``, ``[[r, g, b], ...]``, and ``names``), ``label_ids`` (a grayscale map of class
+        ids, painted in the ``palette`` colour of each id; ``instances``: whether an instance map
+        goes with it; ``styles``: the number of styles ``serve_with_style`` chooses among) or
+        ``image`` (photos, sketches: a free pen); ``output`` — ``image``, or ``class_ids`` (a
+        grayscale map of classes, shown in ``output_palette``). This one decides between
+        ``rgb_labels`` and ``image`` from the training inputs of ``config.data.data_dir``
+        (:func:`label_maps.frequent_colours` of up to 16 of them; ``image`` when the data is
+        gone)."""
+        images = training_inputs(cls, config, direction)
+        info: dict[str, Any] = {"input": "image", "output": "image",
+                                "size": editor_size(config, images)}
+        colours = label_maps.frequent_colours(to_uint8(np.stack(images)).numpy()) \
+            if images else None
+        if colours is not None:
+            info.update(input="rgb_labels", palette=colours.tolist(),
+                        names=[f"colour {i}" for i in range(len(colours))])
+        return info
+
+    @classmethod
     def dry_run(cls, config: ExperimentConfig) -> str:
         """Builds the model and reports its networks' parameter counts (and the receptive field
         of its discriminators) as one line."""
@@ -293,6 +319,26 @@ class TranslationModel(abc.ABC):
     def validate(self, dataset: tf.data.Dataset, max_examples: int,
                  mode: str) -> dict[str, float]:
         """Metrics on a held-out dataset (``count`` included)."""
+
+
+def training_inputs(model: type[TranslationModel], config: ExperimentConfig,
+                    direction: str = "AtoB", count: int = 16) -> list[np.ndarray]:
+    """Up to ``count`` generator inputs of the training split (of the generator of
+    ``direction``: for unaligned data ``BtoA`` reads domain B), unjittered, in [-1, 1]; none
+    when the data cannot be read (moved or deleted since training)."""
+    side = 1 if direction == "BtoA" and model.data_layout == "unaligned" else 0
+    try:
+        batches = model.build_input(config, "train", training=False, batch_size=1)
+        return [batch[side][0].numpy() for batch in batches.take(count)]
+    except (tf.errors.OpError, ConfigError, OSError, ValueError):
+        return []
+
+
+def editor_size(config: ExperimentConfig, images: list[np.ndarray]) -> list[int]:
+    """``[height, width]`` of the editor's canvas: the training inputs' size, else the crop."""
+    if images:
+        return list(images[0].shape[:2])
+    return [config.data.crop_size, config.data.crop_size]
 
 
 def make_optimizer(config: ExperimentConfig, steps_per_epoch: int, decay_shift: int = 1,

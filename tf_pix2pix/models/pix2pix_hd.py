@@ -48,8 +48,8 @@ from tf_pix2pix import label_maps, losses
 from tf_pix2pix.configuration import ConfigError, ExperimentConfig, ModelConfig, option, option_of
 from tf_pix2pix.metrics.scoring import evaluate
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, distributed_step,
-                                    dtype_policy, make_optimizer, register, restore_generator,
-                                    scaled)
+                                    dtype_policy, editor_size, make_optimizer, register,
+                                    restore_generator, scaled, training_inputs)
 from tf_pix2pix.networks import (GeneratorLayout, multiscale_discriminator, receptive_field,
                                  scale_outputs,
                                  resnet_generator)
@@ -335,6 +335,21 @@ class Pix2PixHD(TranslationModel):
     @classmethod
     def takes_style(cls, config: ExperimentConfig) -> bool:
         return config.model.instance_feat
+
+    @classmethod
+    def editor_info(cls, config: ExperimentConfig, direction: str = "AtoB") -> dict[str, Any]:
+        """Label maps of ``label_nc`` ids in their :func:`label_maps.palette` colours, with
+        instance maps where the generator reads them and, for ``instance_feat``, the number of
+        styles (the most clusters any class has)."""
+        label_nc = config.data.label_nc
+        if not label_nc:
+            return super().editor_info(config, direction)
+        styles = int(feature_table(config)[1].max()) if config.model.instance_feat else 0
+        images = training_inputs(cls, config, direction, count=1)
+        return {"input": "label_ids", "output": "image", "size": editor_size(config, images),
+                "palette": label_maps.palette(label_nc).tolist(),
+                "names": list(label_maps.label_names(label_nc)),
+                "instances": uses_instances(config), "styles": styles}
 
     @classmethod
     def encode_input(cls, config: ExperimentConfig, encoded: tf.Tensor, channels: int,

@@ -35,7 +35,8 @@ from tf_pix2pix import label_maps, networks
 from tf_pix2pix.configuration import ConfigError, ExperimentConfig, ModelConfig, option_of
 from tf_pix2pix.metrics.fcn_score import ConfusionMatrix
 from tf_pix2pix.models.base import (GeneratorSlot, TranslationModel, current_lr, dtype_policy,
-                                    make_optimizer, register, scaled)
+                                    editor_size, make_optimizer, register, scaled,
+                                    training_inputs)
 
 CITYSCAPES_LABEL_NC = label_maps.CITYSCAPES_LABEL_NC
 
@@ -123,6 +124,15 @@ class Segmenter(TranslationModel):
     def show_output(cls, config: ExperimentConfig, outputs: tf.Tensor) -> tf.Tensor:
         """Class scores as the predicted classes' colours."""
         return label_maps.colorize_classes(tf.argmax(outputs, axis=-1), outputs.shape[-1])
+
+    @classmethod
+    def editor_info(cls, config: ExperimentConfig, direction: str = "AtoB") -> dict[str, Any]:
+        """Photos in; the PNG of class indices out, shown in the classes' colours."""
+        _, names = label_maps.segmentation_classes(classes_of(config))
+        images = training_inputs(cls, config, direction, count=1)
+        return {"input": "image", "output": "class_ids", "size": editor_size(config, images),
+                "output_palette": label_maps.class_colours(len(names)).tolist(),
+                "output_names": list(names)}
 
     @classmethod
     def encode_output(cls, config: ExperimentConfig, output: tf.Tensor) -> tf.Tensor:

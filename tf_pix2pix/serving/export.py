@@ -322,6 +322,8 @@ def export(config: ExportConfig) -> str:
                        "version": version, "pad_multiple": pad_multiple(exp_config),
                        "max_pixels": config.max_pixels,
                        "files": [c.to_dict() for c in converted],
+                       "editor": models.for_config(exp_config).editor_info(exp_config,
+                                                                           config.direction),
                        "config": exp_config.to_dict()}, f, indent=2)
         module = Pix2PixServable(generator, exp_config, config.test_mode, info_path,
                                  config.max_pixels)
