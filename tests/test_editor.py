@@ -125,3 +125,266 @@ def test_exports_are_found_by_direction_and_old_ones_refused(pix2pix_export, tmp
     info_path.write_text(json.dumps(info))
     with pytest.raises(ConfigError, match="export it again"):
         editor.ExportedGenerator(str(old))
+
+
+# -- in a real browser -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def segmenter_export(label_records, tmp_path_factory):
+    root = tmp_path_factory.mktemp("editor_seg")
+    cfg = models.resolve("segmenter", data_dir=label_records, label_nc=4,
+                         preprocess="resize_and_crop", load_size=32, crop_size=32, batch_size=2,
+                         netG="unet_32", ngf=4, model_dir=str(root / "model"), max_steps=1,
+                         val_max_examples=0)
+    train(cfg, progress=False)
+    return export(ExportConfig(model_dir=str(root / "model"), export_dir=str(root / "out")))
+
+
+@pytest.fixture
+def serve_editor():
+    """Starts an editor on an export (``serve_editor(path, **options)``, in this process, on a
+    free port) and returns its URL; closes every one it started."""
+    apps = []
+
+    def start(export_dir, **options):
+        config = editor.EditorConfig(export_dir=export_dir, port=0, **options)
+        app, url = editor.launch(config, block=False)
+        apps.append(app)
+        return url
+
+    yield start
+    for app in apps:
+        app.close()
+
+
+class EditorPage:
+    """The editor's page in headless Chromium, driven as a user drives it."""
+
+    def __init__(self, url, size, network_log=False):
+        from conftest import chromium_browser
+
+        self.size = size  # the canvas's (width, height)
+        self.browser = chromium_browser("1280,1000", network_log=network_log)
+        self.browser.get(url)
+        self.wait(lambda: self.canvas() is not None and self.image("sent") is not None,
+                  "the page's first translation")
+
+    def find(self, css):
+        from selenium.webdriver.common.by import By
+
+        return [e for e in self.browser.find_elements(By.CSS_SELECTOR, css) if e.is_displayed()]
+
+    def canvas(self):
+        found = self.find("#canvas canvas")
+        return found[-1] if found else None
+
+    def click(self, css):
+        self.find(css)[0].click()
+
+    def pick(self, rgb):
+        """The brush colour ``rgb``: the Color tool, its swatch, then the Brush tool again
+        (which closes the swatches, else the next stroke would start on them)."""
+        self.click("#canvas button[aria-label='Color']")
+        swatch = "#canvas button[style*='background-color: rgb({}, {}, {})']".format(*rgb)
+        self.wait(lambda: self.find(swatch), f"the swatch of {rgb}")
+        self.click(swatch)
+        self.click("#canvas button[aria-label='Brush']")
+        self.wait(lambda: not self.find(swatch), "the swatches closed")
+
+    def upload(self, path):
+        """Chooses ``path`` with the upload button (its hidden file input)."""
+        self.browser.find_element(
+            "css selector", "input[data-testid='Upload an image-upload-button']").send_keys(path)
+
+    def stroke(self, fx0, fx1, fy):
+        """A horizontal stroke across the canvas's image, at fractions of its size from the
+        centre (-0.5 .. 0.5)."""
+        from selenium.webdriver.common.action_chains import ActionChains
+
+        canvas = self.canvas()
+        side = self.image_extent()
+        x0, x1, y = (int(f * s) for f, s in ((fx0, side[0]), (fx1, side[0]), (fy, side[1])))
+        actions = ActionChains(self.browser).move_to_element_with_offset(canvas, x0, y)
+        actions.click_and_hold()
+        for k in range(1, 11):
+            actions.move_to_element_with_offset(canvas, x0 + (x1 - x0) * k // 10, y)
+        actions.release().perform()
+
+    def image_extent(self):
+        """The drawn image's size on the screen, ``(width, height)``: the canvas's size at
+        the zoom the toolbar shows (the canvas element is larger than the image)."""
+        import re
+
+        zoom = re.search(r"(\d+)%", self.find("#canvas")[0].text)
+        return tuple(int(s * int(zoom.group(1)) / 100) for s in self.size)
+
+    def image(self, elem_id):
+        """The image an output component shows, read back from the page's own URL."""
+        import urllib.request
+
+        found = self.find(f"#{elem_id} img")
+        src = found[0].get_attribute("src") if found else None
+        if not src:
+            return None
+        with urllib.request.urlopen(src, timeout=10) as r:
+            return editor.decode_png(r.read())[..., :3]
+
+    def text(self, elem_id):
+        found = self.find(f"#{elem_id}")
+        return found[0].text if found else ""
+
+    def wait(self, predicate, what, timeout=60):
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                value = predicate()
+            except Exception:  # the page re-rendering under the query
+                value = None
+            if value is not None and value is not False and not (
+                    isinstance(value, list) and not value):
+                return value
+            time.sleep(0.2)
+        self.browser.save_screenshot(os.path.join(os.environ.get("TMPDIR", "/tmp"),
+                                                  "editor_timeout.png"))
+        raise AssertionError(f"the editor's page never showed {what} in {timeout} s")
+
+    def close(self):
+        self.browser.quit()
+
+
+def colour_mask(image, rgb):
+    return (np.asarray(image) == np.asarray(rgb, np.uint8)).all(axis=-1)
+
+
+def test_strokes_of_two_label_colours_translate_as_the_export_does(pix2pix_export,
+                                                                   serve_editor):
+    gen = editor.ExportedGenerator(pix2pix_export)
+    palette = np.array(gen.editor["palette"], np.uint8)
+    page = EditorPage(serve_editor(pix2pix_export), (gen.width, gen.height))
+    try:
+        page.pick(palette[1])
+        page.stroke(-0.4, 0.4, -0.25)
+        page.wait(lambda: colour_mask(page.image("sent"), palette[1]).any(), "the first stroke")
+        page.pick(palette[2])
+        page.stroke(-0.4, 0.4, 0.25)
+        sent = page.wait(lambda: (lambda s: s if colour_mask(s, palette[2]).any() else None)(
+            page.image("sent")), "the second stroke")
+        # What was sent: label colours only, the first stroke above the second.
+        assert np.isin(sent.reshape(-1, 3).view([("", np.uint8)] * 3),
+                       palette.view([("", np.uint8)] * 3)).all()
+        rows_1 = np.nonzero(colour_mask(sent, palette[1]).any(axis=1))[0]
+        rows_2 = np.nonzero(colour_mask(sent, palette[2]).any(axis=1))[0]
+        assert rows_1.max() < gen.height // 2 <= rows_2.min()
+        assert colour_mask(sent[gen.height // 4 - 2: gen.height // 4 + 2], palette[1]).mean() > .5
+        expected = editor.output_image(gen.editor, gen.translate(editor.encode_png(sent)))
+        shown = page.wait(lambda: (lambda o: o if o is not None and o.shape == expected.shape
+                                   and (o == expected).all() else None)(page.image("output")),
+                          "the export's translation of what was sent", timeout=20)
+        assert shown.shape == (gen.height, gen.width, 3)
+    finally:
+        page.close()
+
+
+def test_class_strokes_on_two_layers_send_ids_and_instances(hd_export, serve_editor):
+    gen = editor.ExportedGenerator(hd_export)
+    palette = np.array(gen.editor["palette"], np.uint8)
+    page = EditorPage(serve_editor(hd_export), (gen.width, gen.height))
+    try:
+        # Layer 1: a stroke of class 1 at the top, one of class 2 in the middle; layer 2:
+        # another instance of class 1 at the bottom.
+        page.pick(palette[1])
+        page.stroke(-0.4, 0.4, -0.3)
+        page.pick(palette[2])
+        page.stroke(-0.4, 0.4, 0.0)
+        page.wait(lambda: colour_mask(page.image("sent"), palette[2]).any(), "layer 1's strokes")
+        page.click("#canvas button[aria-label='Show Layers']")
+        page.click("#canvas button[aria-label='Add Layer']")
+        page.pick(palette[1])
+        page.stroke(-0.4, 0.4, 0.3)
+        low = gen.height * 2 // 3
+        sent = page.wait(lambda: (lambda s: s if colour_mask(s[low:], palette[1]).any()
+                                  else None)(page.image("sent")), "layer 2's stroke")
+        ids = np.zeros(sent.shape[:2], np.int32)
+        for k in (1, 2, 3):
+            ids[colour_mask(sent, palette[k])] = k
+        assert colour_mask(sent, palette[0]).sum() + (ids > 0).sum() == ids.size
+        rows = np.arange(gen.height)[:, None]
+        instances = np.where(ids == 2, 2001, np.where(ids == 1, np.where(rows < low, 1001, 1002),
+                                                        ids))
+        assert {1001, 1002, 2001} <= set(np.unique(instances).tolist())
+        expected = editor.output_image(gen.editor, gen.translate(
+            editor.encode_png(ids.astype(np.uint8)), editor.encode_png(
+                instances.astype(np.uint16))))
+        page.wait(lambda: (lambda o: o is not None and o.shape == expected.shape
+                           and (o == expected).all())(page.image("output")),
+                  "the export's translation of the ids and instances drawn", timeout=20)
+    finally:
+        page.close()
+
+
+def test_an_uploaded_photo_is_segmented_as_the_export_does(segmenter_export, label_records,
+                                                           serve_editor):
+    gen = editor.ExportedGenerator(segmenter_export)
+    assert gen.editor["input"] == "image" and gen.editor["output"] == "class_ids"
+    photo = os.path.join(os.path.dirname(label_records), "images", "val_img", "00000.jpg")
+    page = EditorPage(serve_editor(segmenter_export), (gen.width, gen.height))
+    try:
+        blank = page.image("sent")
+        page.upload(photo)
+        resized = editor.checked_upload(open(photo, "rb").read(), gen, 2**20)
+        sent = page.wait(lambda: (lambda s: s if s is not None and s.shape == resized.shape
+                                  and (s == resized).all() else None)(page.image("sent")),
+                         "the uploaded photo at the canvas's size")
+        assert not (sent == blank).all()
+        expected = editor.output_image(gen.editor, gen.translate(editor.encode_png(sent)))
+        colours = np.array(gen.editor["output_palette"], np.uint8)
+        assert np.isin(expected.reshape(-1, 3) @ [65536, 256, 1], colours @ [65536, 256, 1]).all()
+        page.wait(lambda: (lambda o: o is not None and o.shape == expected.shape
+                           and (o == expected).all())(page.image("output")),
+                  "the export's classes of the photo in their colours", timeout=20)
+    finally:
+        page.close()
+
+
+def test_a_bad_upload_gets_a_message_while_a_second_browser_draws(pix2pix_export, serve_editor,
+                                                                  tmp_path):
+    import urllib.parse
+
+    gen = editor.ExportedGenerator(pix2pix_export)
+    palette = np.array(gen.editor["palette"], np.uint8)
+    url = serve_editor(pix2pix_export)
+    bad = tmp_path / "holiday.png"
+    bad.write_bytes(b"this is no picture " * 50)
+    first = EditorPage(url, (gen.width, gen.height), network_log=True)
+    second = EditorPage(url, (gen.width, gen.height), network_log=True)
+    try:
+        first.upload(str(bad))
+        second.pick(palette[3])
+        second.stroke(-0.4, 0.4, 0.0)
+        message = first.wait(lambda: first.text("status") or None, "the upload's message")
+        assert "Not loaded" in message and "holiday.png is not an image" in message
+        second.wait(lambda: colour_mask(second.image("sent"), palette[3]).any(),
+                    "the second browser's translation")
+        # The first one keeps working after its bad upload.
+        first.pick(palette[1])
+        first.stroke(-0.4, 0.4, 0.0)
+        first.wait(lambda: colour_mask(first.image("sent"), palette[1]).any(),
+                   "the first browser's translation after the bad upload")
+        first.wait(lambda: not first.text("status"), "the message gone after a stroke")
+        assert not colour_mask(second.image("sent"), palette[1]).any()
+        # Nothing but the editor's own server was asked for anything.
+        host = urllib.parse.urlsplit(url).netloc
+        for page in (first, second):
+            asked = {json.loads(e["message"])["message"]["params"]["request"]["url"]
+                     for e in page.browser.get_log("performance")
+                     if json.loads(e["message"])["message"]["method"] ==
+                     "Network.requestWillBeSent"}
+            foreign = {u for u in asked if urllib.parse.urlsplit(u).scheme in ("http", "https",
+                                                                              "ws", "wss")
+                       and urllib.parse.urlsplit(u).netloc != host}
+            assert asked and not foreign
+    finally:
+        first.close()
+        second.close()

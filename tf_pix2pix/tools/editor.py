@@ -334,13 +334,13 @@ def build_app(config: EditorConfig,
 
     def translate(value, direction, style):
         if value is None or value.get("composite") is None:
-            return None, None, ""
+            return None, None
         gen = generators.get(direction, first)
         drawing = drawing_input(editor, value["composite"], value.get("layers"), palette)
         styles = editor.get("styles", 0)
         png = gen.translate(drawing.image, drawing.instances,
                             int(style) if styles else None)
-        return output_image(gen.editor, png), drawing.shown, ""
+        return output_image(gen.editor, png), drawing.shown
 
     def load_file(data: bytes, name: str):
         try:
@@ -352,10 +352,11 @@ def build_app(config: EditorConfig,
             pixels = palette[label_maps.nearest_colour(pixels, palette)]
         return {"background": pixels, "layers": [], "composite": pixels}, ""
 
-    def upload(data):
-        if data is None:
+    def upload(path):
+        if not path:
             return gr.update(), ""
-        return load_file(data, "the upload")
+        with open(path, "rb") as f:
+            return load_file(f.read(), os.path.basename(path))
 
     def example(path):
         if not path:
@@ -387,7 +388,7 @@ def build_app(config: EditorConfig,
                 transforms=(), sources=(), label="Drawing", elem_id="canvas")
             with gr.Column():
                 output = gr.Image(label="Translation", format="png", type="numpy",
-                                  interactive=False, elem_id="output",
+                                  interactive=False, elem_id="output", height=360,
                                   buttons=["download"])
                 sent = gr.Image(label="Input as sent", format="png", type="numpy",
                                 interactive=False, elem_id="sent", height=160)
@@ -403,17 +404,18 @@ def build_app(config: EditorConfig,
                                           elem_id="fill_colour")
                 fill_button = gr.Button("Fill the canvas", elem_id="fill")
         with gr.Row():
-            upload_button = gr.UploadButton("Upload an image", type="binary",
+            upload_button = gr.UploadButton("Upload an image", type="filepath",
                                             elem_id="upload")
             chooser = gr.Dropdown([(os.path.basename(p), p) for p in examples], value=None,
                                   label="Start from an example", visible=bool(examples),
                                   elem_id="examples")
         status = gr.Markdown(elem_id="status")
 
-        run = dict(fn=translate, inputs=[canvas, direction, style], outputs=[output, sent, status],
+        run = dict(fn=translate, inputs=[canvas, direction, style], outputs=[output, sent],
                    trigger_mode="always_last", show_progress="full" if big else "hidden",
                    concurrency_id="translate")
         canvas.input(**run)
+        canvas.input(lambda: "", None, status, queue=False, show_progress="hidden")
         direction.change(**run)
         style.release(**run)
         upload_button.upload(upload, upload_button, [canvas, status]).then(**run)
